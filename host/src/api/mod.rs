@@ -1,0 +1,97 @@
+//! The HTTP API: thin warp routes over the services. Every error leaves in
+//! the one shape defined in [`error`].
+
+mod error;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+pub use error::ApiError;
+
+use crate::agents::AgentRegistry;
+use crate::messaging::MessageJson;
+
+/// What the routes need: the services, shared.
+#[derive(Clone)]
+pub struct ApiState {
+    pub registry: Arc<AgentRegistry>,
+    pub started: Instant,
+    pub max_request_size: u64,
+}
+
+/// Every route of the API, with errors recovered into the error shape.
+pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with_state = {
+        let state = state.clone();
+        warp::any().map(move || state.clone())
+    };
+
+    let health = warp::path!("api" / "v1" / "health")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(health);
+
+    let send_to_agent = warp::path!("api" / "v1" / "agents" / String / "messages")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(state.max_request_size))
+        .and(warp::body::bytes())
+        .and(with_state)
+        .then(send_to_agent);
+
+    health
+        .or(send_to_agent)
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(warp::trace::request())
+}
+
+fn health(state: ApiState) -> Response {
+    warp::reply::json(&json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "agents": state.registry.agent_count(),
+    }))
+    .into_response()
+}
+
+/// `POST /api/v1/agents/{name}/messages`: deliver a message, answer with
+/// the reply and the call's usage.
+async fn send_to_agent(agent: String, body: Bytes, state: ApiState) -> Response {
+    match deliver(&agent, &body, &state).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn deliver(agent: &str, body: &[u8], state: &ApiState) -> Result<Response, ApiError> {
+    let message: MessageJson = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body is not a valid message: {e}. Send JSON like {{\"performative\": \"request\", \"content\": {{...}}}}"
+        ))
+    })?;
+    let outcome = state
+        .registry
+        .call(agent, message.into_wit(agent))
+        .await
+        .map_err(|e| ApiError::from_agent(&e))?;
+    let usage = outcome.usage;
+    let reply = outcome
+        .result
+        .map_err(|e| ApiError::from_runtime(&e, &usage))?
+        .map_err(|e| ApiError::from_plugin(&e, &usage))?;
+    let reply = reply.map(|r| MessageJson::from_reply(r, agent));
+    Ok(warp::reply::with_status(
+        warp::reply::json(&json!({ "reply": reply, "usage": usage })),
+        StatusCode::OK,
+    )
+    .into_response())
+}

@@ -1,0 +1,62 @@
+//! The `caxton` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "caxton",
+    version,
+    about = "An agent host for edge and desktop boxes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: load the agents and serve the HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Config file (TOML); every key is optional.
+    #[arg(long, env = "CAXTON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
+    #[arg(long, env = "CAXTON_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the store, component cache and secrets.
+    #[arg(long, env = "CAXTON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of agent and tool manifests to load.
+    #[arg(long, env = "CAXTON_AGENTS_DIR")]
+    pub agents_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The config file (or defaults) with flags and env applied on top.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = Some(dir.clone());
+        }
+        if let Some(dir) = &self.agents_dir {
+            config.server.agents_dir = Some(dir.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,212 @@
+//! The host's configuration: a TOML file whose every key has a default, so
+//! `caxton serve` with no file runs on the embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+    #[error("cannot find a data directory for this user; pass --data-dir or set CAXTON_DATA_DIR")]
+    NoDataDir,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub wasm_runtime: WasmRuntimeConfig,
+}
+
+/// `[server]`: where the host listens and keeps its files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP API. Loopback by default: the API has no auth yet.
+    pub listen: SocketAddr,
+    /// Where the store, the component cache and secrets live.
+    /// Default: the platform data dir (`directories`), e.g. `~/.local/share/caxton`.
+    pub data_dir: Option<PathBuf>,
+    /// Directory of agent and tool manifests loaded at startup.
+    /// Default: the examples bundled with the source tree.
+    pub agents_dir: Option<PathBuf>,
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    pub max_request_size: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: None,
+            agents_dir: None,
+            max_request_size: 1024 * 1024,
+        }
+    }
+}
+
+/// `[wasm_runtime]`: the wasmtime engine and its instance pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WasmRuntimeConfig {
+    /// Component instances that can run at once (pool slots). A call that
+    /// finds every slot busy is refused with 503 instead of queueing forever.
+    pub pool_size: u32,
+    /// Hard cap on one instance's linear memory, in MiB; per-agent
+    /// `memory_mb` must be at most this. Also the per-slot address-space
+    /// reservation, so small caps keep virtual memory small too.
+    pub max_memory_per_instance_mb: u32,
+    /// Fuel (roughly, wasm instructions) per call when a manifest sets none.
+    pub default_fuel: u64,
+    /// Wall-clock limit per call when a manifest sets none.
+    #[serde(with = "duration_text")]
+    pub default_execution_timeout: Duration,
+    /// Resolution of deadlines: the epoch ticker's period.
+    #[serde(with = "duration_text")]
+    pub epoch_tick: Duration,
+    /// Fuel between forced yields to the async runtime, so a busy plugin
+    /// cannot starve the server's other tasks.
+    pub fuel_yield_interval: u64,
+    /// Wasm stack limit per instance, in KiB (deeper recursion traps).
+    pub max_wasm_stack_kb: u32,
+}
+
+impl Default for WasmRuntimeConfig {
+    fn default() -> Self {
+        Self {
+            pool_size: 50,
+            max_memory_per_instance_mb: 64,
+            default_fuel: 500_000_000,
+            default_execution_timeout: Duration::from_secs(5),
+            epoch_tick: Duration::from_millis(5),
+            fuel_yield_interval: 100_000,
+            max_wasm_stack_kb: 512,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file; every missing key takes its default.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rt = &self.wasm_runtime;
+        if rt.pool_size == 0 {
+            return Err(ConfigError::Invalid(
+                "wasm_runtime.pool_size must be at least 1".into(),
+            ));
+        }
+        if rt.max_memory_per_instance_mb == 0 || rt.max_memory_per_instance_mb > 4096 {
+            return Err(ConfigError::Invalid(
+                "wasm_runtime.max_memory_per_instance_mb must be between 1 and 4096".into(),
+            ));
+        }
+        if rt.epoch_tick.is_zero() || rt.default_execution_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "wasm_runtime.epoch_tick and default_execution_timeout must be above zero".into(),
+            ));
+        }
+        if rt.fuel_yield_interval == 0 || rt.default_fuel == 0 {
+            return Err(ConfigError::Invalid(
+                "wasm_runtime.default_fuel and fuel_yield_interval must be above zero".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The data dir: configured, or the platform's per-user data dir.
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.server.data_dir {
+            return Ok(dir.clone());
+        }
+        directories::ProjectDirs::from("dev", "caxton", "caxton")
+            .map(|dirs| dirs.data_dir().to_owned())
+            .ok_or(ConfigError::NoDataDir)
+    }
+
+    /// The agents dir: configured, or the bundled examples.
+    pub fn agents_dir(&self) -> PathBuf {
+        self.server
+            .agents_dir
+            .clone()
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agents"))
+    }
+}
+
+/// Durations in config files are human strings such as `"5s"` or `"250ms"`.
+pub(crate) mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write it like \"5s\" or \"250ms\""
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.wasm_runtime.pool_size, 50);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = toml::from_str::<Config>("[server]\nlisten_addr = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_human_strings() {
+        let config: Config =
+            toml::from_str("[wasm_runtime]\ndefault_execution_timeout = \"250ms\"").unwrap();
+        assert_eq!(
+            config.wasm_runtime.default_execution_timeout,
+            Duration::from_millis(250)
+        );
+        let err = toml::from_str::<Config>("[wasm_runtime]\nepoch_tick = \"soon\"").unwrap_err();
+        assert!(err.to_string().contains("250ms"), "{err}");
+    }
+
+    #[test]
+    fn zero_pool_is_refused() {
+        let config: Config = toml::from_str("[wasm_runtime]\npool_size = 0").unwrap();
+        assert!(config.validate().is_err());
+    }
+}

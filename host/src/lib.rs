@@ -1,0 +1,11 @@
+//! Caxton: an agent host that runs agents and tools as sandboxed
+//! WebAssembly components. `DESIGN.md` maps the modules; dependencies
+//! point down: cli/api -> agents/messaging -> runtime -> config.
+
+pub mod agents;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod messaging;
+pub mod runtime;
+pub mod server;

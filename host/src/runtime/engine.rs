@@ -1,0 +1,98 @@
+//! The one wasmtime `Engine` and the epoch ticker that gives calls their
+//! wall-clock deadlines. Every knob here says why it has its value.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::RuntimeError;
+use crate::config::WasmRuntimeConfig;
+
+/// Core instances one component may create. A Rust `wasm32-wasip2`
+/// component has its module plus the WASI adapter and shim modules (~5).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Memories per component: the guest's own plus headroom for adapters.
+const MEMORIES_PER_COMPONENT: u32 = 2;
+/// Tables per component: the guest's and the shims' indirect-call tables.
+const TABLES_PER_COMPONENT: u32 = 8;
+/// Host stack for each call's fiber: guest wasm stack plus host frames.
+const ASYNC_STACK_EXTRA: usize = 512 * 1024;
+
+/// Builds the engine: pooled instances sized from config, fuel metering and
+/// epoch interruption for limits, and a memory reservation equal to the
+/// per-instance cap instead of 4 GiB per slot.
+pub fn build_engine(config: &WasmRuntimeConfig) -> Result<Engine, RuntimeError> {
+    let slots = config.pool_size;
+    let max_memory = u64::from(config.max_memory_per_instance_mb) << 20;
+    let max_wasm_stack = config.max_wasm_stack_kb as usize * 1024;
+
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(slots * MEMORIES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .total_tables(slots * TABLES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        // One fiber stack per concurrently running call.
+        .total_stacks(slots)
+        .max_memory_size(max_memory as usize)
+        // Released slots give their pages back to the OS: idle RSS stays low.
+        .linear_memory_keep_resident(0)
+        .table_keep_resident(0);
+
+    let mut wasm = Config::new();
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        // The cap is the reservation: slots cost address space equal to
+        // what they may use, and growth past it is a bounds-checked failure.
+        .memory_reservation(max_memory)
+        .memory_reservation_for_growth(0)
+        .max_wasm_stack(max_wasm_stack)
+        .async_stack_size(max_wasm_stack + ASYNC_STACK_EXTRA)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+
+    Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
+/// Advances the engine's epoch every `tick` so that deadlines, counted in
+/// ticks, fire. Stops when dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("caxton-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The store data of one call and the host side of the WIT imports.
+//!
+//! The runtime cannot depend on the services above it (tools live in the
+//! agent registry; memory and messaging come later), so it reaches them
+//! through [`HostServices`], implemented by those services and wired up in
+//! `server`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::agent::caxton::agent::{log, memory, messaging, tools, types};
+use super::bindings::{Message, WitError};
+use super::limits::MemoryLimiter;
+
+/// A boxed future, for the object-safe service trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Host services a plugin can reach through its imports.
+pub trait HostServices: Send + Sync {
+    /// Runs tool `tool` with JSON `input` on behalf of plugin `caller`,
+    /// after checking the caller's allowlist.
+    fn call_tool<'a>(
+        &'a self,
+        caller: &'a str,
+        tool: &'a str,
+        input: String,
+    ) -> BoxFuture<'a, Result<String, WitError>>;
+}
+
+/// Services for plugins that may not call anything (tools themselves).
+pub struct NoServices;
+
+impl HostServices for NoServices {
+    fn call_tool<'a>(
+        &'a self,
+        caller: &'a str,
+        tool: &'a str,
+        _input: String,
+    ) -> BoxFuture<'a, Result<String, WitError>> {
+        Box::pin(async move {
+            Err(WitError::Denied(format!(
+                "{caller} cannot call tool {tool}: tools cannot call other tools"
+            )))
+        })
+    }
+}
+
+/// Longest log line kept from a plugin; the rest is cut so a chatty plugin
+/// cannot flood the host log.
+const MAX_LOG_LINE: usize = 4096;
+/// Bytes of guest stderr kept per call (panic messages land there).
+const STDERR_CAPACITY: usize = 8192;
+
+/// Everything one call's `Store` holds.
+pub struct HostState {
+    plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    pub(crate) limiter: MemoryLimiter,
+    services: Arc<dyn HostServices>,
+}
+
+impl HostState {
+    pub fn new(plugin: Arc<str>, memory_limit: u64, services: Arc<dyn HostServices>) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // No args, env, preopened dirs, stdin or network: a plugin sees
+        // nothing of the host except through the WIT imports it was granted.
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            plugin,
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            limiter: MemoryLimiter::new(memory_limit),
+            services,
+        }
+    }
+
+    /// What the guest wrote to stderr during the call (a panic message, say).
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_owned()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    async fn log(&mut self, level: log::Level, message: String) {
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let plugin = &*self.plugin;
+        match level {
+            log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
+            log::Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
+            log::Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+        }
+    }
+}
+
+fn memory_unavailable() -> WitError {
+    WitError::Unavailable("agent memory is not available on this host yet".into())
+}
+
+impl memory::Host for HostState {
+    async fn remember(
+        &mut self,
+        _name: String,
+        _entity_type: String,
+        _observations: Vec<String>,
+    ) -> Result<(), WitError> {
+        Err(memory_unavailable())
+    }
+
+    async fn relate(
+        &mut self,
+        _from: String,
+        _to: String,
+        _relation_type: String,
+    ) -> Result<(), WitError> {
+        Err(memory_unavailable())
+    }
+
+    async fn search(
+        &mut self,
+        _query: String,
+        _limit: u32,
+    ) -> Result<Vec<memory::SearchHit>, WitError> {
+        Err(memory_unavailable())
+    }
+
+    async fn open(&mut self, _names: Vec<String>) -> Result<Vec<memory::Entity>, WitError> {
+        Err(memory_unavailable())
+    }
+
+    async fn forget(&mut self, _name: String) -> Result<(), WitError> {
+        Err(memory_unavailable())
+    }
+}
+
+impl tools::Host for HostState {
+    async fn call(&mut self, name: String, input: String) -> Result<String, WitError> {
+        let services = self.services.clone();
+        let plugin = self.plugin.clone();
+        services.call_tool(&plugin, &name, input).await
+    }
+}
+
+fn messaging_unavailable() -> WitError {
+    WitError::Unavailable("agent-to-agent messaging is not available on this host yet".into())
+}
+
+impl messaging::Host for HostState {
+    async fn send(&mut self, _message: Message) -> Result<(), WitError> {
+        Err(messaging_unavailable())
+    }
+
+    async fn request(&mut self, _message: Message, _timeout_ms: u32) -> Result<Message, WitError> {
+        Err(messaging_unavailable())
+    }
+}

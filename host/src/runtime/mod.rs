@@ -1,0 +1,388 @@
+//! The component runtime: one wasmtime engine with pooled instances, the
+//! precompiled-component cache, and calls into agents and tools where every
+//! call gets a fresh instance with its own fuel, deadline and memory cap.
+
+mod bindings;
+mod cache;
+mod engine;
+mod error;
+mod host;
+mod limits;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store};
+
+pub use bindings::{GRANTABLE_INTERFACES, Message, Performative, ToolDescription, WitError};
+pub use cache::CacheOutcome;
+pub use error::RuntimeError;
+pub use host::{BoxFuture, HostServices, NoServices};
+pub use limits::{CallLimits, CallUsage, MemoryLimitExceeded};
+
+use bindings::agent::AgentPre;
+use bindings::tool::ToolPre;
+use cache::ComponentCache;
+use engine::EpochTicker;
+use host::HostState;
+
+use crate::config::WasmRuntimeConfig;
+
+/// The two kinds of plugin a component can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    Agent,
+    Tool,
+}
+
+impl World {
+    fn name(self) -> &'static str {
+        match self {
+            World::Agent => "agent",
+            World::Tool => "tool",
+        }
+    }
+}
+
+/// A compiled, linked agent ready to be instantiated per call.
+#[derive(Clone)]
+pub struct AgentComponent {
+    name: Arc<str>,
+    pre: AgentPre<HostState>,
+    limits: CallLimits,
+}
+
+impl AgentComponent {
+    pub fn limits(&self) -> CallLimits {
+        self.limits
+    }
+}
+
+/// A compiled, linked tool ready to be instantiated per call.
+#[derive(Clone)]
+pub struct ToolComponent {
+    name: Arc<str>,
+    pre: ToolPre<HostState>,
+    limits: CallLimits,
+}
+
+/// The result of one call and what it consumed, whether it succeeded or not.
+#[derive(Debug)]
+pub struct CallOutcome<T> {
+    pub result: Result<T, RuntimeError>,
+    pub usage: CallUsage,
+}
+
+/// What a plugin's manifest says about loading it.
+pub struct PluginSpec<'a> {
+    pub name: &'a str,
+    pub component: &'a Path,
+    /// Host interfaces the manifest grants (agents only; tools get `log`).
+    pub grants: &'a [String],
+    pub limits: CallLimits,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    /// One permit per pool slot: a call that cannot get one is refused
+    /// at once (backpressure) instead of waiting on the allocator.
+    slots: Arc<Semaphore>,
+    config: WasmRuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine and linker; compiled components are cached in `cache_dir`.
+    pub fn new(config: &WasmRuntimeConfig, cache_dir: PathBuf) -> Result<Self, RuntimeError> {
+        let engine = engine::build_engine(config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("linking WASI: {e:#}")))?;
+        bindings::agent::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| RuntimeError::Engine(format!("linking host interfaces: {e:#}")))?;
+        let cache = ComponentCache::open(cache_dir, &engine)?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            slots: Arc::new(Semaphore::new(config.pool_size as usize)),
+            config: config.clone(),
+            _ticker: ticker,
+        })
+    }
+
+    /// Limits for a plugin whose manifest sets none.
+    pub fn default_limits(&self) -> CallLimits {
+        CallLimits {
+            fuel: self.config.default_fuel,
+            timeout: self.config.default_execution_timeout,
+            memory_bytes: self.max_memory_bytes(),
+        }
+    }
+
+    /// The largest per-instance memory cap the pool allows.
+    pub fn max_memory_bytes(&self) -> u64 {
+        u64::from(self.config.max_memory_per_instance_mb) << 20
+    }
+
+    /// Components compiled (not read from the cache) since start.
+    pub fn compiled_count(&self) -> u64 {
+        self.cache.compiled_count()
+    }
+
+    /// Components read from the cache since start.
+    pub fn cache_hit_count(&self) -> u64 {
+        self.cache.hit_count()
+    }
+
+    /// Pool slots held by calls right now.
+    pub fn slots_in_use(&self) -> usize {
+        self.config.pool_size as usize - self.slots.available_permits()
+    }
+
+    /// Loads an agent component: compile (or read from cache), check its
+    /// imports against the grants, link, and check it exports `handle`.
+    /// CPU-heavy on a cache miss: call from a blocking context.
+    pub fn load_agent(&self, spec: &PluginSpec) -> Result<AgentComponent, RuntimeError> {
+        let component = self.compile(spec, World::Agent)?;
+        let pre = self.link(&component, spec.component)?;
+        let pre = AgentPre::new(pre).map_err(|e| RuntimeError::WrongWorld {
+            path: spec.component.to_owned(),
+            world: World::Agent.name(),
+            message: format!("{e:#}"),
+        })?;
+        Ok(AgentComponent {
+            name: spec.name.into(),
+            pre,
+            limits: spec.limits,
+        })
+    }
+
+    /// Loads a tool component; tools may import `log` only.
+    pub fn load_tool(&self, spec: &PluginSpec) -> Result<ToolComponent, RuntimeError> {
+        let component = self.compile(spec, World::Tool)?;
+        let pre = self.link(&component, spec.component)?;
+        let pre = ToolPre::new(pre).map_err(|e| RuntimeError::WrongWorld {
+            path: spec.component.to_owned(),
+            world: World::Tool.name(),
+            message: format!("{e:#}"),
+        })?;
+        Ok(ToolComponent {
+            name: spec.name.into(),
+            pre,
+            limits: spec.limits,
+        })
+    }
+
+    fn compile(&self, spec: &PluginSpec, world: World) -> Result<Component, RuntimeError> {
+        let wasm = std::fs::read(spec.component).map_err(|source| RuntimeError::ReadComponent {
+            path: spec.component.to_owned(),
+            source,
+        })?;
+        let (component, _) = self.cache.load(&self.engine, &wasm, spec.component)?;
+        let granted: &[String] = match world {
+            World::Agent => spec.grants,
+            World::Tool => &[],
+        };
+        check_imports(&self.engine, &component, spec.component, world, granted)?;
+        Ok(component)
+    }
+
+    fn link(
+        &self,
+        component: &Component,
+        path: &Path,
+    ) -> Result<wasmtime::component::InstancePre<HostState>, RuntimeError> {
+        self.linker
+            .instantiate_pre(component)
+            .map_err(|e| RuntimeError::UnknownImport {
+                path: path.to_owned(),
+                interface: format!("{e:#}"),
+            })
+    }
+
+    /// Delivers `message` to the agent on a fresh instance.
+    pub async fn call_agent(
+        &self,
+        agent: &AgentComponent,
+        message: Message,
+        services: Arc<dyn HostServices>,
+    ) -> CallOutcome<Result<Option<Message>, WitError>> {
+        let pre = agent.pre.clone();
+        self.run(&agent.name, agent.limits, services, move |store| {
+            Box::pin(async move {
+                let agent = pre.instantiate_async(&mut *store).await?;
+                agent.call_handle(&mut *store, &message).await
+            })
+        })
+        .await
+    }
+
+    /// Asks the tool to describe itself.
+    pub async fn describe_tool(&self, tool: &ToolComponent) -> CallOutcome<ToolDescription> {
+        let pre = tool.pre.clone();
+        self.run(
+            &tool.name,
+            tool.limits,
+            Arc::new(NoServices),
+            move |store| {
+                Box::pin(async move {
+                    let tool = pre.instantiate_async(&mut *store).await?;
+                    tool.call_describe(&mut *store).await
+                })
+            },
+        )
+        .await
+    }
+
+    /// Runs the tool on JSON `input` on a fresh instance.
+    pub async fn invoke_tool(
+        &self,
+        tool: &ToolComponent,
+        input: String,
+    ) -> CallOutcome<Result<String, WitError>> {
+        let pre = tool.pre.clone();
+        self.run(
+            &tool.name,
+            tool.limits,
+            Arc::new(NoServices),
+            move |store| {
+                Box::pin(async move {
+                    let tool = pre.instantiate_async(&mut *store).await?;
+                    tool.call_invoke(&mut *store, &input).await
+                })
+            },
+        )
+        .await
+    }
+
+    /// The shape of every call: take a slot, make a store with the call's
+    /// limits, run `body`, classify any fault, report usage, free the slot.
+    async fn run<T>(
+        &self,
+        plugin: &Arc<str>,
+        limits: CallLimits,
+        services: Arc<dyn HostServices>,
+        body: impl for<'s> FnOnce(&'s mut Store<HostState>) -> BoxFuture<'s, wasmtime::Result<T>>,
+    ) -> CallOutcome<T> {
+        let started = Instant::now();
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            return CallOutcome {
+                result: Err(RuntimeError::PoolExhausted),
+                usage: CallUsage::default(),
+            };
+        };
+
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(plugin.clone(), limits.memory_bytes, services),
+        );
+        store.limiter(|state| &mut state.limiter);
+        let setup = store
+            .set_fuel(limits.fuel)
+            .and_then(|()| store.fuel_async_yield_interval(Some(self.config.fuel_yield_interval)));
+        if let Err(e) = setup {
+            return CallOutcome {
+                result: Err(RuntimeError::Engine(format!("{e:#}"))),
+                usage: CallUsage::default(),
+            };
+        }
+        // A finite tick count: u64::MAX would wrap and trap at once.
+        let tick = self.config.epoch_tick.as_nanos().max(1);
+        store.set_epoch_deadline((limits.timeout.as_nanos().div_ceil(tick) + 1) as u64);
+        store.epoch_deadline_trap();
+
+        // Epochs only interrupt running wasm; this outer timeout also covers
+        // time the guest spends waiting in host calls (tools, memory).
+        let grace = self.config.epoch_tick * 2;
+        let result = match tokio::time::timeout(limits.timeout + grace, body(&mut store)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.describe_fault(error, &limits, &store)),
+            Err(_elapsed) => Err(RuntimeError::DeadlineExceeded {
+                timeout: limits.timeout,
+            }),
+        };
+
+        let usage = CallUsage {
+            fuel_consumed: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+            wall_time_us: started.elapsed().as_micros() as u64,
+            peak_memory_bytes: store.data().limiter.peak_bytes(),
+        };
+        if let Err(error) = &result {
+            tracing::warn!(plugin = &**plugin, code = error.code(), %error, "plugin call failed");
+        }
+        CallOutcome { result, usage }
+    }
+
+    fn describe_fault(
+        &self,
+        error: wasmtime::Error,
+        limits: &CallLimits,
+        store: &Store<HostState>,
+    ) -> RuntimeError {
+        match RuntimeError::from_call(error, limits) {
+            RuntimeError::Trap { message } => {
+                let stderr = store.data().stderr_text();
+                let message = if stderr.is_empty() {
+                    message
+                } else {
+                    format!("{message}; plugin stderr: {stderr}")
+                };
+                RuntimeError::Trap { message }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Refuses a component that imports a host interface its manifest does not
+/// grant (or that this host does not have), naming the interface. WASI is
+/// allowed: the store's WASI context grants no files, env or network.
+fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    path: &Path,
+    world: World,
+    granted: &[String],
+) -> Result<(), RuntimeError> {
+    let prefix = format!("{}/", bindings::PACKAGE);
+    for (import, _) in component.component_type().imports(engine) {
+        if import.starts_with("wasi:") {
+            continue;
+        }
+        let Some(rest) = import.strip_prefix(&prefix) else {
+            return Err(RuntimeError::UnknownImport {
+                path: path.to_owned(),
+                interface: import.to_owned(),
+            });
+        };
+        let interface = rest.split('@').next().unwrap_or(rest);
+        let allowed = match (world, interface) {
+            (_, "types") => true,
+            (World::Tool, "log") => true,
+            (World::Tool, _) => false,
+            (World::Agent, name) => granted.iter().any(|g| g == name),
+        };
+        if allowed {
+            continue;
+        }
+        if world == World::Agent && GRANTABLE_INTERFACES.contains(&interface) {
+            return Err(RuntimeError::UngrantedImport {
+                path: path.to_owned(),
+                interface: import.to_owned(),
+                grant: interface.to_owned(),
+            });
+        }
+        return Err(RuntimeError::UnknownImport {
+            path: path.to_owned(),
+            interface: import.to_owned(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `caxton serve`: wires the services together, loads the agents and runs
+//! the HTTP API until SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::agents::AgentRegistry;
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::runtime::Runtime;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let data_dir = config.data_dir()?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+
+    let runtime = Arc::new(Runtime::new(
+        &config.wasm_runtime,
+        data_dir.join("cache").join("components"),
+    )?);
+    let registry = AgentRegistry::new(runtime.clone());
+
+    let agents_dir = config.agents_dir();
+    let report = registry.load_dir(&agents_dir).await?;
+    for failure in &report.failures {
+        tracing::error!("{failure}");
+    }
+    tracing::info!(
+        agents = report.agents,
+        tools = report.tools,
+        failed = report.failures.len(),
+        compiled = runtime.compiled_count(),
+        from_cache = runtime.cache_hit_count(),
+        dir = %agents_dir.display(),
+        "plugins loaded"
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another server running there? Pick another with --listen",
+                config.server.listen
+            )
+        })?;
+    let address = listener.local_addr()?;
+    let routes = api::routes(ApiState {
+        registry,
+        started,
+        max_request_size: config.server.max_request_size,
+    });
+    tracing::info!(
+        %address,
+        data_dir = %data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "caxton is serving"
+    );
+    // Tools and tests read the bound address from this line on stdout.
+    println!("caxton listening on http://{address}");
+
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown_signal())
+        .run()
+        .await;
+    tracing::info!("caxton stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,242 @@
+//! Test support: a real `caxton serve` process on a random loopback port,
+//! with its own data dir and agents dir, and its log captured.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub mod plugins;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use plugins::component;
+
+/// A manifest for `component` (a plugin name), with extra TOML lines.
+pub fn manifest(name: &str, component_name: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"0.1.0\"\ncomponent = {:?}\n{extra}\n",
+        component(component_name).display().to_string()
+    )
+}
+
+/// A directory of manifests for one server.
+pub struct AgentsDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl AgentsDir {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The echo agent, the csv tool and the analyst agent, as bundled.
+    pub fn with_examples() -> Self {
+        Self::new()
+            .with(
+                "echo",
+                &manifest("echo", "echo", "capabilities = [\"echo\"]\ngrants = [\"log\"]"),
+            )
+            .with(
+                "csv_parser",
+                &manifest("csv_parser", "csv_parser", "kind = \"tool\""),
+            )
+            .with(
+                "analyst",
+                &manifest(
+                    "analyst",
+                    "analyst",
+                    "capabilities = [\"data-processing\"]\ntools = [\"csv_parser\"]\ngrants = [\"log\", \"tools\"]",
+                ),
+            )
+    }
+
+    pub fn with(self, file_stem: &str, text: &str) -> Self {
+        std::fs::write(self.dir.path().join(format!("{file_stem}.toml")), text).unwrap();
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A running server. Killed on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+    pub data_dir: PathBuf,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data dir.
+    pub fn start(agents: &AgentsDir) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut server = Self::start_with(agents, data.path(), None);
+        server._data = Some(data);
+        server
+    }
+
+    /// Starts a server on `data_dir`, optionally with a config file's text.
+    pub fn start_with(agents: &AgentsDir, data_dir: &Path, config: Option<&str>) -> Self {
+        plugins::plugin_dir();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_caxton"));
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--agents-dir")
+            .arg(agents.path())
+            .env("CAXTON_LOG", "info,plugin=debug")
+            .env_remove("CAXTON_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(text) = config {
+            let path = data_dir.join("caxton-test.toml");
+            std::fs::create_dir_all(data_dir).unwrap();
+            std::fs::write(&path, text).unwrap();
+            command.arg("--config").arg(path);
+        }
+        let mut child = command.spawn().expect("starting caxton");
+
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("caxton listening on ") {
+                    let _ = sender.send(address.to_owned());
+                }
+            }
+        });
+        let base = match receiver.recv_timeout(Duration::from_secs(120)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; its log:\n{}", log.lock().unwrap());
+            }
+        };
+        Self {
+            child,
+            base,
+            log,
+            data_dir: data_dir.to_owned(),
+            _data: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle` (logs arrive asynchronously).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// POSTs a message to an agent; returns status, headers' Retry-After and body.
+    pub async fn send(&self, agent: &str, body: &Value) -> Reply {
+        let response = client()
+            .post(self.url(&format!("/api/v1/agents/{agent}/messages")))
+            .json(body)
+            .send()
+            .await
+            .expect("request failed");
+        Reply::read(response).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {text}"));
+        Self {
+            status,
+            retry_after,
+            body,
+        }
+    }
+
+    /// The error code of an error response.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
