@@ -39,7 +39,7 @@ fn summarize(name: &str, mut samples: Vec<Duration>) -> serde_json::Value {
     json!({"median_us": median.as_secs_f64() * 1e6, "p99_us": p99.as_secs_f64() * 1e6, "n": samples.len()})
 }
 
-fn in_process_echo() -> serde_json::Value {
+async fn in_process_echo() -> serde_json::Value {
     let cache = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(&WasmRuntimeConfig::default(), cache.path().into()).unwrap();
     let grants = vec!["log".to_owned()];
@@ -51,10 +51,6 @@ fn in_process_echo() -> serde_json::Value {
             grants: &grants,
             limits: runtime.default_limits(),
         })
-        .unwrap();
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
         .unwrap();
     let message = Message {
         id: "bench".into(),
@@ -70,8 +66,9 @@ fn in_process_echo() -> serde_json::Value {
     let mut samples = Vec::with_capacity(20_000);
     for i in 0..22_000 {
         let started = Instant::now();
-        let outcome =
-            tokio.block_on(runtime.call_agent(&echo, message.clone(), Arc::new(NoServices)));
+        let outcome = runtime
+            .call_agent(&echo, message.clone(), Arc::new(NoServices))
+            .await;
         let elapsed = started.elapsed();
         outcome.result.unwrap().unwrap();
         if i >= 2_000 {
@@ -157,7 +154,7 @@ async fn main() {
     }
     plugins::plugin_dir();
     let mut results = serde_json::Map::new();
-    results.insert("echo_in_process".into(), in_process_echo());
+    results.insert("echo_in_process".into(), in_process_echo().await);
 
     let data = tempfile::tempdir().unwrap();
     let (server, cold) = start(data.path()).await;
