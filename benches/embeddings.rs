@@ -1,1 +1,185 @@
-fn main() {}
+//! Embedding engine figures, side by side with ONNX Runtime on the same
+//! model file and thread count, in the same run:
+//! model load time, RSS added by the model, latency of a short sentence and
+//! of a 128-token passage (median, p99), throughput at batch 1/16/32/64, and
+//! the cache-hit path. Results go to `target/bench-results/embeddings.json`.
+//!
+//! Run with `cargo bench --bench embeddings`. The baseline needs Python with
+//! `pip install -r benches/requirements.txt`; without it only Caxton's
+//! figures are printed.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use caxton::config::EmbeddingConfig;
+use caxton::embed::{EmbeddingEngine, Encoder, ModelSpec};
+use serde_json::{Value, json};
+
+const SHORT: &str = "The quick brown fox jumps over the lazy dog.";
+const PASSAGE_SENTENCE: &str =
+    "Edge devices run agents locally, keeping data private and latency low.";
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn latency(encoder: &Encoder, text: &str, runs: usize) -> (f64, f64) {
+    for _ in 0..10 {
+        encoder.embed(&[text]).unwrap();
+    }
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            encoder.embed(&[text]).unwrap();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    (ms(samples[runs / 2]), ms(samples[(runs - 1) * 99 / 100]))
+}
+
+fn throughput(encoder: &Encoder, batch: usize) -> f64 {
+    let sentences: Vec<String> = (0..batch).map(|i| format!("{SHORT} ({i})")).collect();
+    let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    encoder.embed(&texts).unwrap();
+    let started = Instant::now();
+    let mut total = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        encoder.embed(&texts).unwrap();
+        total += batch;
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn ort_baseline(model_dir: &Path, passage: &str) -> Option<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/embeddings_ort.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(model_dir)
+        .args(["1", SHORT, passage])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        eprintln!(
+            "ONNX Runtime baseline unavailable ({}); pip install -r benches/requirements.txt",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let config = EmbeddingConfig::default();
+    let spec = ModelSpec::named(&config.model).unwrap();
+    let dir = config.model_dir();
+    let passage = [PASSAGE_SENTENCE; 9].join(" ");
+
+    // Load and RSS with the default plans (batch sizes up to batch_size).
+    let rss_before = rss_kb();
+    let started = Instant::now();
+    let default_plans: Vec<usize> = [1, 2, 4, 8, 16]
+        .into_iter()
+        .filter(|&b| b <= config.batch_size)
+        .collect();
+    let encoder = Encoder::load(&spec, &dir, config.max_sequence_length, &default_plans).unwrap();
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    encoder.embed(&[SHORT]).unwrap();
+    let rss_added_mb = (rss_kb() - rss_before) as f64 / 1024.0;
+    assert_eq!(encoder.token_ids(&passage).unwrap().len(), 128);
+
+    let short = latency(&encoder, SHORT, 300);
+    let long = latency(&encoder, &passage, 100);
+    drop(encoder);
+
+    let wide = Encoder::load(&spec, &dir, config.max_sequence_length, &[1, 16, 32, 64]).unwrap();
+    let mut rates = serde_json::Map::new();
+    for batch in [1, 16, 32, 64] {
+        rates.insert(batch.to_string(), json!(throughput(&wide, batch)));
+    }
+    drop(wide);
+
+    let engine = EmbeddingEngine::start(&config).unwrap();
+    let cached = vec![SHORT.to_owned()];
+    engine.embed(&cached).await.unwrap();
+    let mut hits: Vec<Duration> = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let started = Instant::now();
+        engine.embed(&cached).await.unwrap();
+        hits.push(started.elapsed());
+    }
+    hits.sort();
+    let hit_us = (
+        hits[hits.len() / 2].as_secs_f64() * 1e6,
+        hits[hits.len() * 99 / 100].as_secs_f64() * 1e6,
+    );
+
+    let ort = ort_baseline(&dir, &passage);
+    let ratio = |ours: f64, path: &[&str]| {
+        let mut value = ort.as_ref()?;
+        for key in path {
+            value = value.get(*key)?;
+        }
+        Some(ours / value.as_f64()?)
+    };
+
+    println!("model load (plans {default_plans:?})        {load_ms:>8.1} ms");
+    println!("RSS added by the model                      {rss_added_mb:>8.1} MB");
+    println!(
+        "short sentence (11 tokens)   median {:>7.2} ms  p99 {:>7.2} ms  ratio to ORT {:?}",
+        short.0,
+        short.1,
+        ratio(short.0, &["short", "median_ms"])
+    );
+    println!(
+        "128-token passage            median {:>7.2} ms  p99 {:>7.2} ms  ratio to ORT {:?}",
+        long.0,
+        long.1,
+        ratio(long.0, &["passage", "median_ms"])
+    );
+    for (batch, rate) in &rates {
+        println!(
+            "throughput batch {batch:>2}          {:>8.1} sentences/s   ORT {:?}",
+            rate.as_f64().unwrap(),
+            ort.as_ref().and_then(|o| o["throughput"][batch].as_f64())
+        );
+    }
+    println!(
+        "cache hit                    median {:>7.2} µs  p99 {:>7.2} µs",
+        hit_us.0, hit_us.1
+    );
+    if let Some(ort) = &ort {
+        println!("ONNX Runtime (1 thread): {ort}");
+    }
+
+    let results = json!({
+        "load_ms": load_ms,
+        "rss_added_mb": rss_added_mb,
+        "short": {"median_ms": short.0, "p99_ms": short.1, "ratio_to_ort": ratio(short.0, &["short", "median_ms"])},
+        "passage": {"median_ms": long.0, "p99_ms": long.1, "ratio_to_ort": ratio(long.0, &["passage", "median_ms"])},
+        "throughput": rates,
+        "cache_hit_us": {"median": hit_us.0, "p99": hit_us.1},
+        "onnx_runtime": ort,
+    });
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("embeddings.json"),
+        serde_json::to_string_pretty(&results).unwrap(),
+    )
+    .unwrap();
+}

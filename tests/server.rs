@@ -195,7 +195,10 @@ async fn a_full_pool_answers_503_with_retry_after() {
     let server = Server::start_with(
         &agents,
         data.path(),
-        Some("[wasm_runtime]\npool_size = 2\n"),
+        Some(&format!(
+            "{}[wasm_runtime]\npool_size = 2\n",
+            support::NO_EMBEDDINGS
+        )),
     );
     let url = server.url("/api/v1/agents/fault-deadline/messages");
     let calls: Vec<_> = (0..4)
@@ -226,12 +229,12 @@ async fn a_second_start_compiles_nothing() {
     let agents = AgentsDir::with_examples();
     let data = tempfile::tempdir().unwrap();
 
-    let first = Server::start_with(&agents, data.path(), None);
+    let first = Server::start_with(&agents, data.path(), Some(support::NO_EMBEDDINGS));
     let log = first.wait_for_log("plugins loaded");
     assert!(log.contains("compiled=3 from_cache=0"), "{log}");
     assert!(first.terminate().success());
 
-    let second = Server::start_with(&agents, data.path(), None);
+    let second = Server::start_with(&agents, data.path(), Some(support::NO_EMBEDDINGS));
     let log = second.wait_for_log("plugins loaded");
     assert!(log.contains("compiled=0 from_cache=3"), "{log}");
     assert_echo_works(&second).await;

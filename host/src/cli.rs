@@ -22,6 +22,50 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: load the agents and serve the HTTP API.
     Serve(ServeArgs),
+    /// Embed texts locally (no server needed); prints one JSON line per text.
+    Embed(EmbedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// Texts to embed.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+    /// Config file (TOML) for `[memory.embedding_config]`.
+    #[arg(long, env = "CAXTON_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl EmbedArgs {
+    /// Embeds with a one-text batch plan (all a CLI call needs) and prints
+    /// `{"text", "tokens", "embedding"}` per line.
+    pub fn run(&self) -> anyhow::Result<()> {
+        use std::io::Write;
+
+        let config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let settings = &config.memory.embedding_config;
+        let spec = crate::embed::ModelSpec::named(&settings.model)?;
+        let encoder = crate::embed::Encoder::load(
+            &spec,
+            &settings.model_dir(),
+            settings.max_sequence_length,
+            &[1],
+        )?;
+        let mut out = std::io::stdout().lock();
+        for text in &self.texts {
+            let embedded = encoder.embed(&[text])?.remove(0);
+            let line = serde_json::json!({
+                "text": text,
+                "tokens": embedded.tokens,
+                "embedding": embedded.vector,
+            });
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -28,7 +28,65 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub memory: MemoryConfig,
     pub wasm_runtime: WasmRuntimeConfig,
+}
+
+/// `[memory]`: the agents' memory and its embeddings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    pub embedding_config: EmbeddingConfig,
+}
+
+/// `[memory.embedding_config]`: the local embedding model and its workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingConfig {
+    /// Semantic search on or off; off, the server starts without a model.
+    pub enabled: bool,
+    /// Model name from `models/manifest.toml`.
+    pub model: String,
+    /// Directory holding `model.onnx` and `tokenizer.json`.
+    /// Default: `models/<model>` in the source tree.
+    pub model_path: Option<PathBuf>,
+    /// Embeddings kept in the LRU cache (0 disables it); ~1.6 KB each.
+    pub cache_size: usize,
+    /// Most texts run as one inference.
+    pub batch_size: usize,
+    /// How long a worker waits for more texts to fill a batch.
+    #[serde(with = "duration_text")]
+    pub batch_window: Duration,
+    /// Inference threads, each running whole batches on one core.
+    pub thread_count: usize,
+    /// Tokens per text; longer texts are truncated (the model was trained on 256).
+    pub max_sequence_length: usize,
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model: "all-MiniLM-L6-v2".into(),
+            model_path: None,
+            cache_size: 10_000,
+            batch_size: 16,
+            batch_window: Duration::from_millis(2),
+            thread_count: 1,
+            max_sequence_length: 256,
+        }
+    }
+}
+
+impl EmbeddingConfig {
+    /// Where the model files live: configured, or the source tree's `models/`.
+    pub fn model_dir(&self) -> PathBuf {
+        self.model_path.clone().unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models")
+                .join(&self.model)
+        })
+    }
 }
 
 /// `[server]`: where the host listens and keeps its files.
@@ -129,6 +187,17 @@ impl Config {
         if rt.epoch_tick.is_zero() || rt.default_execution_timeout.is_zero() {
             return Err(ConfigError::Invalid(
                 "wasm_runtime.epoch_tick and default_execution_timeout must be above zero".into(),
+            ));
+        }
+        let embedding = &self.memory.embedding_config;
+        if embedding.batch_size == 0 || embedding.thread_count == 0 {
+            return Err(ConfigError::Invalid(
+                "memory.embedding_config.batch_size and thread_count must be at least 1".into(),
+            ));
+        }
+        if !(2..=512).contains(&embedding.max_sequence_length) {
+            return Err(ConfigError::Invalid(
+                "memory.embedding_config.max_sequence_length must be between 2 and 512 (the model's position table)".into(),
             ));
         }
         if rt.fuel_yield_interval == 0 || rt.default_fuel == 0 {

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod embed;
 pub mod messaging;
 pub mod runtime;
 pub mod server;

@@ -20,6 +20,7 @@ fn main() -> std::process::ExitCode {
                 .build()?
                 .block_on(caxton::server::serve(config))
         }),
+        Command::Embed(args) => args.run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::agents::AgentRegistry;
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::embed::{EmbedError, EmbeddingEngine};
 use crate::runtime::Runtime;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -22,6 +23,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir.join("cache").join("components"),
     )?);
     let registry = AgentRegistry::new(runtime.clone());
+
+    // A missing or corrupt model stops startup with a fix-it message, unless
+    // the operator turned semantic search off.
+    let embeddings = match EmbeddingEngine::start(&config.memory.embedding_config) {
+        Ok(engine) => Ok(engine),
+        Err(EmbedError::Disabled) => {
+            tracing::warn!("semantic search is disabled: no embedding model loaded");
+            Err(EmbedError::Disabled)
+        }
+        Err(error) => return Err(error.into()),
+    };
 
     let agents_dir = config.agents_dir();
     let report = registry.load_dir(&agents_dir).await?;
@@ -49,6 +61,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let routes = api::routes(ApiState {
         registry,
+        embeddings,
         started,
         max_request_size: config.server.max_request_size,
     });

@@ -23,6 +23,9 @@ pub fn manifest(name: &str, component_name: &str, extra: &str) -> String {
     )
 }
 
+/// Config text that turns semantic search off.
+pub const NO_EMBEDDINGS: &str = "[memory.embedding_config]\nenabled = false\n";
+
 /// A directory of manifests for one server.
 pub struct AgentsDir {
     pub dir: tempfile::TempDir,
@@ -76,10 +79,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on a fresh data dir.
+    /// Starts a server on a fresh data dir, without the embedding model
+    /// (tests that need it say so: loading it costs CPU the others need).
     pub fn start(agents: &AgentsDir) -> Self {
+        Self::start_fresh(agents, Some(NO_EMBEDDINGS))
+    }
+
+    /// Starts a server on a fresh data dir with the config file's text.
+    pub fn start_fresh(agents: &AgentsDir, config: Option<&str>) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let mut server = Self::start_with(agents, data.path(), None);
+        let mut server = Self::start_with(agents, data.path(), config);
         server._data = Some(data);
         server
     }

@@ -1,6 +1,7 @@
 //! The HTTP API: thin warp routes over the services. Every error leaves in
 //! the one shape defined in [`error`].
 
+mod embeddings;
 mod error;
 
 use std::convert::Infallible;
@@ -16,12 +17,15 @@ use warp::{Filter, Reply};
 pub use error::ApiError;
 
 use crate::agents::AgentRegistry;
+use crate::embed::{EmbedError, EmbeddingEngine};
 use crate::messaging::MessageJson;
 
 /// What the routes need: the services, shared.
 #[derive(Clone)]
 pub struct ApiState {
     pub registry: Arc<AgentRegistry>,
+    /// The embedding engine, or why there is none (disabled, model missing).
+    pub embeddings: Result<Arc<EmbeddingEngine>, EmbedError>,
     pub started: Instant,
     pub max_request_size: u64,
 }
@@ -42,11 +46,26 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::post())
         .and(warp::body::content_length_limit(state.max_request_size))
         .and(warp::body::bytes())
-        .and(with_state)
+        .and(with_state.clone())
         .then(send_to_agent);
+
+    let embeddings = warp::path!("api" / "v1" / "embeddings")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(state.max_request_size))
+        .and(warp::body::bytes())
+        .and(with_state)
+        .then(|body: Bytes, state: ApiState| async move {
+            let engine = state.embeddings.as_deref();
+            match embeddings::embeddings(engine, &body).await {
+                Ok(response) => warp::reply::json(&response).into_response(),
+                Err(error) => error.into_response(),
+            }
+        });
 
     health
         .or(send_to_agent)
+        .unify()
+        .or(embeddings)
         .unify()
         .recover(error::recover)
         .unify()
@@ -59,6 +78,12 @@ fn health(state: ApiState) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "agents": state.registry.agent_count(),
+        "embeddings": match &state.embeddings {
+            Ok(engine) if engine.load_time().is_some() => "ready",
+            Ok(_) => "loading",
+            Err(EmbedError::Disabled) => "disabled",
+            Err(_) => "unavailable",
+        },
     }))
     .into_response()
 }

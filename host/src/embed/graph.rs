@@ -1,0 +1,165 @@
+//! Load-time rewrite of the ONNX graph: look embedding rows up first,
+//! dequantise only those rows.
+//!
+//! The model stores its embedding tables as int8 with a per-row scale and
+//! dequantises with `Mul(Cast(q), scale)` before the `Gather`. tract will not
+//! constant-fold outputs over 4 MiB, so the 30522×384 word table would be
+//! dequantised on every call (~30 ms); folding it at load instead costs
+//! ~47 MB of RSS. Rewriting to `Mul(Cast(Gather(q, ids)), Gather(scale, ids))`
+//! is exact (per-row scales commute with a row lookup), as fast as folding,
+//! and keeps the table int8.
+
+use std::collections::HashMap;
+
+use tract_onnx::pb::{GraphProto, NodeProto, TensorProto};
+
+/// Rewrites every `Gather(Mul(Cast(q), scale), ids)` along axis 0 whose `q`
+/// and `scale` are initialisers with a scalar or per-row scale, and whose
+/// dequantised table feeds nothing else. Returns how many were rewritten.
+pub fn gather_before_dequantize(graph: &mut GraphProto) -> usize {
+    let initializers: HashMap<&str, &TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let producer: HashMap<&str, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut consumers: HashMap<&str, usize> = HashMap::new();
+    for node in &graph.node {
+        for input in &node.input {
+            *consumers.entry(input.as_str()).or_default() += 1;
+        }
+    }
+
+    // (gather, mul, cast, q, scale) for each rewritable lookup.
+    let mut rewrites = Vec::new();
+    for (gather_ix, gather) in graph.node.iter().enumerate() {
+        if gather.op_type != "Gather" || gather.input.len() != 2 || gather_axis(gather) != 0 {
+            continue;
+        }
+        let table = gather.input[0].as_str();
+        let Some(&mul_ix) = producer.get(table) else {
+            continue;
+        };
+        let mul = &graph.node[mul_ix];
+        if mul.op_type != "Mul" || mul.input.len() != 2 || consumers.get(table) != Some(&1) {
+            continue;
+        }
+        let Some(&cast_ix) = producer.get(mul.input[0].as_str()) else {
+            continue;
+        };
+        let cast = &graph.node[cast_ix];
+        let scale = mul.input[1].as_str();
+        if cast.op_type != "Cast" || consumers.get(mul.input[0].as_str()) != Some(&1) {
+            continue;
+        }
+        let (Some(q), Some(s)) = (
+            initializers.get(cast.input[0].as_str()),
+            initializers.get(scale),
+        ) else {
+            continue;
+        };
+        let per_row = s.dims.len() == q.dims.len()
+            && s.dims.first() == q.dims.first()
+            && s.dims.iter().skip(1).all(|&d| d == 1);
+        let scalar = s.dims.iter().all(|&d| d == 1);
+        if !(per_row || scalar) {
+            continue;
+        }
+        rewrites.push((
+            gather_ix,
+            mul_ix,
+            cast_ix,
+            cast.input[0].clone(),
+            scale.to_owned(),
+            scalar,
+        ));
+    }
+
+    let count = rewrites.len();
+    let mut dropped = Vec::new();
+    for (gather_ix, mul_ix, cast_ix, q, scale, scalar) in rewrites {
+        let gather = graph.node[gather_ix].clone();
+        let ids = gather.input[1].clone();
+        let output = gather.output[0].clone();
+        let stem = if gather.name.is_empty() {
+            output.clone()
+        } else {
+            gather.name.clone()
+        };
+        let rows_q = format!("{stem}.rows_q");
+        let rows_f = format!("{stem}.rows_f");
+        let rows_scale = format!("{stem}.rows_scale");
+
+        let mut lookup_q = gather.clone();
+        lookup_q.name = format!("{stem}.lookup_q");
+        lookup_q.input = vec![q, ids.clone()];
+        lookup_q.output = vec![rows_q.clone()];
+
+        let mut cast = graph.node[cast_ix].clone();
+        cast.name = format!("{stem}.dequant_cast");
+        cast.input = vec![rows_q];
+        cast.output = vec![rows_f.clone()];
+
+        let mut mul = graph.node[mul_ix].clone();
+        mul.name = format!("{stem}.dequant_mul");
+        mul.output = vec![output];
+        if scalar {
+            mul.input = vec![rows_f, scale];
+            graph.node[gather_ix] = lookup_q;
+            graph.node.extend([cast, mul]);
+        } else {
+            let mut lookup_scale = gather.clone();
+            lookup_scale.name = format!("{stem}.lookup_scale");
+            lookup_scale.input = vec![scale, ids];
+            lookup_scale.output = vec![rows_scale.clone()];
+            mul.input = vec![rows_f, rows_scale];
+            graph.node[gather_ix] = lookup_q;
+            graph.node.extend([lookup_scale, cast, mul]);
+        }
+        dropped.extend([mul_ix, cast_ix]);
+    }
+    dropped.sort_unstable();
+    for ix in dropped.into_iter().rev() {
+        graph.node.remove(ix);
+    }
+    count
+}
+
+fn gather_axis(node: &NodeProto) -> i64 {
+    node.attribute
+        .iter()
+        .find(|a| a.name == "axis")
+        .map_or(0, |a| a.i)
+}
+
+/// Replaces the symbolic `batch` dimension with a fixed size in every shape
+/// the file declares (inputs, outputs, intermediate value infos). tract
+/// optimises fixed shapes much better than symbolic ones; `sequence` stays
+/// symbolic under the file's own name so every declared shape agrees.
+pub fn fix_batch_dimension(graph: &mut GraphProto, batch: usize) {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value;
+    use tract_onnx::pb::type_proto;
+
+    let infos = graph
+        .input
+        .iter_mut()
+        .chain(graph.output.iter_mut())
+        .chain(graph.value_info.iter_mut());
+    for info in infos {
+        let Some(type_proto::Value::TensorType(tensor)) =
+            info.r#type.as_mut().and_then(|t| t.value.as_mut())
+        else {
+            continue;
+        };
+        for dim in tensor.shape.iter_mut().flat_map(|s| s.dim.iter_mut()) {
+            if matches!(&dim.value, Some(Value::DimParam(name)) if name == "batch") {
+                dim.value = Some(Value::DimValue(batch as i64));
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Local sentence embeddings: all-MiniLM-L6-v2 (int8 weights) on tract,
+//! batched on dedicated threads, with an LRU cache in front.
+
+mod engine;
+mod graph;
+mod model;
+
+use std::path::PathBuf;
+
+pub use engine::{CacheStats, EmbeddingEngine};
+pub use model::{Embedded, Encoder, ModelSpec};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EmbedError {
+    #[error("unknown embedding model {0:?}; models/manifest.toml lists the supported ones")]
+    UnknownModel(String),
+    #[error(
+        "embedding model file {path} is missing ({source}); fetch it with `python3 models/fetch.py` \
+         (or ./scripts/setup), or set memory.embedding_config.enabled = false"
+    )]
+    MissingFile {
+        path: PathBuf,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+    #[error(
+        "embedding model file {path} is corrupt (sha256 {actual}, expected {expected}); \
+         delete it and run `python3 models/fetch.py`"
+    )]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("cannot load embedding model {path}: {message}")]
+    Model { path: PathBuf, message: String },
+    #[error("cannot tokenize: {0}")]
+    Tokenize(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("the embedding queue is full; retry shortly")]
+    Busy,
+    #[error("semantic search is disabled (memory.embedding_config.enabled = false)")]
+    Disabled,
+    #[error("the embedding engine stopped")]
+    Stopped,
+}

@@ -1,0 +1,259 @@
+//! The sentence encoder: WordPiece tokenizer + the MiniLM ONNX graph on
+//! tract, mean pooling over the attention mask and L2 normalisation.
+//! Synchronous and CPU-bound: the engine runs it on its own threads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+use tract_onnx::prelude::*;
+
+use super::EmbedError;
+use super::graph;
+
+/// The model manifest, compiled in: the one source of names and checksums.
+const MANIFEST: &str = include_str!("../../../models/manifest.toml");
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Manifest {
+    model: Vec<ModelSpec>,
+}
+
+/// One model of `models/manifest.toml`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ModelSpec {
+    pub name: String,
+    pub dims: usize,
+    pub max_sequence_length: usize,
+    file: Vec<FileSpec>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct FileSpec {
+    name: String,
+    sha256: String,
+}
+
+impl ModelSpec {
+    /// The manifest entry for `name`.
+    pub fn named(name: &str) -> Result<Self, EmbedError> {
+        let manifest: Manifest = toml::from_str(MANIFEST).expect("models/manifest.toml is valid");
+        manifest
+            .model
+            .into_iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| EmbedError::UnknownModel(name.to_owned()))
+    }
+
+    /// Checks that every file is present with its published checksum.
+    pub fn verify(&self, dir: &Path) -> Result<(), EmbedError> {
+        for file in &self.file {
+            let path = dir.join(&file.name);
+            let bytes = std::fs::read(&path).map_err(|source| EmbedError::MissingFile {
+                path: path.clone(),
+                source: Arc::new(source),
+            })?;
+            let actual = hex::encode(Sha256::digest(&bytes));
+            if actual != file.sha256 {
+                return Err(EmbedError::Checksum {
+                    path,
+                    expected: file.sha256.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One text's embedding and how many tokens it used (after truncation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    pub vector: Vec<f32>,
+    pub tokens: usize,
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+pub struct Encoder {
+    tokenizer: Tokenizer,
+    /// One optimised plan per batch size: tract optimises fixed shapes far
+    /// better than symbolic ones, so short batches are padded up.
+    plans: BTreeMap<usize, Plan>,
+    dims: usize,
+}
+
+impl Encoder {
+    /// Loads the tokenizer and compiles a plan for each of `batch_sizes`.
+    pub fn load(
+        spec: &ModelSpec,
+        dir: &Path,
+        max_sequence_length: usize,
+        batch_sizes: &[usize],
+    ) -> Result<Self, EmbedError> {
+        spec.verify(dir)?;
+        let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), max_sequence_length)?;
+        let model_path = dir.join("model.onnx");
+        let model_error = |e: TractError| EmbedError::Model {
+            path: model_path.clone(),
+            message: format!("{e:#}"),
+        };
+
+        let onnx = tract_onnx::onnx();
+        let mut proto = onnx
+            .proto_model_for_path(&model_path)
+            .map_err(model_error)?;
+        let graph = proto.graph.as_mut().ok_or_else(|| EmbedError::Model {
+            path: model_path.clone(),
+            message: "the file has no graph".into(),
+        })?;
+        let rewritten = graph::gather_before_dequantize(graph);
+        tracing::debug!(rewritten, "embedding lookups dequantised after the gather");
+
+        let mut plans = BTreeMap::new();
+        for &batch in batch_sizes {
+            let mut proto = proto.clone();
+            if let Some(graph) = proto.graph.as_mut() {
+                graph::fix_batch_dimension(graph, batch);
+            }
+            let model = onnx.model_for_proto_model(&proto).map_err(model_error)?;
+            model
+                .symbols
+                .add_assertion("sequence >= 1")
+                .map_err(model_error)?;
+            let plan = model
+                .into_optimized()
+                .and_then(|m| m.into_runnable())
+                .map_err(model_error)?;
+            plans.insert(batch, plan);
+        }
+        Ok(Self {
+            tokenizer,
+            plans,
+            dims: spec.dims,
+        })
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// The largest batch one inference handles.
+    pub fn max_batch(&self) -> usize {
+        *self.plans.keys().next_back().expect("at least one plan")
+    }
+
+    /// Token ids of `text` as the model sees them (with special tokens,
+    /// truncated to the maximum sequence length).
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let encoding = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Embeds `texts`, in order. Any number of texts; they run in chunks of
+    /// the largest plan, each padded up to the nearest plan's batch size.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Embedded>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(self.max_batch()) {
+            out.extend(self.embed_chunk(chunk)?);
+        }
+        Ok(out)
+    }
+
+    fn embed_chunk(&self, texts: &[&str]) -> Result<Vec<Embedded>, EmbedError> {
+        let encodings = texts
+            .iter()
+            .map(|t| self.token_ids(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (&batch, plan) = self
+            .plans
+            .range(texts.len()..)
+            .next()
+            .expect("chunk no larger than the largest plan");
+        let width = encodings.iter().map(Vec::len).max().unwrap_or(1).max(1);
+
+        // Rows past the real texts repeat the first one: a real sentence
+        // keeps every op well-defined, and its output is dropped.
+        let mut ids = vec![0i64; batch * width];
+        let mut mask = vec![0i64; batch * width];
+        for row in 0..batch {
+            let tokens = &encodings[row.min(encodings.len() - 1)];
+            for (col, &id) in tokens.iter().enumerate() {
+                ids[row * width + col] = i64::from(id);
+                mask[row * width + col] = 1;
+            }
+        }
+        let shape = [batch, width];
+        let tensor = |data: &[i64]| Tensor::from_shape(&shape, data).map(|t| t.into_tvalue());
+        let inputs = tvec!(
+            tensor(&ids).map_err(inference_error)?,
+            tensor(&mask).map_err(inference_error)?,
+            tensor(&vec![0i64; batch * width]).map_err(inference_error)?
+        );
+        let outputs = plan.run(inputs).map_err(inference_error)?;
+        let hidden = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(inference_error)?;
+        let hidden = hidden
+            .as_slice()
+            .ok_or_else(|| EmbedError::Inference("output is not contiguous".into()))?;
+
+        let dims = self.dims;
+        Ok(encodings
+            .iter()
+            .enumerate()
+            .map(|(row, tokens)| {
+                let mut vector = vec![0f32; dims];
+                for col in 0..tokens.len() {
+                    let start = (row * width + col) * dims;
+                    for (sum, value) in vector.iter_mut().zip(&hidden[start..start + dims]) {
+                        *sum += value;
+                    }
+                }
+                normalize(&mut vector);
+                Embedded {
+                    vector,
+                    tokens: tokens.len(),
+                }
+            })
+            .collect())
+    }
+}
+
+/// Scales to unit length. Mean pooling's division by the token count is
+/// skipped: normalisation cancels it.
+fn normalize(vector: &mut [f32]) {
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|v| *v /= norm);
+    }
+}
+
+fn inference_error(e: TractError) -> EmbedError {
+    EmbedError::Inference(format!("{e:#}"))
+}
+
+/// The shipped tokenizer.json truncates at 128 and pads to 128;
+/// sentence-transformers uses up to 256 tokens and no padding.
+fn load_tokenizer(path: &PathBuf, max_sequence_length: usize) -> Result<Tokenizer, EmbedError> {
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| EmbedError::Model {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_sequence_length,
+            ..TruncationParams::default()
+        }))
+        .map_err(|e| EmbedError::Model {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    tokenizer.with_padding(None::<PaddingParams>);
+    Ok(tokenizer)
+}

@@ -1,0 +1,170 @@
+//! The embedding engine against ONNX Runtime's output for the same model
+//! file (tests/data/minilm-int8-ort.jsonl): equal token ids, cosine >= 0.999
+//! one at a time and batched together.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use caxton::config::EmbeddingConfig;
+use caxton::embed::{EmbedError, EmbeddingEngine, Encoder, ModelSpec};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Reference {
+    text: String,
+    input_ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+fn references() -> Vec<Reference> {
+    let text = include_str!("data/minilm-int8-ort.jsonl");
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn model_dir() -> std::path::PathBuf {
+    EmbeddingConfig::default().model_dir()
+}
+
+fn encoder() -> &'static Encoder {
+    static ENCODER: OnceLock<Encoder> = OnceLock::new();
+    ENCODER.get_or_init(|| {
+        let spec = ModelSpec::named("all-MiniLM-L6-v2").unwrap();
+        Encoder::load(&spec, &model_dir(), 256, &[1, 16])
+            .expect("loading the model; run ./scripts/setup (python3 models/fetch.py) to fetch it")
+    })
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+#[test]
+fn token_ids_match_the_reference_tokenizer() {
+    let references = references();
+    assert_eq!(references.len(), 60);
+    for reference in &references {
+        let ids = encoder().token_ids(&reference.text).unwrap();
+        assert_eq!(ids, reference.input_ids, "text {:?}", reference.text);
+    }
+}
+
+#[test]
+fn one_at_a_time_matches_onnx_runtime() {
+    for reference in references() {
+        let embedded = encoder().embed(&[&reference.text]).unwrap();
+        assert_eq!(embedded[0].vector.len(), 384);
+        assert_eq!(embedded[0].tokens, reference.input_ids.len());
+        let similarity = cosine(&embedded[0].vector, &reference.embedding);
+        assert!(
+            similarity >= 0.999,
+            "cosine {similarity} for {:?}",
+            reference.text
+        );
+    }
+}
+
+#[test]
+fn batched_together_padding_does_not_change_a_vector() {
+    let references = references();
+    let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
+    // 60 texts: three full batches of 16 and one of 12 padded up to 16,
+    // each row padded to the longest text of its batch.
+    let embedded = encoder().embed(&texts).unwrap();
+    assert_eq!(embedded.len(), references.len());
+    for (reference, embedded) in references.iter().zip(&embedded) {
+        let similarity = cosine(&embedded.vector, &reference.embedding);
+        assert!(
+            similarity >= 0.999,
+            "cosine {similarity} for {:?} in a batch",
+            reference.text
+        );
+        let norm: f32 = embedded.vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "not normalised: {norm}");
+    }
+}
+
+#[test]
+fn long_texts_are_truncated_to_the_maximum_sequence_length() {
+    let long = "word ".repeat(1000);
+    let embedded = encoder().embed(&[&long]).unwrap();
+    assert_eq!(embedded[0].tokens, 256);
+}
+
+fn config_with_model_dir(dir: &Path) -> EmbeddingConfig {
+    EmbeddingConfig {
+        model_path: Some(dir.to_owned()),
+        ..EmbeddingConfig::default()
+    }
+}
+
+#[test]
+fn a_missing_model_is_a_startup_error_that_says_how_to_fetch_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let error = EmbeddingEngine::start(&config_with_model_dir(empty.path()))
+        .err()
+        .expect("no model, no engine");
+    assert!(matches!(error, EmbedError::MissingFile { .. }), "{error}");
+    assert!(error.to_string().contains("models/fetch.py"), "{error}");
+}
+
+#[test]
+fn a_corrupt_model_is_refused_by_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        model_dir().join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let mut onnx = std::fs::read(model_dir().join("model.onnx")).unwrap();
+    let middle = onnx.len() / 2;
+    onnx[middle] ^= 0xFF;
+    std::fs::write(dir.path().join("model.onnx"), onnx).unwrap();
+    let error = EmbeddingEngine::start(&config_with_model_dir(dir.path()))
+        .err()
+        .expect("corrupt model, no engine");
+    assert!(matches!(error, EmbedError::Checksum { .. }), "{error}");
+    assert!(error.to_string().contains("models/fetch.py"), "{error}");
+}
+
+#[tokio::test]
+async fn the_engine_batches_concurrent_requests_and_caches_results() {
+    let config = EmbeddingConfig {
+        batch_size: 4,
+        ..EmbeddingConfig::default()
+    };
+    let engine = EmbeddingEngine::start(&config).unwrap();
+    let references = references();
+    let texts: Vec<String> = references.iter().take(6).map(|r| r.text.clone()).collect();
+
+    let calls: Vec<_> = texts
+        .iter()
+        .map(|text| {
+            let engine = engine.clone();
+            let text = text.clone();
+            tokio::spawn(async move { engine.embed(&[text]).await })
+        })
+        .collect();
+    for (call, reference) in calls.into_iter().zip(&references) {
+        let embedded = call.await.unwrap().unwrap();
+        assert!(cosine(&embedded[0].vector, &reference.embedding) >= 0.999);
+    }
+    let stats = engine.cache_stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (0, 6, 6));
+
+    // Again, with a duplicate and a new text: hits come from the cache.
+    let again = vec![
+        texts[0].clone(),
+        texts[0].clone(),
+        references[7].text.clone(),
+    ];
+    let embedded = engine.embed(&again).await.unwrap();
+    assert_eq!(embedded[0].vector, embedded[1].vector);
+    assert!(cosine(&embedded[2].vector, &references[7].embedding) >= 0.999);
+    let stats = engine.cache_stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (2, 7, 7));
+    assert!(engine.load_time().is_some());
+}

@@ -1,0 +1,154 @@
+//! The embeddings surfaces: the OpenAI-shaped HTTP route on a real server,
+//! and `caxton embed` on the command line.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{AgentsDir, Reply, Server};
+
+fn reference(index: usize) -> (String, Vec<f32>) {
+    let line = include_str!("data/minilm-int8-ort.jsonl")
+        .lines()
+        .nth(index)
+        .unwrap();
+    let value: Value = serde_json::from_str(line).unwrap();
+    let vector = value["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    (value["text"].as_str().unwrap().to_owned(), vector)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+fn vector(item: &Value) -> Vec<f32> {
+    item["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+async fn post(server: &Server, body: Value) -> Reply {
+    let response = support::client()
+        .post(server.url("/api/v1/embeddings"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    Reply::read(response).await
+}
+
+#[tokio::test]
+async fn the_embeddings_route_speaks_the_openai_shape() {
+    let server = Server::start_fresh(&AgentsDir::new(), None);
+    let (first_text, first_vector) = reference(0);
+    let (second_text, second_vector) = reference(1);
+
+    let reply = post(&server, json!({"input": first_text})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["object"], "list");
+    assert_eq!(reply.body["model"], "all-MiniLM-L6-v2");
+    let data = reply.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["object"], "embedding");
+    assert_eq!(data[0]["index"], 0);
+    assert!(cosine(&vector(&data[0]), &first_vector) >= 0.999);
+
+    let reply = post(
+        &server,
+        json!({"input": [second_text, first_text], "model": "sentence-transformers/all-MiniLM-L6-v2"}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let data = reply.body["data"].as_array().unwrap();
+    assert_eq!(data[1]["index"], 1);
+    assert!(cosine(&vector(&data[0]), &second_vector) >= 0.999);
+    assert!(cosine(&vector(&data[1]), &first_vector) >= 0.999);
+    let tokens = reply.body["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(tokens > 4, "{}", reply.body["usage"]);
+    assert_eq!(reply.body["usage"]["total_tokens"], tokens);
+
+    for bad in [
+        json!({"input": "x", "model": "text-embedding-3-small"}),
+        json!({"input": []}),
+        json!({"input": "x", "encoding_format": "base64"}),
+        json!({"input": "x", "dimensions": 1536}),
+        json!({"text": "x"}),
+    ] {
+        let reply = post(&server, bad.clone()).await;
+        assert_eq!((reply.status, reply.code()), (400, "bad_request"), "{bad}");
+    }
+
+    let health: Value = support::client()
+        .get(server.url("/api/v1/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["embeddings"], "ready");
+}
+
+#[tokio::test]
+async fn with_semantic_search_disabled_the_route_says_so() {
+    let server = Server::start(&AgentsDir::new());
+    let reply = post(&server, json!({"input": "hello"})).await;
+    assert_eq!((reply.status, reply.code()), (503, "embeddings_disabled"));
+}
+
+#[test]
+fn a_server_without_its_model_refuses_to_start_and_says_how_to_fetch_it() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("caxton.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[memory.embedding_config]\nmodel_path = {:?}\n",
+            data.path().join("no-model").display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("models/fetch.py"), "{stderr}");
+}
+
+#[test]
+fn caxton_embed_prints_one_json_line_per_text() {
+    let (text, expected) = reference(2);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(["embed", &text, "second text"])
+        .env_remove("CAXTON_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["text"], text);
+    assert!(cosine(&vector(&lines[0]), &expected) >= 0.999);
+    assert_eq!(lines[1]["embedding"].as_array().unwrap().len(), 384);
+}
