@@ -2,6 +2,7 @@
 //! threads drain in micro-batches. Inference never runs on the async
 //! runtime's threads.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -142,16 +143,10 @@ impl EmbeddingEngine {
             return Err(error.clone());
         }
         let mut results: Vec<Option<Arc<Embedded>>> = vec![None; texts.len()];
-        let mut missing: Vec<String> = Vec::new();
         if let Some(cache) = &self.cache {
             let mut cache = cache.lock().expect("cache lock");
             for (slot, text) in results.iter_mut().zip(texts) {
                 *slot = cache.get(text).cloned();
-            }
-        }
-        for (slot, text) in results.iter().zip(texts) {
-            if slot.is_none() && !missing.contains(text) {
-                missing.push(text.clone());
             }
         }
         let hits = results.iter().filter(|r| r.is_some()).count() as u64;
@@ -159,32 +154,43 @@ impl EmbeddingEngine {
         self.misses
             .fetch_add(texts.len() as u64 - hits, Ordering::Relaxed);
 
+        // Each distinct missing text is computed once.
+        let mut missing: Vec<String> = Vec::new();
+        let mut position: HashMap<&str, usize> = HashMap::new();
+        for (slot, text) in results.iter().zip(texts) {
+            if slot.is_none() && !position.contains_key(text.as_str()) {
+                position.insert(text, missing.len());
+                missing.push(text.clone());
+            }
+        }
         if !missing.is_empty() {
-            let (reply, answer) = oneshot::channel();
-            let job = Job {
-                texts: missing.clone(),
-                reply,
-            };
-            self.queue.try_send(job).map_err(|e| match e {
-                TrySendError::Full(_) => EmbedError::Busy,
-                TrySendError::Disconnected(_) => EmbedError::Stopped,
-            })?;
-            let computed = answer.await.map_err(|_| EmbedError::Stopped)??;
-            let computed: Vec<Arc<Embedded>> = computed.into_iter().map(Arc::new).collect();
+            let computed = self.compute(missing.clone()).await?;
             if let Some(cache) = &self.cache {
                 let mut cache = cache.lock().expect("cache lock");
-                for (text, embedded) in missing.iter().zip(&computed) {
-                    cache.put(text.clone(), embedded.clone());
+                for (text, embedded) in missing.into_iter().zip(&computed) {
+                    cache.put(text, embedded.clone());
                 }
             }
             for (slot, text) in results.iter_mut().zip(texts) {
                 if slot.is_none() {
-                    let at = missing.iter().position(|m| m == text).expect("queued");
-                    *slot = Some(computed[at].clone());
+                    *slot = Some(computed[position[text.as_str()]].clone());
                 }
             }
         }
         Ok(results.into_iter().map(|r| r.expect("filled")).collect())
+    }
+
+    /// Queues texts for the workers and waits for their vectors.
+    async fn compute(&self, texts: Vec<String>) -> Result<Vec<Arc<Embedded>>, EmbedError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Job { texts, reply })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => EmbedError::Busy,
+                TrySendError::Disconnected(_) => EmbedError::Stopped,
+            })?;
+        let computed = answer.await.map_err(|_| EmbedError::Stopped)??;
+        Ok(computed.into_iter().map(Arc::new).collect())
     }
 }
 
@@ -194,25 +200,34 @@ struct WorkerSettings {
     batch_window: Duration,
 }
 
-/// Plans for powers of two up to the configured batch size (and that size):
-/// a short batch pads to the next plan, wasting at most half its rows.
+/// Plans to compile: one row, and `batch_size` rows when batching is on.
+/// Each plan holds its own packed weights (~54 MB measured), so only two:
+/// partial batches below 3/4 full run row by row on the one-row plan.
 fn plan_batch_sizes(batch_size: usize) -> Vec<usize> {
-    let mut sizes: Vec<usize> = std::iter::successors(Some(1usize), |s| Some(s * 2))
-        .take_while(|&s| s < batch_size)
-        .collect();
-    sizes.push(batch_size);
-    sizes
+    if batch_size > 1 {
+        vec![1, batch_size]
+    } else {
+        vec![1]
+    }
 }
 
-/// One worker: take a job, gather more for up to `batch_window` (or until
-/// `batch_size` texts), run them as one inference, answer each job.
+/// One worker: take a job, add whatever else is already queued, then wait
+/// up to `batch_window` for more (if configured) until `batch_size` texts;
+/// run them as one inference and answer each job. With no window a lone
+/// request pays no batching delay, and requests that arrive while the
+/// worker is busy are batched anyway.
 fn work(encoder: &Encoder, jobs: &Receiver<Job>, settings: WorkerSettings) {
     while let Ok(first) = jobs.recv() {
+        let mut count = first.texts.len();
         let mut batch = vec![first];
-        let mut count = batch[0].texts.len();
         let deadline = Instant::now() + settings.batch_window;
         while count < settings.batch_size {
-            match jobs.recv_deadline(deadline) {
+            let next = match jobs.try_recv() {
+                Ok(job) => Ok(job),
+                Err(_) if settings.batch_window.is_zero() => break,
+                Err(_) => jobs.recv_deadline(deadline),
+            };
+            match next {
                 Ok(job) => {
                     count += job.texts.len();
                     batch.push(job);
@@ -245,9 +260,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plans_cover_powers_of_two_up_to_the_batch_size() {
+    fn batching_adds_one_plan_of_the_batch_size() {
         assert_eq!(plan_batch_sizes(1), vec![1]);
-        assert_eq!(plan_batch_sizes(16), vec![1, 2, 4, 8, 16]);
-        assert_eq!(plan_batch_sizes(24), vec![1, 2, 4, 8, 16, 24]);
+        assert_eq!(plan_batch_sizes(16), vec![1, 16]);
     }
 }
