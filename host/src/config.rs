@@ -36,7 +36,86 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
+    /// The libsql file. Default: `memory.db` in the data dir.
+    pub database_path: Option<PathBuf>,
+    pub sqlite_config: SqliteConfig,
     pub embedding_config: EmbeddingConfig,
+}
+
+/// `[memory.sqlite_config]`: pragmas applied to every connection.
+/// Defaults suit a 512 MB device: WAL, `normal` sync, small caches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    /// Write-ahead logging: readers never block the writer.
+    pub wal_mode: bool,
+    /// `normal` is durable at checkpoints and safe with WAL; `full` syncs
+    /// every commit (slower writes, nothing lost on power loss).
+    pub synchronous: Synchronous,
+    /// Page cache per connection, in MiB.
+    pub cache_size_mb: u64,
+    /// Memory-mapped I/O window, in MiB (0 turns it off).
+    pub mmap_size_mb: u64,
+    /// Where temporary tables and indices live.
+    pub temp_store: TempStore,
+    /// WAL pages before an automatic checkpoint.
+    pub wal_autocheckpoint: u64,
+    /// Size the WAL is truncated back to after a checkpoint, in MiB.
+    pub journal_size_limit_mb: u64,
+    /// How long a connection waits for a lock before failing.
+    #[serde(with = "duration_text")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            wal_mode: true,
+            synchronous: Synchronous::Normal,
+            cache_size_mb: 16,
+            mmap_size_mb: 64,
+            temp_store: TempStore::Memory,
+            wal_autocheckpoint: 1000,
+            journal_size_limit_mb: 64,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Off,
+    Normal,
+    Full,
+}
+
+impl Synchronous {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Synchronous::Off => "OFF",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TempStore {
+    Default,
+    File,
+    Memory,
+}
+
+impl TempStore {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            TempStore::Default => "DEFAULT",
+            TempStore::File => "FILE",
+            TempStore::Memory => "MEMORY",
+        }
+    }
 }
 
 /// `[memory.embedding_config]`: the local embedding model and its workers.

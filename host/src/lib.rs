@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod memory;
 pub mod messaging;
 pub mod runtime;
 pub mod server;

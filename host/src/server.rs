@@ -10,6 +10,7 @@ use crate::agents::AgentRegistry;
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::embed::{EmbedError, EmbeddingEngine};
+use crate::memory::Memory;
 use crate::runtime::Runtime;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -22,7 +23,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &config.wasm_runtime,
         data_dir.join("cache").join("components"),
     )?);
-    let registry = AgentRegistry::new(runtime.clone());
 
     // A missing or corrupt model stops startup with a fix-it message, unless
     // the operator turned semantic search off.
@@ -34,6 +34,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         Err(error) => return Err(error.into()),
     };
+
+    let database = config
+        .memory
+        .database_path
+        .clone()
+        .unwrap_or_else(|| data_dir.join("memory.db"));
+    let memory = Memory::open(
+        &database,
+        &config.memory.sqlite_config,
+        embeddings.as_ref().ok().cloned(),
+    )
+    .await?;
+    let registry = AgentRegistry::new(runtime.clone(), Some(memory.clone()));
 
     let agents_dir = config.agents_dir();
     let report = registry.load_dir(&agents_dir).await?;
@@ -62,6 +75,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let routes = api::routes(ApiState {
         registry,
         embeddings,
+        memory: Some(memory),
         started,
         max_request_size: config.server.max_request_size,
     });

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::memory::{DEFAULT_WORKSPACE, Scope};
 use crate::runtime::GRANTABLE_INTERFACES;
 
 /// A manifest that could not be read or is invalid.
@@ -58,6 +59,36 @@ pub struct Manifest {
     pub grants: Vec<String>,
     #[serde(default)]
     pub resource_limits: ResourceLimits,
+    #[serde(default)]
+    pub memory: MemorySettings,
+}
+
+/// `[memory]`: how the agent's memory calls are scoped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySettings {
+    /// Memory calls are refused when false (the `memory` grant is also needed).
+    pub enabled: bool,
+    /// Scope `remember` writes to: `agent`, `workspace` or `global`.
+    pub scope: Scope,
+    /// Most hits a `search` returns, whatever the plugin asks for.
+    pub search_limit: u32,
+    /// The workspace the agent belongs to (shares `workspace`-scoped memory).
+    pub workspace: String,
+    /// May write `global` memory (every agent reads it).
+    pub global_write: bool,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            scope: Scope::Agent,
+            search_limit: 10,
+            workspace: DEFAULT_WORKSPACE.into(),
+            global_write: false,
+        }
+    }
 }
 
 /// `[resource_limits]`: per-call limits; unset ones take the host defaults.
@@ -158,6 +189,12 @@ impl Manifest {
                     }
                 }
             }
+        }
+        if self.memory.scope == Scope::Global && !self.memory.global_write {
+            problems.push(
+                "memory.scope: \"global\" needs memory.global_write = true (every agent reads global memory)"
+                    .into(),
+            );
         }
         let limits = &self.resource_limits;
         if limits.fuel == Some(0) {

@@ -3,5 +3,5 @@
 mod manifest;
 mod registry;
 
-pub use manifest::{Manifest, ManifestError, PluginKind, ResourceLimits};
+pub use manifest::{Manifest, ManifestError, MemorySettings, PluginKind, ResourceLimits};
 pub use registry::{AgentError, AgentRegistry, DeployedAgent, DeployedTool, LoadReport};

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::manifest::{Manifest, ManifestError, PluginKind};
+use crate::memory::{Caller, Memory, MemoryError, SearchOptions};
 use crate::runtime::{
     AgentComponent, BoxFuture, CallLimits, CallOutcome, HostServices, Message, PluginSpec, Runtime,
-    RuntimeError, ToolComponent, WitError,
+    RuntimeError, ToolComponent, WitEntity, WitError, WitSearchHit,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +57,16 @@ pub struct LoadReport {
 
 pub struct AgentRegistry {
     runtime: Arc<Runtime>,
+    memory: Option<Arc<Memory>>,
     agents: RwLock<HashMap<String, Arc<DeployedAgent>>>,
     tools: RwLock<HashMap<String, Arc<DeployedTool>>>,
 }
 
 impl AgentRegistry {
-    pub fn new(runtime: Arc<Runtime>) -> Arc<Self> {
+    pub fn new(runtime: Arc<Runtime>, memory: Option<Arc<Memory>>) -> Arc<Self> {
         Arc::new(Self {
             runtime,
+            memory,
             agents: RwLock::default(),
             tools: RwLock::default(),
         })
@@ -83,6 +86,39 @@ impl AgentRegistry {
 
     pub fn tool(&self, name: &str) -> Option<Arc<DeployedTool>> {
         self.tools.read().expect("tools lock").get(name).cloned()
+    }
+
+    /// The identity agent `name` uses for memory: its manifest's scope and
+    /// workspace when it is deployed, agent-private defaults otherwise.
+    pub fn memory_caller(&self, name: &str) -> Caller {
+        match self.agent(name) {
+            Some(agent) => {
+                let settings = &agent.manifest.memory;
+                Caller::Agent {
+                    name: name.to_owned(),
+                    workspace: settings.workspace.clone(),
+                    default_scope: settings.scope,
+                    global_write: settings.global_write,
+                }
+            }
+            None => Caller::agent(name),
+        }
+    }
+
+    /// The memory service and the caller identity for plugin `caller`.
+    fn memory_for(&self, caller: &str) -> Result<(&Memory, Caller), WitError> {
+        let memory = self.memory.as_deref().ok_or_else(|| {
+            WitError::Unavailable("agent memory is not available on this host".into())
+        })?;
+        if self
+            .agent(caller)
+            .is_some_and(|a| !a.manifest.memory.enabled)
+        {
+            return Err(WitError::Denied(format!(
+                "memory is disabled for agent {caller:?} ([memory] enabled = false)"
+            )));
+        }
+        Ok((memory, self.memory_caller(caller)))
     }
 
     /// Loads every `*.toml` manifest in `dir`: tools first, so agents can
@@ -259,5 +295,108 @@ impl HostServices for AgentRegistry {
                 Err(e) => Err(WitError::Internal(format!("tool {tool:?} failed: {e}"))),
             }
         })
+    }
+
+    fn remember<'a>(
+        &'a self,
+        caller: &'a str,
+        name: String,
+        entity_type: String,
+        observations: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            memory
+                .remember(&identity, None, &name, &entity_type, &observations)
+                .await
+                .map(|_| ())
+                .map_err(to_wit)
+        })
+    }
+
+    fn relate<'a>(
+        &'a self,
+        caller: &'a str,
+        from: String,
+        to: String,
+        relation_type: String,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            memory
+                .relate(&identity, &from, &to, &relation_type, 1.0)
+                .await
+                .map(|_| ())
+                .map_err(to_wit)
+        })
+    }
+
+    fn search<'a>(
+        &'a self,
+        caller: &'a str,
+        query: String,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<WitSearchHit>, WitError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            let cap = self
+                .agent(caller)
+                .map_or(10, |a| a.manifest.memory.search_limit);
+            let options = SearchOptions {
+                limit: limit.min(cap) as usize,
+                entity_type: None,
+            };
+            let hits = memory
+                .search(&identity, &query, &options)
+                .await
+                .map_err(to_wit)?;
+            Ok(hits
+                .into_iter()
+                .map(|hit| WitSearchHit {
+                    entity: hit.entity,
+                    entity_type: hit.entity_type,
+                    observation: hit.observation,
+                    score: hit.score,
+                })
+                .collect())
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        caller: &'a str,
+        names: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<WitEntity>, WitError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            let views = memory.entities(&identity, &names).await.map_err(to_wit)?;
+            Ok(views
+                .into_iter()
+                .map(|view| WitEntity {
+                    name: view.name,
+                    entity_type: view.entity_type,
+                    observations: view.observations,
+                })
+                .collect())
+        })
+    }
+
+    fn forget<'a>(&'a self, caller: &'a str, name: String) -> BoxFuture<'a, Result<(), WitError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            memory.forget(&identity, &name).await.map_err(to_wit)
+        })
+    }
+}
+
+fn to_wit(error: MemoryError) -> WitError {
+    match error {
+        MemoryError::Denied(text) => WitError::Denied(text),
+        MemoryError::Invalid(text) => WitError::InvalidInput(text),
+        MemoryError::NotFound(name) => WitError::NotFound(format!("no entity named {name:?}")),
+        MemoryError::Embed(crate::embed::EmbedError::Busy) => {
+            WitError::Unavailable("the embedding queue is full; retry shortly".into())
+        }
+        other => WitError::Internal(other.to_string()),
     }
 }

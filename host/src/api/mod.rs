@@ -3,6 +3,7 @@
 
 mod embeddings;
 mod error;
+mod memory;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub use error::ApiError;
 
 use crate::agents::AgentRegistry;
 use crate::embed::{EmbedError, EmbeddingEngine};
+use crate::memory::Memory;
 use crate::messaging::MessageJson;
 
 /// What the routes need: the services, shared.
@@ -26,6 +28,7 @@ pub struct ApiState {
     pub registry: Arc<AgentRegistry>,
     /// The embedding engine, or why there is none (disabled, model missing).
     pub embeddings: Result<Arc<EmbeddingEngine>, EmbedError>,
+    pub memory: Option<Arc<Memory>>,
     pub started: Instant,
     pub max_request_size: u64,
 }
@@ -49,10 +52,65 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(with_state.clone())
         .then(send_to_agent);
 
+    let body = warp::body::content_length_limit(state.max_request_size).and(warp::body::bytes());
+    let memory_post = |route: &'static str| {
+        warp::path("api")
+            .and(warp::path("v1"))
+            .and(warp::path("memory"))
+            .and(warp::path(route))
+            .and(warp::path::end())
+            .and(warp::post())
+            .and(body)
+            .and(with_state.clone())
+            .then(move |body: Bytes, state: ApiState| async move {
+                let result = match route {
+                    "entities" => memory::remember(&state, &body).await,
+                    "relations" => memory::relate(&state, &body).await,
+                    _ => memory::search(&state, &body).await,
+                };
+                respond(result)
+            })
+    };
+    let memory_writes = memory_post("entities")
+        .or(memory_post("relations"))
+        .unify()
+        .or(memory_post("search"))
+        .unify();
+    let memory_entity = warp::path!("api" / "v1" / "memory" / "entities" / String)
+        .and(
+            warp::get()
+                .map(|| false)
+                .or(warp::delete().map(|| true))
+                .unify(),
+        )
+        .and(warp::query::<memory::ReadQuery>())
+        .and(with_state.clone())
+        .then(
+            |name: String, delete: bool, query: memory::ReadQuery, state: ApiState| async move {
+                if delete {
+                    respond(memory::forget(&state, &name, &query).await)
+                } else {
+                    respond(memory::open(&state, &name, &query).await)
+                }
+            },
+        );
+    let memory_graph = warp::path!("api" / "v1" / "memory" / "graph" / String)
+        .and(warp::get())
+        .and(warp::query::<memory::ReadQuery>())
+        .and(with_state.clone())
+        .then(
+            |name: String, query: memory::ReadQuery, state: ApiState| async move {
+                respond(memory::graph(&state, &name, &query).await)
+            },
+        );
+    let memory_stats = warp::path!("api" / "v1" / "memory" / "stats")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|state: ApiState| async move { respond(memory::stats(&state).await) });
+
     let embeddings = warp::path!("api" / "v1" / "embeddings")
         .and(warp::post())
-        .and(warp::body::content_length_limit(state.max_request_size))
-        .and(warp::body::bytes())
+        .and(body)
         .and(with_state)
         .then(|body: Bytes, state: ApiState| async move {
             let engine = state.embeddings.as_deref();
@@ -67,9 +125,27 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(embeddings)
         .unify()
+        .or(memory_writes)
+        .unify()
+        .or(memory_entity)
+        .unify()
+        .or(memory_graph)
+        .unify()
+        .or(memory_stats)
+        .unify()
         .recover(error::recover)
         .unify()
         .with(warp::trace::request())
+}
+
+/// A handler's result as a response: JSON with its status, or the error shape.
+fn respond(result: Result<(StatusCode, serde_json::Value), ApiError>) -> Response {
+    match result {
+        Ok((status, body)) => {
+            warp::reply::with_status(warp::reply::json(&body), status).into_response()
+        }
+        Err(error) => error.into_response(),
+    }
 }
 
 fn health(state: ApiState) -> Response {

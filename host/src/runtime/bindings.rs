@@ -27,6 +27,7 @@ pub mod tool {
     });
 }
 
+pub use agent::caxton::agent::memory::{Entity as WitEntity, SearchHit as WitSearchHit};
 pub use agent::caxton::agent::types::{Error as WitError, Message, Performative, ToolDescription};
 
 /// The WIT package name every host interface lives under.

@@ -30,6 +30,57 @@ pub trait HostServices: Send + Sync {
         tool: &'a str,
         input: String,
     ) -> BoxFuture<'a, Result<String, WitError>>;
+
+    /// `memory.remember` for plugin `caller`.
+    fn remember<'a>(
+        &'a self,
+        caller: &'a str,
+        name: String,
+        entity_type: String,
+        observations: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        let _ = (caller, name, entity_type, observations);
+        Box::pin(async { Err(memory_unavailable()) })
+    }
+
+    /// `memory.relate` for plugin `caller`.
+    fn relate<'a>(
+        &'a self,
+        caller: &'a str,
+        from: String,
+        to: String,
+        relation_type: String,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        let _ = (caller, from, to, relation_type);
+        Box::pin(async { Err(memory_unavailable()) })
+    }
+
+    /// `memory.search` for plugin `caller`.
+    fn search<'a>(
+        &'a self,
+        caller: &'a str,
+        query: String,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<memory::SearchHit>, WitError>> {
+        let _ = (caller, query, limit);
+        Box::pin(async { Err(memory_unavailable()) })
+    }
+
+    /// `memory.open` for plugin `caller`.
+    fn open<'a>(
+        &'a self,
+        caller: &'a str,
+        names: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<memory::Entity>, WitError>> {
+        let _ = (caller, names);
+        Box::pin(async { Err(memory_unavailable()) })
+    }
+
+    /// `memory.forget` for plugin `caller`.
+    fn forget<'a>(&'a self, caller: &'a str, name: String) -> BoxFuture<'a, Result<(), WitError>> {
+        let _ = (caller, name);
+        Box::pin(async { Err(memory_unavailable()) })
+    }
 }
 
 /// Services for plugins that may not call anything (tools themselves).
@@ -129,42 +180,51 @@ impl log::Host for HostState {
 }
 
 fn memory_unavailable() -> WitError {
-    WitError::Unavailable("agent memory is not available on this host yet".into())
+    WitError::Unavailable("agent memory is not available on this host".into())
 }
 
+// Memory calls go to the services as the calling plugin: the plugin cannot
+// name another owner, so scopes are enforced on the host side.
 impl memory::Host for HostState {
     async fn remember(
         &mut self,
-        _name: String,
-        _entity_type: String,
-        _observations: Vec<String>,
+        name: String,
+        entity_type: String,
+        observations: Vec<String>,
     ) -> Result<(), WitError> {
-        Err(memory_unavailable())
+        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        services
+            .remember(&plugin, name, entity_type, observations)
+            .await
     }
 
     async fn relate(
         &mut self,
-        _from: String,
-        _to: String,
-        _relation_type: String,
+        from: String,
+        to: String,
+        relation_type: String,
     ) -> Result<(), WitError> {
-        Err(memory_unavailable())
+        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        services.relate(&plugin, from, to, relation_type).await
     }
 
     async fn search(
         &mut self,
-        _query: String,
-        _limit: u32,
+        query: String,
+        limit: u32,
     ) -> Result<Vec<memory::SearchHit>, WitError> {
-        Err(memory_unavailable())
+        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        services.search(&plugin, query, limit).await
     }
 
-    async fn open(&mut self, _names: Vec<String>) -> Result<Vec<memory::Entity>, WitError> {
-        Err(memory_unavailable())
+    async fn open(&mut self, names: Vec<String>) -> Result<Vec<memory::Entity>, WitError> {
+        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        services.open(&plugin, names).await
     }
 
-    async fn forget(&mut self, _name: String) -> Result<(), WitError> {
-        Err(memory_unavailable())
+    async fn forget(&mut self, name: String) -> Result<(), WitError> {
+        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        services.forget(&plugin, name).await
     }
 }
 

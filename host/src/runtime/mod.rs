@@ -17,7 +17,9 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
-pub use bindings::{GRANTABLE_INTERFACES, Message, Performative, ToolDescription, WitError};
+pub use bindings::{
+    GRANTABLE_INTERFACES, Message, Performative, ToolDescription, WitEntity, WitError, WitSearchHit,
+};
 pub use cache::CacheOutcome;
 pub use error::RuntimeError;
 pub use host::{BoxFuture, HostServices, NoServices};

@@ -1,0 +1,219 @@
+//! `/api/v1/memory/...`: the knowledge graph over HTTP. A request acts as
+//! the agent it names (`agent` in the body or query) with that agent's
+//! scopes, or as the operator when it names none.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+
+use super::{ApiError, ApiState};
+use crate::memory::{Caller, MemoryError, Scope, SearchOptions};
+
+fn from_memory(error: MemoryError) -> ApiError {
+    let (status, code) = match &error {
+        MemoryError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        MemoryError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        MemoryError::NotFound(_) => (StatusCode::NOT_FOUND, "entity_not_found"),
+        MemoryError::Embed(crate::embed::EmbedError::Busy) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "embeddings_busy")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "memory_error"),
+    };
+    let mut api = ApiError::new(status, code, error.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        api.retry_after_secs = Some(1);
+    }
+    api
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}. Example: {example}")))
+}
+
+fn caller(state: &ApiState, agent: Option<&str>) -> Caller {
+    match agent {
+        Some(name) => state.registry.memory_caller(name),
+        None => Caller::Operator,
+    }
+}
+
+fn memory(state: &ApiState) -> Result<&crate::memory::Memory, ApiError> {
+    state.memory.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "memory_unavailable",
+            "memory is not available on this host",
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RememberBody {
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    scope: Option<Scope>,
+    name: String,
+    entity_type: String,
+    #[serde(default)]
+    observations: Vec<String>,
+}
+
+/// `POST /api/v1/memory/entities`
+pub async fn remember(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
+    let body: RememberBody = parse(
+        body,
+        r#"{"name": "alice", "entity_type": "person", "observations": ["likes tea"]}"#,
+    )?;
+    let caller = caller(state, body.agent.as_deref());
+    let outcome = memory(state)?
+        .remember(
+            &caller,
+            body.scope,
+            &body.name,
+            &body.entity_type,
+            &body.observations,
+        )
+        .await
+        .map_err(from_memory)?;
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, json!(outcome)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelateBody {
+    #[serde(default)]
+    agent: Option<String>,
+    from: String,
+    to: String,
+    relation_type: String,
+    #[serde(default = "full_strength")]
+    strength: f64,
+}
+
+fn full_strength() -> f64 {
+    1.0
+}
+
+/// `POST /api/v1/memory/relations`
+pub async fn relate(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
+    let body: RelateBody = parse(
+        body,
+        r#"{"from": "alice", "to": "bob", "relation_type": "manages"}"#,
+    )?;
+    let caller = caller(state, body.agent.as_deref());
+    let created = memory(state)?
+        .relate(
+            &caller,
+            &body.from,
+            &body.to,
+            &body.relation_type,
+            body.strength,
+        )
+        .await
+        .map_err(from_memory)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, json!({ "created": created })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    #[serde(default)]
+    agent: Option<String>,
+    query: String,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    entity_type: Option<String>,
+}
+
+/// `POST /api/v1/memory/search`
+pub async fn search(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
+    let body: SearchBody = parse(body, r#"{"query": "who likes tea?", "limit": 5}"#)?;
+    let caller = caller(state, body.agent.as_deref());
+    let options = SearchOptions {
+        limit: body.limit.unwrap_or(10),
+        entity_type: body.entity_type,
+    };
+    let hits = memory(state)?
+        .search(&caller, &body.query, &options)
+        .await
+        .map_err(from_memory)?;
+    Ok((StatusCode::OK, json!({ "hits": hits })))
+}
+
+/// Query parameters of the read routes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub depth: Option<usize>,
+}
+
+/// `GET /api/v1/memory/entities/{name}`
+pub async fn open(
+    state: &ApiState,
+    name: &str,
+    query: &ReadQuery,
+) -> Result<(StatusCode, Value), ApiError> {
+    let caller = caller(state, query.agent.as_deref());
+    let mut views = memory(state)?
+        .entities(&caller, &[name.to_owned()])
+        .await
+        .map_err(from_memory)?;
+    match views.pop() {
+        Some(view) => Ok((StatusCode::OK, json!(view))),
+        None => Err(from_memory(MemoryError::NotFound(name.to_owned()))),
+    }
+}
+
+/// `DELETE /api/v1/memory/entities/{name}`
+pub async fn forget(
+    state: &ApiState,
+    name: &str,
+    query: &ReadQuery,
+) -> Result<(StatusCode, Value), ApiError> {
+    let caller = caller(state, query.agent.as_deref());
+    memory(state)?
+        .forget(&caller, name)
+        .await
+        .map_err(from_memory)?;
+    Ok((StatusCode::OK, json!({ "forgotten": name })))
+}
+
+/// `GET /api/v1/memory/graph/{name}?depth=N`
+pub async fn graph(
+    state: &ApiState,
+    name: &str,
+    query: &ReadQuery,
+) -> Result<(StatusCode, Value), ApiError> {
+    let caller = caller(state, query.agent.as_deref());
+    let (entities, relations) = memory(state)?
+        .neighbours(&caller, name, query.depth.unwrap_or(1))
+        .await
+        .map_err(from_memory)?;
+    Ok((
+        StatusCode::OK,
+        json!({ "entities": entities, "relations": relations }),
+    ))
+}
+
+/// `GET /api/v1/memory/stats`
+pub async fn stats(state: &ApiState) -> Result<(StatusCode, Value), ApiError> {
+    let stats = memory(state)?.stats().await.map_err(from_memory)?;
+    Ok((StatusCode::OK, json!(stats)))
+}

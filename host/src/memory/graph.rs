@@ -1,0 +1,777 @@
+//! The memory service: the knowledge graph's reads and writes, with scope
+//! checks on every call, and hybrid search.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use libsql::Value;
+use serde::Serialize;
+
+use super::db::Db;
+use super::index::{EntryFilter, VectorIndex, Visibility};
+use super::scope::{Caller, Scope};
+use super::{MemoryError, now_ms};
+use crate::config::SqliteConfig;
+use crate::embed::EmbeddingEngine;
+
+/// Bounds that keep one call from flooding the store.
+const MAX_NAME: usize = 256;
+const MAX_TYPE: usize = 64;
+const MAX_OBSERVATION: usize = 8 * 1024;
+const MAX_OBSERVATIONS_PER_CALL: usize = 256;
+const MAX_SEARCH_LIMIT: usize = 100;
+const MAX_DEPTH: usize = 5;
+/// Reciprocal rank fusion constant (the usual 60).
+const RRF_K: f32 = 60.0;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RememberOutcome {
+    pub entity: String,
+    pub scope: Scope,
+    /// Observations stored by this call (duplicates are skipped).
+    pub added: usize,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EntityView {
+    pub name: String,
+    pub entity_type: String,
+    pub scope: Scope,
+    pub owner: String,
+    pub observations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RelationView {
+    pub from: String,
+    pub to: String,
+    pub relation_type: String,
+    pub strength: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SearchHit {
+    pub entity: String,
+    pub entity_type: String,
+    pub scope: Scope,
+    pub observation: String,
+    /// Fused relevance (reciprocal rank fusion); higher is better.
+    pub score: f32,
+    /// Exact cosine similarity to the query, when the vector path found it.
+    pub similarity: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    pub limit: usize,
+    pub entity_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stats {
+    pub entities: u64,
+    pub observations: u64,
+    pub relations: u64,
+    pub observations_without_embedding: u64,
+    pub database_bytes: u64,
+    pub index_entries: usize,
+    pub index_bytes: usize,
+    pub embedding_cache_hit_rate: Option<f64>,
+}
+
+/// An entity row as resolved for a caller.
+#[derive(Debug, Clone)]
+struct EntityRow {
+    id: i64,
+    name: String,
+    entity_type: String,
+    scope: Scope,
+    owner: String,
+}
+
+pub struct Memory {
+    db: Db,
+    embeddings: Option<Arc<EmbeddingEngine>>,
+    index: Arc<RwLock<VectorIndex>>,
+    /// Owners and entity types as small integers for the index's filters.
+    interned: Mutex<HashMap<String, u32>>,
+}
+
+impl Memory {
+    /// Opens (creating and migrating) the store and loads the vector index.
+    pub async fn open(
+        path: &std::path::Path,
+        sqlite: &SqliteConfig,
+        embeddings: Option<Arc<EmbeddingEngine>>,
+    ) -> Result<Arc<Self>, MemoryError> {
+        let db = Db::open(path, sqlite).await?;
+        let dims = embeddings.as_ref().map_or(384, |e| e.dims());
+        let memory = Arc::new(Self {
+            db,
+            embeddings,
+            index: Arc::new(RwLock::new(VectorIndex::new(dims))),
+            interned: Mutex::default(),
+        });
+        memory.load_index().await?;
+        Ok(memory)
+    }
+
+    fn intern(&self, text: &str) -> u32 {
+        let mut interned = self.interned.lock().expect("intern lock");
+        let next = interned.len() as u32;
+        *interned.entry(text.to_owned()).or_insert(next)
+    }
+
+    fn visibility(&self, scope: Scope, owner: &str) -> Visibility {
+        Visibility {
+            scope: scope.code(),
+            owner: self.intern(owner),
+        }
+    }
+
+    async fn load_index(&self) -> Result<(), MemoryError> {
+        let started = std::time::Instant::now();
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT o.id, o.entity_id, e.scope, e.owner, e.entity_type, o.embedding
+                 FROM observations o JOIN entities e ON e.id = o.entity_id
+                 WHERE o.embedding IS NOT NULL",
+                (),
+            )
+            .await?;
+        let mut loaded = Vec::new();
+        while let Some(row) = rows.next().await? {
+            let scope = Scope::parse(&row.get::<String>(2)?).unwrap_or(Scope::Agent);
+            let visibility = self.visibility(scope, &row.get::<String>(3)?);
+            let entity_type = self.intern(&row.get::<String>(4)?);
+            let vector = decode_vector(&row.get::<Vec<u8>>(5)?);
+            loaded.push((
+                row.get::<i64>(0)?,
+                row.get::<i64>(1)?,
+                visibility,
+                entity_type,
+                vector,
+            ));
+        }
+        drop(rows);
+        let mut index = self.index.write().expect("index lock");
+        for (id, entity_id, visibility, entity_type, vector) in loaded {
+            index.insert(id, entity_id, visibility, entity_type, &vector);
+        }
+        tracing::info!(
+            observations = index.len(),
+            index_mb = index.memory_bytes() as f64 / 1_048_576.0,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "memory index loaded"
+        );
+        Ok(())
+    }
+
+    /// Creates the entity if needed and adds observations (each text once
+    /// per entity). Embeds before taking the write lock.
+    pub async fn remember(
+        &self,
+        caller: &Caller,
+        scope: Option<Scope>,
+        name: &str,
+        entity_type: &str,
+        observations: &[String],
+    ) -> Result<RememberOutcome, MemoryError> {
+        check_text("name", name, MAX_NAME)?;
+        check_text("entity_type", entity_type, MAX_TYPE)?;
+        if observations.len() > MAX_OBSERVATIONS_PER_CALL {
+            return Err(MemoryError::Invalid(format!(
+                "observations: at most {MAX_OBSERVATIONS_PER_CALL} per call"
+            )));
+        }
+        let mut texts: Vec<String> = Vec::new();
+        for text in observations {
+            check_text("observation", text, MAX_OBSERVATION)?;
+            if !texts.contains(text) {
+                texts.push(text.clone());
+            }
+        }
+        let scope = scope.unwrap_or_else(|| caller.default_scope());
+        let owner = caller.owner_for(scope).map_err(MemoryError::Denied)?;
+
+        let vectors: Vec<Option<Vec<f32>>> = match &self.embeddings {
+            Some(engine) if !texts.is_empty() => engine
+                .embed(&texts)
+                .await?
+                .iter()
+                .map(|e| Some(e.vector.clone()))
+                .collect(),
+            _ => vec![None; texts.len()],
+        };
+
+        let now = now_ms();
+        let writer = self.db.writer().await;
+        let tx = writer.transaction().await?;
+        let mut rows = tx
+            .query(
+                "INSERT INTO entities (scope, owner, name, entity_type, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT (scope, owner, name)
+                 DO UPDATE SET entity_type = excluded.entity_type, updated_at = excluded.updated_at
+                 RETURNING id, created_at = ?5",
+                libsql::params![scope.as_str(), owner.as_str(), name, entity_type, now],
+            )
+            .await?;
+        let row = rows.next().await?.expect("RETURNING yields the row");
+        let (entity_id, created) = (row.get::<i64>(0)?, row.get::<bool>(1)?);
+        finish(rows).await?;
+
+        let mut added = Vec::new();
+        for (text, vector) in texts.iter().zip(vectors) {
+            let blob = vector
+                .as_deref()
+                .map_or(Value::Null, |v| Value::Blob(encode_vector(v)));
+            let mut rows = tx
+                .query(
+                    "INSERT INTO observations (entity_id, text, embedding, created_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (entity_id, text) DO NOTHING
+                     RETURNING id",
+                    libsql::params![entity_id, text.as_str(), blob, now],
+                )
+                .await?;
+            if let Some(row) = rows.next().await? {
+                added.push((row.get::<i64>(0)?, vector));
+            }
+            finish(rows).await?;
+        }
+        tx.commit().await?;
+
+        // Still under the write lock: the index changes in commit order.
+        let visibility = self.visibility(scope, &owner);
+        let type_id = self.intern(entity_type);
+        let mut index = self.index.write().expect("index lock");
+        if !created {
+            index.set_entity_type(entity_id, type_id);
+        }
+        for (id, vector) in &added {
+            if let Some(vector) = vector {
+                index.insert(*id, entity_id, visibility, type_id, vector);
+            }
+        }
+        drop(index);
+        drop(writer);
+        Ok(RememberOutcome {
+            entity: name.to_owned(),
+            scope,
+            added: added.len(),
+            created,
+        })
+    }
+
+    /// The entity `name` as the caller sees it: the most private scope wins.
+    async fn resolve(&self, caller: &Caller, name: &str) -> Result<EntityRow, MemoryError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT id, name, entity_type, scope, owner FROM entities WHERE name = ?1
+                 ORDER BY CASE scope WHEN 'agent' THEN 0 WHEN 'workspace' THEN 1 ELSE 2 END",
+                libsql::params![name],
+            )
+            .await?;
+        let readable = caller.readable();
+        while let Some(row) = rows.next().await? {
+            let entity = EntityRow {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                entity_type: row.get(2)?,
+                scope: Scope::parse(&row.get::<String>(3)?).unwrap_or(Scope::Agent),
+                owner: row.get(4)?,
+            };
+            if *caller == Caller::Operator
+                || readable
+                    .iter()
+                    .any(|(scope, owner)| *scope == entity.scope && *owner == entity.owner)
+            {
+                return Ok(entity);
+            }
+        }
+        Err(MemoryError::NotFound(name.to_owned()))
+    }
+
+    fn check_write(&self, caller: &Caller, entity: &EntityRow) -> Result<(), MemoryError> {
+        match caller.owner_for(entity.scope) {
+            Ok(owner) if *caller == Caller::Operator || owner == entity.owner => Ok(()),
+            Ok(_) => Err(MemoryError::Denied(format!(
+                "entity {:?} is not writable by this caller",
+                entity.name
+            ))),
+            Err(reason) => Err(MemoryError::Denied(reason)),
+        }
+    }
+
+    /// Records `from -relation_type-> to` (once per triple; a repeat updates
+    /// the strength). Returns whether the relation is new.
+    pub async fn relate(
+        &self,
+        caller: &Caller,
+        from: &str,
+        to: &str,
+        relation_type: &str,
+        strength: f64,
+    ) -> Result<bool, MemoryError> {
+        check_text("relation_type", relation_type, MAX_TYPE)?;
+        if !(0.0..=1.0).contains(&strength) {
+            return Err(MemoryError::Invalid(
+                "strength must be between 0 and 1".into(),
+            ));
+        }
+        let source = self.resolve(caller, from).await?;
+        let target = self.resolve(caller, to).await?;
+        self.check_write(caller, &source)?;
+        let writer = self.db.writer().await;
+        let inserted = writer
+            .execute(
+                "INSERT INTO relations (from_id, to_id, relation_type, strength, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (from_id, to_id, relation_type) DO NOTHING",
+                libsql::params![source.id, target.id, relation_type, strength, now_ms()],
+            )
+            .await?;
+        if inserted == 0 {
+            writer
+                .execute(
+                    "UPDATE relations SET strength = ?4
+                     WHERE from_id = ?1 AND to_id = ?2 AND relation_type = ?3",
+                    libsql::params![source.id, target.id, relation_type, strength],
+                )
+                .await?;
+        }
+        Ok(inserted > 0)
+    }
+
+    /// Entities by name with their observations; names the caller cannot
+    /// see are skipped.
+    pub async fn entities(
+        &self,
+        caller: &Caller,
+        names: &[String],
+    ) -> Result<Vec<EntityView>, MemoryError> {
+        let mut views = Vec::new();
+        for name in names {
+            let entity = match self.resolve(caller, name).await {
+                Ok(entity) => entity,
+                Err(MemoryError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            views.push(self.view(&entity).await?);
+        }
+        Ok(views)
+    }
+
+    async fn view(&self, entity: &EntityRow) -> Result<EntityView, MemoryError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT text FROM observations WHERE entity_id = ?1 ORDER BY id",
+                libsql::params![entity.id],
+            )
+            .await?;
+        let mut observations = Vec::new();
+        while let Some(row) = rows.next().await? {
+            observations.push(row.get::<String>(0)?);
+        }
+        Ok(EntityView {
+            name: entity.name.clone(),
+            entity_type: entity.entity_type.clone(),
+            scope: entity.scope,
+            owner: entity.owner.clone(),
+            observations,
+        })
+    }
+
+    /// The entity and everything within `depth` relation hops of it that
+    /// the caller can see.
+    pub async fn neighbours(
+        &self,
+        caller: &Caller,
+        name: &str,
+        depth: usize,
+    ) -> Result<(Vec<EntityView>, Vec<RelationView>), MemoryError> {
+        let depth = depth.min(MAX_DEPTH);
+        let start = self.resolve(caller, name).await?;
+        let mut seen: HashSet<i64> = HashSet::from([start.id]);
+        let mut frontier = vec![start.clone()];
+        let mut entities = vec![start];
+        let mut relations = Vec::new();
+        let mut related: HashSet<(i64, i64, String)> = HashSet::new();
+        for _ in 0..depth {
+            let mut next = Vec::new();
+            for entity in &frontier {
+                let conn = self.db.reader().await?;
+                let mut rows = conn
+                    .query(
+                        "SELECT r.from_id, r.to_id, r.relation_type, r.strength,
+                                f.name, t.name, o.id, o.name, o.entity_type, o.scope, o.owner
+                         FROM relations r
+                         JOIN entities f ON f.id = r.from_id
+                         JOIN entities t ON t.id = r.to_id
+                         JOIN entities o ON o.id = CASE WHEN r.from_id = ?1 THEN r.to_id ELSE r.from_id END
+                         WHERE r.from_id = ?1 OR r.to_id = ?1",
+                        libsql::params![entity.id],
+                    )
+                    .await?;
+                let readable = caller.readable();
+                while let Some(row) = rows.next().await? {
+                    let other = EntityRow {
+                        id: row.get(6)?,
+                        name: row.get(7)?,
+                        entity_type: row.get(8)?,
+                        scope: Scope::parse(&row.get::<String>(9)?).unwrap_or(Scope::Agent),
+                        owner: row.get(10)?,
+                    };
+                    let visible = *caller == Caller::Operator
+                        || readable
+                            .iter()
+                            .any(|(s, o)| *s == other.scope && *o == other.owner);
+                    if !visible {
+                        continue;
+                    }
+                    let key = (
+                        row.get::<i64>(0)?,
+                        row.get::<i64>(1)?,
+                        row.get::<String>(2)?,
+                    );
+                    if related.insert(key.clone()) {
+                        relations.push(RelationView {
+                            from: row.get(4)?,
+                            to: row.get(5)?,
+                            relation_type: key.2,
+                            strength: row.get(3)?,
+                        });
+                    }
+                    if seen.insert(other.id) {
+                        next.push(other.clone());
+                        entities.push(other);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        let mut views = Vec::with_capacity(entities.len());
+        for entity in &entities {
+            views.push(self.view(entity).await?);
+        }
+        Ok((views, relations))
+    }
+
+    /// Deletes the entity with its observations and relations.
+    pub async fn forget(&self, caller: &Caller, name: &str) -> Result<(), MemoryError> {
+        let entity = self.resolve(caller, name).await?;
+        self.check_write(caller, &entity)?;
+        let writer = self.db.writer().await;
+        writer
+            .execute(
+                "DELETE FROM entities WHERE id = ?1",
+                libsql::params![entity.id],
+            )
+            .await?;
+        self.index
+            .write()
+            .expect("index lock")
+            .remove_entity(entity.id);
+        Ok(())
+    }
+
+    /// Hybrid search: vector candidates re-ranked exactly, fused with FTS5
+    /// keyword matches by reciprocal rank; only what the caller may read.
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<Vec<SearchHit>, MemoryError> {
+        check_text("query", query, MAX_OBSERVATION)?;
+        let limit = options.limit.clamp(1, MAX_SEARCH_LIMIT);
+        let filter = ScanFilter {
+            allowed: caller
+                .readable()
+                .iter()
+                .map(|(scope, owner)| self.visibility(*scope, owner))
+                .collect(),
+            operator: *caller == Caller::Operator,
+            entity_type: options.entity_type.as_deref().map(|t| self.intern(t)),
+        };
+
+        let mut similarity: HashMap<i64, f32> = HashMap::new();
+        let mut vector_ranking: Vec<i64> = Vec::new();
+        if let Some(engine) = &self.embeddings {
+            let embedded = engine.embed(&[query.to_owned()]).await?;
+            let query_vector = embedded[0].vector.clone();
+            let index = self.index.clone();
+            let candidates = tokio::task::spawn_blocking(move || {
+                index
+                    .read()
+                    .expect("index lock")
+                    .search(&query_vector, limit * 4, &filter)
+            })
+            .await
+            .expect("index search panicked");
+            // Exact re-rank with the stored float32 vectors.
+            let ids: Vec<i64> = candidates.iter().map(|c| c.0).collect();
+            for (id, vector) in self.vectors(&ids).await? {
+                let exact: f32 = vector
+                    .iter()
+                    .zip(&embedded[0].vector)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                similarity.insert(id, exact);
+            }
+            vector_ranking = similarity.keys().copied().collect();
+            vector_ranking.sort_by(|a, b| similarity[b].total_cmp(&similarity[a]));
+            vector_ranking.truncate(limit * 2);
+        }
+        let keyword_ranking = self
+            .keyword_search(caller, query, options, limit * 2)
+            .await?;
+
+        let mut fused: HashMap<i64, f32> = HashMap::new();
+        for ranking in [&vector_ranking, &keyword_ranking] {
+            for (rank, id) in ranking.iter().enumerate() {
+                *fused.entry(*id).or_default() += 1.0 / (RRF_K + rank as f32 + 1.0);
+            }
+        }
+        let mut order: Vec<(i64, f32)> = fused.into_iter().collect();
+        order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        order.truncate(limit);
+
+        let details = self
+            .observation_details(&order.iter().map(|o| o.0).collect::<Vec<_>>())
+            .await?;
+        Ok(order
+            .into_iter()
+            .filter_map(|(id, score)| {
+                let (observation, entity, entity_type, scope) = details.get(&id)?.clone();
+                Some(SearchHit {
+                    entity,
+                    entity_type,
+                    scope,
+                    observation,
+                    score,
+                    similarity: similarity.get(&id).copied(),
+                })
+            })
+            .collect())
+    }
+
+    async fn vectors(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<f32>)>, MemoryError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.db.reader().await?;
+        let sql = format!(
+            "SELECT id, embedding FROM observations WHERE embedding IS NOT NULL AND id IN ({})",
+            placeholders(ids.len(), 1)
+        );
+        let mut rows = conn
+            .query(&sql, libsql::params_from_iter(ids.iter().copied()))
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        while let Some(row) = rows.next().await? {
+            out.push((row.get::<i64>(0)?, decode_vector(&row.get::<Vec<u8>>(1)?)));
+        }
+        Ok(out)
+    }
+
+    async fn keyword_search(
+        &self,
+        caller: &Caller,
+        query: &str,
+        options: &SearchOptions,
+        limit: usize,
+    ) -> Result<Vec<i64>, MemoryError> {
+        let Some(expression) = fts_expression(query) else {
+            return Ok(Vec::new());
+        };
+        let mut params: Vec<Value> = vec![expression.into()];
+        let mut sql = String::from(
+            "SELECT o.id FROM observations_fts f
+             JOIN observations o ON o.id = f.rowid
+             JOIN entities e ON e.id = o.entity_id
+             WHERE observations_fts MATCH ?1",
+        );
+        if *caller != Caller::Operator {
+            let readable = caller.readable();
+            let clauses: Vec<String> = readable
+                .iter()
+                .map(|(scope, owner)| {
+                    params.push(scope.as_str().into());
+                    params.push(owner.clone().into());
+                    format!(
+                        "(e.scope = ?{} AND e.owner = ?{})",
+                        params.len() - 1,
+                        params.len()
+                    )
+                })
+                .collect();
+            sql.push_str(&format!(" AND ({})", clauses.join(" OR ")));
+        }
+        if let Some(entity_type) = &options.entity_type {
+            params.push(entity_type.clone().into());
+            sql.push_str(&format!(" AND e.entity_type = ?{}", params.len()));
+        }
+        sql.push_str(&format!(" ORDER BY bm25(observations_fts) LIMIT {limit}"));
+        let conn = self.db.reader().await?;
+        let mut rows = conn.query(&sql, libsql::params_from_iter(params)).await?;
+        let mut ids = Vec::new();
+        while let Some(row) = rows.next().await? {
+            ids.push(row.get::<i64>(0)?);
+        }
+        Ok(ids)
+    }
+
+    async fn observation_details(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, (String, String, String, Scope)>, MemoryError> {
+        let mut out = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let conn = self.db.reader().await?;
+        let sql = format!(
+            "SELECT o.id, o.text, e.name, e.entity_type, e.scope
+             FROM observations o JOIN entities e ON e.id = o.entity_id
+             WHERE o.id IN ({})",
+            placeholders(ids.len(), 1)
+        );
+        let mut rows = conn
+            .query(&sql, libsql::params_from_iter(ids.iter().copied()))
+            .await?;
+        while let Some(row) = rows.next().await? {
+            out.insert(
+                row.get::<i64>(0)?,
+                (
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    Scope::parse(&row.get::<String>(4)?).unwrap_or(Scope::Agent),
+                ),
+            );
+        }
+        Ok(out)
+    }
+
+    pub async fn stats(&self) -> Result<Stats, MemoryError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT (SELECT count(*) FROM entities),
+                        (SELECT count(*) FROM observations),
+                        (SELECT count(*) FROM relations),
+                        (SELECT count(*) FROM observations WHERE embedding IS NULL),
+                        (SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())",
+                (),
+            )
+            .await?;
+        let row = rows.next().await?.expect("one row");
+        let index = self.index.read().expect("index lock");
+        let wal =
+            std::fs::metadata(format!("{}-wal", self.db.path().display())).map_or(0, |m| m.len());
+        Ok(Stats {
+            entities: row.get::<i64>(0)? as u64,
+            observations: row.get::<i64>(1)? as u64,
+            relations: row.get::<i64>(2)? as u64,
+            observations_without_embedding: row.get::<i64>(3)? as u64,
+            database_bytes: row.get::<i64>(4)? as u64 + wal,
+            index_entries: index.len(),
+            index_bytes: index.memory_bytes(),
+            embedding_cache_hit_rate: self.embeddings.as_ref().and_then(|e| {
+                let stats = e.cache_stats();
+                let total = stats.hits + stats.misses;
+                (total > 0).then(|| stats.hits as f64 / total as f64)
+            }),
+        })
+    }
+}
+
+struct ScanFilter {
+    allowed: Vec<Visibility>,
+    operator: bool,
+    entity_type: Option<u32>,
+}
+
+impl EntryFilter for ScanFilter {
+    fn allow(&self, visibility: Visibility, entity_type: u32) -> bool {
+        (self.operator || self.allowed.contains(&visibility))
+            && self.entity_type.is_none_or(|t| t == entity_type)
+    }
+}
+
+/// Steps a statement to its end: an `INSERT ... RETURNING` left mid-way
+/// keeps the statement active and the transaction cannot commit.
+async fn finish(mut rows: libsql::Rows) -> Result<(), MemoryError> {
+    while rows.next().await?.is_some() {}
+    Ok(())
+}
+
+fn check_text(what: &str, text: &str, max: usize) -> Result<(), MemoryError> {
+    if text.trim().is_empty() {
+        return Err(MemoryError::Invalid(format!("{what} must not be empty")));
+    }
+    if text.len() > max {
+        return Err(MemoryError::Invalid(format!(
+            "{what} is {} bytes; the limit is {max}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `?first, ?first+1, ...` for `count` parameters.
+fn placeholders(count: usize, first: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The query's words as an FTS5 OR of quoted terms: user text never
+/// reaches FTS5's query syntax.
+fn fts_expression(query: &str) -> Option<String> {
+    let terms: Vec<String> = query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .take(32)
+        .map(|t| format!("\"{t}\""))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" OR "))
+}
+
+fn encode_vector(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_queries_are_quoted_terms() {
+        assert_eq!(
+            fts_expression("who* manages \"Bob\"? NEAR(x)").as_deref(),
+            Some("\"who\" OR \"manages\" OR \"Bob\" OR \"NEAR\" OR \"x\"")
+        );
+        assert_eq!(fts_expression("?!"), None);
+    }
+
+    #[test]
+    fn vectors_round_trip_through_blobs() {
+        let v = vec![0.25f32, -1.0, 3.5];
+        assert_eq!(decode_vector(&encode_vector(&v)), v);
+    }
+}

@@ -1,0 +1,55 @@
+//! Agents' persistent memory: a knowledge graph (entities, observations,
+//! relations) in one libsql file, with hybrid search — an in-process vector
+//! index over observation embeddings fused with FTS5 keyword matches.
+
+mod db;
+mod graph;
+mod index;
+mod migrations;
+mod scope;
+
+use std::path::PathBuf;
+
+pub use graph::{
+    EntityView, Memory, RelationView, RememberOutcome, SearchHit, SearchOptions, Stats,
+};
+pub use index::{VectorIndex, quantize};
+pub use scope::{Caller, DEFAULT_WORKSPACE, Scope};
+
+use crate::embed::EmbedError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("cannot open the memory database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the memory database was written by a newer Caxton (schema version {found}, this build knows up to {supported}); upgrade Caxton or point memory.database_path at another file"
+    )]
+    NewerSchema { found: i64, supported: i64 },
+    #[error(
+        "migration {name} differs from the one this database recorded; migrations must never be edited once shipped"
+    )]
+    MigrationChanged { name: String },
+    #[error("database error: {0}")]
+    Sql(#[from] libsql::Error),
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no entity named {0:?} is visible to the caller")]
+    NotFound(String),
+    #[error("embedding failed: {0}")]
+    Embed(#[from] EmbedError),
+}
+
+/// Unix time in milliseconds, as stored in the tables.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,309 @@
+//! Agent memory end to end: a real server with the real model and a real
+//! libsql file, driven over HTTP and through the `recall` agent's WIT imports.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{AgentsDir, Reply, Server, manifest};
+
+fn recall_agents() -> AgentsDir {
+    let recall = |name: &str| {
+        manifest(
+            name,
+            "recall",
+            "capabilities = [\"memory-recall\"]\ngrants = [\"log\", \"memory\"]",
+        )
+    };
+    AgentsDir::new()
+        .with("recall-a", &recall("recall-a"))
+        .with("recall-b", &recall("recall-b"))
+}
+
+async fn post(server: &Server, path: &str, body: Value) -> Reply {
+    let response = support::client()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    Reply::read(response).await
+}
+
+async fn get(server: &Server, path: &str) -> Reply {
+    Reply::read(
+        support::client()
+            .get(server.url(path))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+fn observations_of(hits: &Value) -> Vec<String> {
+    hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["observation"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn agent_scoped_memory_is_private_over_http() {
+    let server = Server::start_fresh(&AgentsDir::new(), None);
+    let reply = post(
+        &server,
+        "/api/v1/memory/entities",
+        json!({"agent": "alpha", "name": "vault", "entity_type": "place", "observations": ["the vault code is 4711"]}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["scope"], "agent");
+
+    let search = json!({"query": "vault code", "agent": "beta"});
+    let reply = post(&server, "/api/v1/memory/search", search).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(observations_of(&reply.body).is_empty(), "{}", reply.body);
+    let reply = get(&server, "/api/v1/memory/entities/vault?agent=beta").await;
+    assert_eq!((reply.status, reply.code()), (404, "entity_not_found"));
+    let reply = post(
+        &server,
+        "/api/v1/memory/relations",
+        json!({"agent": "beta", "from": "vault", "to": "vault", "relation_type": "contains"}),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+
+    let reply = post(
+        &server,
+        "/api/v1/memory/search",
+        json!({"query": "vault code", "agent": "alpha"}),
+    )
+    .await;
+    assert_eq!(observations_of(&reply.body), vec!["the vault code is 4711"]);
+    let reply = get(&server, "/api/v1/memory/entities/vault?agent=alpha").await;
+    assert_eq!(
+        reply.body["observations"],
+        json!(["the vault code is 4711"])
+    );
+
+    // Global memory: readable by all, writable only with the grant.
+    let reply = post(
+        &server,
+        "/api/v1/memory/entities",
+        json!({"agent": "beta", "scope": "global", "name": "x", "entity_type": "t", "observations": ["y"]}),
+    )
+    .await;
+    assert_eq!((reply.status, reply.code()), (403, "forbidden"));
+    let reply = post(
+        &server,
+        "/api/v1/memory/entities",
+        json!({"scope": "global", "name": "office", "entity_type": "place", "observations": ["the office is in Oslo"]}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let reply = get(&server, "/api/v1/memory/entities/office?agent=beta").await;
+    assert_eq!(reply.body["observations"], json!(["the office is in Oslo"]));
+}
+
+#[tokio::test]
+async fn agent_scoped_memory_is_private_through_wit() {
+    let server = Server::start_fresh(&recall_agents(), None);
+    let tell = json!({"performative": "inform", "content": {"about": "alice", "type": "person", "facts": ["Alice drinks green tea every morning"]}});
+    let reply = server.send("recall-a", &tell).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["reply"]["content"]["remembered"], 1);
+
+    let ask = json!({"performative": "query", "content": {"question": "what does alice drink?"}});
+    let reply = server.send("recall-a", &ask).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answers = &reply.body["reply"]["content"]["answers"];
+    assert_eq!(
+        answers[0]["observation"],
+        "Alice drinks green tea every morning"
+    );
+
+    let reply = server.send("recall-b", &ask).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["reply"]["content"]["answers"], json!([]));
+    // And over HTTP as recall-b, nothing either; the operator sees it.
+    let reply = get(&server, "/api/v1/memory/entities/alice?agent=recall-b").await;
+    assert_eq!(reply.status, 404);
+    let reply = get(&server, "/api/v1/memory/entities/alice").await;
+    assert_eq!(reply.body["owner"], "recall-a");
+}
+
+#[tokio::test]
+async fn observations_and_relations_are_stored_once() {
+    let server = Server::start_fresh(&AgentsDir::new(), None);
+    let alice = json!({"agent": "a", "name": "alice", "entity_type": "person", "observations": ["likes tea", "likes tea"]});
+    let reply = post(&server, "/api/v1/memory/entities", alice.clone()).await;
+    assert_eq!((reply.status, &reply.body["added"]), (201, &json!(1)));
+    let reply = post(&server, "/api/v1/memory/entities", alice).await;
+    assert_eq!((reply.status, &reply.body["added"]), (200, &json!(0)));
+    let bob = json!({"agent": "a", "name": "bob", "entity_type": "person", "observations": []});
+    post(&server, "/api/v1/memory/entities", bob).await;
+
+    let manages = json!({"agent": "a", "from": "alice", "to": "bob", "relation_type": "manages"});
+    let reply = post(&server, "/api/v1/memory/relations", manages.clone()).await;
+    assert_eq!((reply.status, &reply.body["created"]), (201, &json!(true)));
+    let reply = post(&server, "/api/v1/memory/relations", manages).await;
+    assert_eq!((reply.status, &reply.body["created"]), (200, &json!(false)));
+
+    let stats = get(&server, "/api/v1/memory/stats").await.body;
+    assert_eq!(
+        (stats["entities"].as_u64(), stats["observations"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(stats["relations"], 1);
+    assert_eq!(stats["index_entries"], 1);
+}
+
+#[tokio::test]
+async fn a_paraphrase_ranks_above_unrelated_text() {
+    let server = Server::start_fresh(&AgentsDir::new(), None);
+    for (name, fact) in [
+        ("alice", "Alice drinks green tea every morning"),
+        ("server-room", "The server room is on the third floor"),
+        ("bob", "Bob repairs bicycles on weekends"),
+        ("budget", "The quarterly budget was approved in March"),
+    ] {
+        let body =
+            json!({"agent": "a", "name": name, "entity_type": "note", "observations": [fact]});
+        assert_eq!(
+            post(&server, "/api/v1/memory/entities", body).await.status,
+            201
+        );
+    }
+    // No word in common with the stored sentence but meaning.
+    let reply = post(
+        &server,
+        "/api/v1/memory/search",
+        json!({"agent": "a", "query": "which person enjoys a hot beverage at breakfast?", "limit": 4}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let hits = reply.body["hits"].as_array().unwrap();
+    assert_eq!(hits[0]["entity"], "alice", "{}", reply.body);
+    assert!(hits[0]["similarity"].as_f64().unwrap() > hits[1]["similarity"].as_f64().unwrap());
+
+    let reply = post(
+        &server,
+        "/api/v1/memory/search",
+        json!({"agent": "a", "query": "bicycle", "limit": 1, "entity_type": "note"}),
+    )
+    .await;
+    assert_eq!(reply.body["hits"][0]["entity"], "bob");
+}
+
+#[tokio::test]
+async fn memory_survives_a_restart_and_forget_cascades() {
+    let agents = AgentsDir::new();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&agents, data.path(), None);
+    for (name, fact) in [
+        ("alice", "Alice drinks green tea"),
+        ("bob", "Bob fixes bicycles"),
+    ] {
+        let body =
+            json!({"agent": "a", "name": name, "entity_type": "person", "observations": [fact]});
+        post(&server, "/api/v1/memory/entities", body).await;
+    }
+    let knows = json!({"agent": "a", "from": "alice", "to": "bob", "relation_type": "knows"});
+    post(&server, "/api/v1/memory/relations", knows).await;
+    assert!(server.terminate().success());
+
+    let server = Server::start_with(&agents, data.path(), None);
+    let reply = get(&server, "/api/v1/memory/graph/alice?agent=a&depth=2").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["entities"].as_array().unwrap().len(), 2);
+    assert_eq!(reply.body["relations"][0]["relation_type"], "knows");
+    let reply = post(
+        &server,
+        "/api/v1/memory/search",
+        json!({"agent": "a", "query": "tea drinker"}),
+    )
+    .await;
+    assert_eq!(
+        reply.body["hits"][0]["entity"], "alice",
+        "index reloaded: {}",
+        reply.body
+    );
+
+    let reply = support::client()
+        .delete(server.url("/api/v1/memory/entities/alice?agent=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let stats = get(&server, "/api/v1/memory/stats").await.body;
+    assert_eq!(
+        (stats["entities"].as_u64(), stats["relations"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(stats["observations"], 1);
+    assert_eq!(stats["index_entries"], 1);
+    let reply = post(
+        &server,
+        "/api/v1/memory/search",
+        json!({"agent": "a", "query": "green tea"}),
+    )
+    .await;
+    assert!(
+        observations_of(&reply.body)
+            .iter()
+            .all(|o| !o.contains("tea")),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn concurrent_writers_lose_nothing() {
+    let server = Server::start_fresh(&AgentsDir::new(), Some(support::NO_EMBEDDINGS));
+    let url = server.url("/api/v1/memory/entities");
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    let body = json!({
+                        "agent": format!("w{writer}"),
+                        "name": format!("entity-{n}"),
+                        "entity_type": "item",
+                        "observations": [format!("writer {writer} item {n}")]
+                    });
+                    let response = support::client()
+                        .post(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 201);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let stats = get(&server, "/api/v1/memory/stats").await.body;
+    assert_eq!(
+        (stats["entities"].as_u64(), stats["observations"].as_u64()),
+        (Some(200), Some(200))
+    );
+    // Without a model, search is keyword-only and still scoped.
+    let reply = post(
+        &server,
+        "/api/v1/memory/search",
+        json!({"agent": "w3", "query": "item 7"}),
+    )
+    .await;
+    let found = observations_of(&reply.body);
+    assert!(found.contains(&"writer 3 item 7".to_owned()), "{found:?}");
+    assert!(
+        found.iter().all(|o| o.starts_with("writer 3 ")),
+        "{found:?}"
+    );
+}
