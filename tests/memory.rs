@@ -307,3 +307,90 @@ async fn concurrent_writers_lose_nothing() {
         "{found:?}"
     );
 }
+
+async fn export(server: &Server, embeddings: bool) -> String {
+    let response = support::client()
+        .get(server.url(&format!("/api/v1/memory/export?embeddings={embeddings}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+async fn import(server: &Server, body: String) -> Reply {
+    let response = support::client()
+        .post(server.url("/api/v1/memory/import"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    Reply::read(response).await
+}
+
+#[tokio::test]
+async fn import_of_an_export_reproduces_the_graph() {
+    let source = Server::start_fresh(&AgentsDir::new(), None);
+    for body in [
+        json!({"agent": "a", "name": "alice", "entity_type": "person", "observations": ["Alice drinks green tea", "Alice lives in Oslo"]}),
+        json!({"agent": "a", "scope": "workspace", "name": "bob", "entity_type": "person", "observations": ["Bob fixes bicycles"]}),
+        json!({"scope": "global", "name": "office", "entity_type": "place", "observations": ["The office has a garden"]}),
+    ] {
+        assert_eq!(
+            post(&source, "/api/v1/memory/entities", body).await.status,
+            201
+        );
+    }
+    let knows = json!({"agent": "a", "from": "alice", "to": "bob", "relation_type": "knows", "strength": 0.5});
+    assert_eq!(
+        post(&source, "/api/v1/memory/relations", knows)
+            .await
+            .status,
+        201
+    );
+    let more = json!({"agent": "a", "entity": "alice", "observations": ["Alice plays chess"]});
+    let reply = post(&source, "/api/v1/memory/observations", more).await;
+    assert_eq!((reply.status, &reply.body["added"]), (200, &json!(1)));
+
+    let without_vectors = export(&source, false).await;
+    assert_eq!(without_vectors.lines().count(), 4, "{without_vectors}");
+    let with_vectors = export(&source, true).await;
+
+    // Without vectors: the target embeds every observation itself.
+    let target = Server::start_fresh(&AgentsDir::new(), None);
+    let reply = import(&target, without_vectors.clone()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({"entities": 3, "observations_added": 5, "observations_embedded": 5, "relations": 1})
+    );
+    assert_eq!(export(&target, false).await, without_vectors);
+    let reply = post(
+        &target,
+        "/api/v1/memory/search",
+        json!({"agent": "a", "query": "board games"}),
+    )
+    .await;
+    assert_eq!(
+        reply.body["hits"][0]["observation"], "Alice plays chess",
+        "{}",
+        reply.body
+    );
+
+    // Again, with vectors: nothing new is stored and nothing is embedded.
+    let reply = import(&target, with_vectors).await;
+    assert_eq!(
+        reply.body,
+        json!({"entities": 3, "observations_added": 0, "observations_embedded": 0, "relations": 1})
+    );
+
+    // A bad line is reported with its number.
+    let reply = import(&target, "{\"kind\": \"entity\"}\n".to_owned()).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1")
+    );
+}

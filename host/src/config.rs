@@ -184,6 +184,8 @@ pub struct ServerConfig {
     pub agents_dir: Option<PathBuf>,
     /// Largest accepted request body, in bytes; larger bodies get 413.
     pub max_request_size: u64,
+    /// Largest memory import (`POST /api/v1/memory/import`), in bytes.
+    pub max_import_size: u64,
 }
 
 impl Default for ServerConfig {
@@ -193,6 +195,7 @@ impl Default for ServerConfig {
             data_dir: None,
             agents_dir: None,
             max_request_size: 1024 * 1024,
+            max_import_size: 64 * 1024 * 1024,
         }
     }
 }

@@ -78,6 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         memory: Some(memory),
         started,
         max_request_size: config.server.max_request_size,
+        max_import_size: config.server.max_import_size,
     });
     tracing::info!(
         %address,

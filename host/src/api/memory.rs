@@ -88,6 +88,32 @@ pub async fn remember(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Valu
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ObservationsBody {
+    #[serde(default)]
+    agent: Option<String>,
+    entity: String,
+    observations: Vec<String>,
+}
+
+/// `POST /api/v1/memory/observations`: add to an existing entity.
+pub async fn add_observations(
+    state: &ApiState,
+    body: &[u8],
+) -> Result<(StatusCode, Value), ApiError> {
+    let body: ObservationsBody = parse(
+        body,
+        r#"{"entity": "alice", "observations": ["moved to Oslo"]}"#,
+    )?;
+    let caller = caller(state, body.agent.as_deref());
+    let outcome = memory(state)?
+        .add_observations(&caller, &body.entity, &body.observations)
+        .await
+        .map_err(from_memory)?;
+    Ok((StatusCode::OK, json!(outcome)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RelateBody {
     #[serde(default)]
     agent: Option<String>,
@@ -210,6 +236,44 @@ pub async fn graph(
         StatusCode::OK,
         json!({ "entities": entities, "relations": relations }),
     ))
+}
+
+/// Query of `GET /api/v1/memory/export`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// Include stored embeddings (default true); without them an import re-embeds.
+    #[serde(default = "yes")]
+    pub embeddings: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `GET /api/v1/memory/export`: the whole graph as JSON lines.
+pub async fn export(state: &ApiState, query: &ExportQuery) -> Result<String, ApiError> {
+    let mut out = String::new();
+    memory(state)?
+        .export(query.embeddings, |line| {
+            out.push_str(&line);
+            out.push('\n');
+            Ok(())
+        })
+        .await
+        .map_err(from_memory)?;
+    Ok(out)
+}
+
+/// `POST /api/v1/memory/import`: JSON lines as written by export.
+pub async fn import(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request(format!("import body is not UTF-8: {e}")))?;
+    let report = memory(state)?
+        .import(text.lines().map(str::to_owned))
+        .await
+        .map_err(from_memory)?;
+    Ok((StatusCode::OK, json!(report)))
 }
 
 /// `GET /api/v1/memory/stats`

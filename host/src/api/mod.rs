@@ -31,6 +31,7 @@ pub struct ApiState {
     pub memory: Option<Arc<Memory>>,
     pub started: Instant,
     pub max_request_size: u64,
+    pub max_import_size: u64,
 }
 
 /// Every route of the API, with errors recovered into the error shape.
@@ -65,6 +66,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             .then(move |body: Bytes, state: ApiState| async move {
                 let result = match route {
                     "entities" => memory::remember(&state, &body).await,
+                    "observations" => memory::add_observations(&state, &body).await,
                     "relations" => memory::relate(&state, &body).await,
                     _ => memory::search(&state, &body).await,
                 };
@@ -72,6 +74,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             })
     };
     let memory_writes = memory_post("entities")
+        .or(memory_post("observations"))
+        .unify()
         .or(memory_post("relations"))
         .unify()
         .or(memory_post("search"))
@@ -103,6 +107,27 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
                 respond(memory::graph(&state, &name, &query).await)
             },
         );
+    let memory_export = warp::path!("api" / "v1" / "memory" / "export")
+        .and(warp::get())
+        .and(warp::query::<memory::ExportQuery>())
+        .and(with_state.clone())
+        .then(|query: memory::ExportQuery, state: ApiState| async move {
+            match memory::export(&state, &query).await {
+                Ok(lines) => {
+                    warp::reply::with_header(lines, "content-type", "application/x-ndjson")
+                        .into_response()
+                }
+                Err(error) => error.into_response(),
+            }
+        });
+    let memory_import = warp::path!("api" / "v1" / "memory" / "import")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(state.max_import_size))
+        .and(warp::body::bytes())
+        .and(with_state.clone())
+        .then(|body: Bytes, state: ApiState| async move {
+            respond(memory::import(&state, &body).await)
+        });
     let memory_stats = warp::path!("api" / "v1" / "memory" / "stats")
         .and(warp::get())
         .and(with_state.clone())
@@ -132,6 +157,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(memory_graph)
         .unify()
         .or(memory_stats)
+        .unify()
+        .or(memory_export)
+        .unify()
+        .or(memory_import)
         .unify()
         .recover(error::recover)
         .unify()

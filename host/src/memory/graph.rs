@@ -80,6 +80,13 @@ pub struct Stats {
     pub embedding_cache_hit_rate: Option<f64>,
 }
 
+/// What `write_entity` did.
+pub(super) struct WrittenEntity {
+    pub id: i64,
+    pub created: bool,
+    pub added: usize,
+}
+
 /// An entity row as resolved for a caller.
 #[derive(Debug, Clone)]
 struct EntityRow {
@@ -91,8 +98,8 @@ struct EntityRow {
 }
 
 pub struct Memory {
-    db: Db,
-    embeddings: Option<Arc<EmbeddingEngine>>,
+    pub(super) db: Db,
+    pub(super) embeddings: Option<Arc<EmbeddingEngine>>,
     index: Arc<RwLock<VectorIndex>>,
     /// Owners and entity types as small integers for the index's filters.
     interned: Mutex<HashMap<String, u32>>,
@@ -181,31 +188,77 @@ impl Memory {
     ) -> Result<RememberOutcome, MemoryError> {
         check_text("name", name, MAX_NAME)?;
         check_text("entity_type", entity_type, MAX_TYPE)?;
-        if observations.len() > MAX_OBSERVATIONS_PER_CALL {
-            return Err(MemoryError::Invalid(format!(
-                "observations: at most {MAX_OBSERVATIONS_PER_CALL} per call"
-            )));
-        }
-        let mut texts: Vec<String> = Vec::new();
-        for text in observations {
-            check_text("observation", text, MAX_OBSERVATION)?;
-            if !texts.contains(text) {
-                texts.push(text.clone());
-            }
-        }
+        let texts = distinct_observations(observations)?;
         let scope = scope.unwrap_or_else(|| caller.default_scope());
         let owner = caller.owner_for(scope).map_err(MemoryError::Denied)?;
+        let vectors = self.embed_all(&texts).await?;
+        let observations = texts.into_iter().zip(vectors).collect();
+        let written = self
+            .write_entity(scope, &owner, name, entity_type, observations)
+            .await?;
+        Ok(RememberOutcome {
+            entity: name.to_owned(),
+            scope,
+            added: written.added,
+            created: written.created,
+        })
+    }
 
-        let vectors: Vec<Option<Vec<f32>>> = match &self.embeddings {
+    /// Adds observations to an existing entity the caller can write.
+    pub async fn add_observations(
+        &self,
+        caller: &Caller,
+        name: &str,
+        observations: &[String],
+    ) -> Result<RememberOutcome, MemoryError> {
+        let texts = distinct_observations(observations)?;
+        let entity = self.resolve(caller, name).await?;
+        self.check_write(caller, &entity)?;
+        let vectors = self.embed_all(&texts).await?;
+        let written = self
+            .write_entity(
+                entity.scope,
+                &entity.owner,
+                &entity.name,
+                &entity.entity_type,
+                texts.into_iter().zip(vectors).collect(),
+            )
+            .await?;
+        Ok(RememberOutcome {
+            entity: entity.name,
+            scope: entity.scope,
+            added: written.added,
+            created: false,
+        })
+    }
+
+    /// Embeddings for `texts` (all `None` when semantic search is off).
+    pub(super) async fn embed_all(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<Option<Vec<f32>>>, MemoryError> {
+        Ok(match &self.embeddings {
             Some(engine) if !texts.is_empty() => engine
-                .embed(&texts)
+                .embed(texts)
                 .await?
                 .iter()
                 .map(|e| Some(e.vector.clone()))
                 .collect(),
             _ => vec![None; texts.len()],
-        };
+        })
+    }
 
+    /// Upserts an entity and adds the observations it does not have yet, in
+    /// one transaction, and updates the index under the same write lock so
+    /// the index changes in commit order.
+    pub(super) async fn write_entity(
+        &self,
+        scope: Scope,
+        owner: &str,
+        name: &str,
+        entity_type: &str,
+        observations: Vec<(String, Option<Vec<f32>>)>,
+    ) -> Result<WrittenEntity, MemoryError> {
         let now = now_ms();
         let writer = self.db.writer().await;
         let tx = writer.transaction().await?;
@@ -216,7 +269,7 @@ impl Memory {
                  ON CONFLICT (scope, owner, name)
                  DO UPDATE SET entity_type = excluded.entity_type, updated_at = excluded.updated_at
                  RETURNING id, created_at = ?5",
-                libsql::params![scope.as_str(), owner.as_str(), name, entity_type, now],
+                libsql::params![scope.as_str(), owner, name, entity_type, now],
             )
             .await?;
         let row = rows.next().await?.expect("RETURNING yields the row");
@@ -224,7 +277,7 @@ impl Memory {
         finish(rows).await?;
 
         let mut added = Vec::new();
-        for (text, vector) in texts.iter().zip(vectors) {
+        for (text, vector) in observations {
             let blob = vector
                 .as_deref()
                 .map_or(Value::Null, |v| Value::Blob(encode_vector(v)));
@@ -234,7 +287,7 @@ impl Memory {
                      VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (entity_id, text) DO NOTHING
                      RETURNING id",
-                    libsql::params![entity_id, text.as_str(), blob, now],
+                    libsql::params![entity_id, text, blob, now],
                 )
                 .await?;
             if let Some(row) = rows.next().await? {
@@ -244,8 +297,7 @@ impl Memory {
         }
         tx.commit().await?;
 
-        // Still under the write lock: the index changes in commit order.
-        let visibility = self.visibility(scope, &owner);
+        let visibility = self.visibility(scope, owner);
         let type_id = self.intern(entity_type);
         let mut index = self.index.write().expect("index lock");
         if !created {
@@ -258,11 +310,10 @@ impl Memory {
         }
         drop(index);
         drop(writer);
-        Ok(RememberOutcome {
-            entity: name.to_owned(),
-            scope,
-            added: added.len(),
+        Ok(WrittenEntity {
+            id: entity_id,
             created,
+            added: added.len(),
         })
     }
 
@@ -318,21 +369,33 @@ impl Memory {
         strength: f64,
     ) -> Result<bool, MemoryError> {
         check_text("relation_type", relation_type, MAX_TYPE)?;
+        let source = self.resolve(caller, from).await?;
+        let target = self.resolve(caller, to).await?;
+        self.check_write(caller, &source)?;
+        self.write_relation(source.id, target.id, relation_type, strength)
+            .await
+    }
+
+    /// Inserts the relation, or updates its strength if the triple exists.
+    pub(super) async fn write_relation(
+        &self,
+        from_id: i64,
+        to_id: i64,
+        relation_type: &str,
+        strength: f64,
+    ) -> Result<bool, MemoryError> {
         if !(0.0..=1.0).contains(&strength) {
             return Err(MemoryError::Invalid(
                 "strength must be between 0 and 1".into(),
             ));
         }
-        let source = self.resolve(caller, from).await?;
-        let target = self.resolve(caller, to).await?;
-        self.check_write(caller, &source)?;
         let writer = self.db.writer().await;
         let inserted = writer
             .execute(
                 "INSERT INTO relations (from_id, to_id, relation_type, strength, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (from_id, to_id, relation_type) DO NOTHING",
-                libsql::params![source.id, target.id, relation_type, strength, now_ms()],
+                libsql::params![from_id, to_id, relation_type, strength, now_ms()],
             )
             .await?;
         if inserted == 0 {
@@ -340,7 +403,7 @@ impl Memory {
                 .execute(
                     "UPDATE relations SET strength = ?4
                      WHERE from_id = ?1 AND to_id = ?2 AND relation_type = ?3",
-                    libsql::params![source.id, target.id, relation_type, strength],
+                    libsql::params![from_id, to_id, relation_type, strength],
                 )
                 .await?;
         }
@@ -707,9 +770,26 @@ impl EntryFilter for ScanFilter {
 
 /// Steps a statement to its end: an `INSERT ... RETURNING` left mid-way
 /// keeps the statement active and the transaction cannot commit.
-async fn finish(mut rows: libsql::Rows) -> Result<(), MemoryError> {
+pub(super) async fn finish(mut rows: libsql::Rows) -> Result<(), MemoryError> {
     while rows.next().await?.is_some() {}
     Ok(())
+}
+
+/// Checks each observation and drops repeats within the call.
+fn distinct_observations(observations: &[String]) -> Result<Vec<String>, MemoryError> {
+    if observations.len() > MAX_OBSERVATIONS_PER_CALL {
+        return Err(MemoryError::Invalid(format!(
+            "observations: at most {MAX_OBSERVATIONS_PER_CALL} per call"
+        )));
+    }
+    let mut texts: Vec<String> = Vec::new();
+    for text in observations {
+        check_text("observation", text, MAX_OBSERVATION)?;
+        if !texts.contains(text) {
+            texts.push(text.clone());
+        }
+    }
+    Ok(texts)
 }
 
 fn check_text(what: &str, text: &str, max: usize) -> Result<(), MemoryError> {
@@ -745,11 +825,11 @@ fn fts_expression(query: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" OR "))
 }
 
-fn encode_vector(vector: &[f32]) -> Vec<u8> {
+pub(super) fn encode_vector(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+pub(super) fn decode_vector(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

@@ -7,6 +7,7 @@ mod graph;
 mod index;
 mod migrations;
 mod scope;
+mod transfer;
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ pub use graph::{
 };
 pub use index::{VectorIndex, quantize};
 pub use scope::{Caller, DEFAULT_WORKSPACE, Scope};
+pub use transfer::{EntityKey, ExportLine, ImportReport, ObservationLine};
 
 use crate::embed::EmbedError;
 
