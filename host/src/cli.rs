@@ -24,6 +24,52 @@ pub enum Command {
     Serve(ServeArgs),
     /// Embed texts locally (no server needed); prints one JSON line per text.
     Embed(EmbedArgs),
+    /// Measure this machine; results as JSON.
+    #[command(subcommand)]
+    Benchmark(BenchmarkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchmarkCommand {
+    /// Memory: insert rate with embedding, search latency and recall@10 at
+    /// each size beside an exact scan, index RAM, disk per observation.
+    Memory(MemoryBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MemoryBenchArgs {
+    /// Observation counts to measure at, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    pub observations: Vec<usize>,
+    /// Queries per measurement.
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Observations inserted with real embeddings, for the insert rate.
+    #[arg(long, default_value_t = 300)]
+    pub embedded_inserts: usize,
+    /// Write the JSON results here (also printed).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+impl MemoryBenchArgs {
+    pub async fn run(&self) -> anyhow::Result<()> {
+        let mut checkpoints = self.observations.clone();
+        checkpoints.sort_unstable();
+        let benchmark = crate::benchmark::MemoryBenchmark {
+            checkpoints,
+            queries: self.queries.max(5),
+            embedded_inserts: self.embedded_inserts,
+            work_dir: std::env::temp_dir().join(format!("caxton-bench-{}", std::process::id())),
+        };
+        let results = benchmark.run().await?;
+        let text = serde_json::to_string_pretty(&results)?;
+        if let Some(path) = &self.output {
+            std::fs::write(path, &text)?;
+        }
+        println!("{text}");
+        Ok(())
+    }
 }
 
 #[derive(Debug, clap::Args)]

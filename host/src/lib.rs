@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod benchmark;
 pub mod cli;
 pub mod config;
 pub mod embed;

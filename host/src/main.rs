@@ -21,6 +21,13 @@ fn main() -> std::process::ExitCode {
                 .block_on(caxton::server::serve(config))
         }),
         Command::Embed(args) => args.run(),
+        Command::Benchmark(caxton::cli::BenchmarkCommand::Memory(args)) => {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(args.run()))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::json;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -145,23 +146,23 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             }
         });
 
-    health
-        .or(send_to_agent)
-        .unify()
-        .or(embeddings)
-        .unify()
-        .or(memory_writes)
-        .unify()
-        .or(memory_entity)
-        .unify()
-        .or(memory_graph)
-        .unify()
-        .or(memory_stats)
-        .unify()
-        .or(memory_export)
-        .unify()
-        .or(memory_import)
-        .unify()
+    // Each route is boxed: one flat list of boxed filters keeps warp's
+    // nested future types shallow enough for the compiler.
+    let routes: Vec<BoxedFilter<(Response,)>> = vec![
+        health.boxed(),
+        send_to_agent.boxed(),
+        embeddings.boxed(),
+        memory_writes.boxed(),
+        memory_entity.boxed(),
+        memory_graph.boxed(),
+        memory_stats.boxed(),
+        memory_export.boxed(),
+        memory_import.boxed(),
+    ];
+    routes
+        .into_iter()
+        .reduce(|all, route| all.or(route).unify().boxed())
+        .expect("at least one route")
         .recover(error::recover)
         .unify()
         .with(warp::trace::request())

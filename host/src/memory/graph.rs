@@ -21,6 +21,14 @@ const MAX_OBSERVATION: usize = 8 * 1024;
 const MAX_OBSERVATIONS_PER_CALL: usize = 256;
 const MAX_SEARCH_LIMIT: usize = 100;
 const MAX_DEPTH: usize = 5;
+/// Keyword candidates ranked per result wanted, before scope filtering.
+const KEYWORD_OVERSAMPLE: usize = 20;
+/// Words too common to select anything; they only slow FTS5 down.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "has", "have",
+    "how", "i", "in", "is", "it", "its", "of", "on", "or", "that", "the", "their", "this", "to",
+    "was", "were", "what", "when", "where", "which", "who", "why", "with",
+];
 /// Reciprocal rank fusion constant (the usual 60).
 const RRF_K: f32 = 60.0;
 
@@ -553,43 +561,17 @@ impl Memory {
     ) -> Result<Vec<SearchHit>, MemoryError> {
         check_text("query", query, MAX_OBSERVATION)?;
         let limit = options.limit.clamp(1, MAX_SEARCH_LIMIT);
-        let filter = ScanFilter {
-            allowed: caller
-                .readable()
-                .iter()
-                .map(|(scope, owner)| self.visibility(*scope, owner))
-                .collect(),
-            operator: *caller == Caller::Operator,
-            entity_type: options.entity_type.as_deref().map(|t| self.intern(t)),
-        };
-
         let mut similarity: HashMap<i64, f32> = HashMap::new();
         let mut vector_ranking: Vec<i64> = Vec::new();
         if let Some(engine) = &self.embeddings {
             let embedded = engine.embed(&[query.to_owned()]).await?;
-            let query_vector = embedded[0].vector.clone();
-            let index = self.index.clone();
-            let candidates = tokio::task::spawn_blocking(move || {
-                index
-                    .read()
-                    .expect("index lock")
-                    .search(&query_vector, limit * 4, &filter)
-            })
-            .await
-            .expect("index search panicked");
-            // Exact re-rank with the stored float32 vectors.
-            let ids: Vec<i64> = candidates.iter().map(|c| c.0).collect();
-            for (id, vector) in self.vectors(&ids).await? {
-                let exact: f32 = vector
-                    .iter()
-                    .zip(&embedded[0].vector)
-                    .map(|(a, b)| a * b)
-                    .sum();
+            for (id, exact) in self
+                .nearest(caller, &embedded[0].vector, limit * 2, options)
+                .await?
+            {
+                vector_ranking.push(id);
                 similarity.insert(id, exact);
             }
-            vector_ranking = similarity.keys().copied().collect();
-            vector_ranking.sort_by(|a, b| similarity[b].total_cmp(&similarity[a]));
-            vector_ranking.truncate(limit * 2);
         }
         let keyword_ranking = self
             .keyword_search(caller, query, options, limit * 2)
@@ -624,6 +606,48 @@ impl Memory {
             .collect())
     }
 
+    /// The vector path of search: the `k` observations nearest `query`
+    /// (exact cosine, best first) among those the caller may read. The
+    /// int8 scan proposes 2x `k` candidates; their stored float32 vectors
+    /// decide the order.
+    pub async fn nearest(
+        &self,
+        caller: &Caller,
+        query: &[f32],
+        k: usize,
+        options: &SearchOptions,
+    ) -> Result<Vec<(i64, f32)>, MemoryError> {
+        let filter = ScanFilter {
+            allowed: caller
+                .readable()
+                .iter()
+                .map(|(scope, owner)| self.visibility(*scope, owner))
+                .collect(),
+            operator: *caller == Caller::Operator,
+            entity_type: options.entity_type.as_deref().map(|t| self.intern(t)),
+        };
+        let index = self.index.clone();
+        let query_vector = query.to_vec();
+        let candidates = tokio::task::spawn_blocking(move || {
+            index
+                .read()
+                .expect("index lock")
+                .search(&query_vector, k * 2, &filter)
+        })
+        .await
+        .expect("index search panicked");
+        let ids: Vec<i64> = candidates.iter().map(|c| c.0).collect();
+        let mut exact: Vec<(i64, f32)> = self
+            .vectors(&ids)
+            .await?
+            .into_iter()
+            .map(|(id, vector)| (id, vector.iter().zip(query).map(|(a, b)| a * b).sum()))
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        exact.truncate(k);
+        Ok(exact)
+    }
+
     async fn vectors(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<f32>)>, MemoryError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -654,11 +678,17 @@ impl Memory {
             return Ok(Vec::new());
         };
         let mut params: Vec<Value> = vec![expression.into()];
-        let mut sql = String::from(
-            "SELECT o.id FROM observations_fts f
+        // Rank inside FTS5 first, then check scopes on the best few: joining
+        // every match to its entity costs ~100 ms at 100k observations.
+        let mut sql = format!(
+            "SELECT o.id FROM (
+                 SELECT rowid, rank FROM observations_fts
+                 WHERE observations_fts MATCH ?1 ORDER BY rank LIMIT {}
+             ) f
              JOIN observations o ON o.id = f.rowid
              JOIN entities e ON e.id = o.entity_id
-             WHERE observations_fts MATCH ?1",
+             WHERE 1 = 1",
+            limit * KEYWORD_OVERSAMPLE
         );
         if *caller != Caller::Operator {
             let readable = caller.readable();
@@ -680,7 +710,7 @@ impl Memory {
             params.push(entity_type.clone().into());
             sql.push_str(&format!(" AND e.entity_type = ?{}", params.len()));
         }
-        sql.push_str(&format!(" ORDER BY bm25(observations_fts) LIMIT {limit}"));
+        sql.push_str(&format!(" ORDER BY f.rank LIMIT {limit}"));
         let conn = self.db.reader().await?;
         let mut rows = conn.query(&sql, libsql::params_from_iter(params)).await?;
         let mut ids = Vec::new();
@@ -813,16 +843,17 @@ fn placeholders(count: usize, first: usize) -> String {
         .join(", ")
 }
 
-/// The query's words as an FTS5 OR of quoted terms: user text never
-/// reaches FTS5's query syntax.
+/// The query's words, minus stopwords, as quoted FTS5 terms that must all
+/// match: user text never reaches FTS5's query syntax, and meaning-only
+/// matches are the vector path's job.
 fn fts_expression(query: &str) -> Option<String> {
     let terms: Vec<String> = query
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && !STOPWORDS.contains(&t.to_lowercase().as_str()))
         .take(32)
         .map(|t| format!("\"{t}\""))
         .collect();
-    (!terms.is_empty()).then(|| terms.join(" OR "))
+    (!terms.is_empty()).then(|| terms.join(" "))
 }
 
 pub(super) fn encode_vector(vector: &[f32]) -> Vec<u8> {
@@ -844,9 +875,10 @@ mod tests {
     fn fts_queries_are_quoted_terms() {
         assert_eq!(
             fts_expression("who* manages \"Bob\"? NEAR(x)").as_deref(),
-            Some("\"who\" OR \"manages\" OR \"Bob\" OR \"NEAR\" OR \"x\"")
+            Some("\"manages\" \"Bob\" \"NEAR\" \"x\"")
         );
         assert_eq!(fts_expression("?!"), None);
+        assert_eq!(fts_expression("what is the"), None);
     }
 
     #[test]

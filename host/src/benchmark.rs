@@ -1,0 +1,244 @@
+//! `caxton benchmark ...`: end-to-end measurements on this machine, each
+//! beside a baseline measured in the same run.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::config::{EmbeddingConfig, SqliteConfig};
+use crate::embed::EmbeddingEngine;
+use crate::memory::{Caller, EntityKey, ExportLine, Memory, ObservationLine, Scope, SearchOptions};
+
+/// What `caxton benchmark memory` runs.
+#[derive(Debug, Clone)]
+pub struct MemoryBenchmark {
+    /// Observation counts to measure search at (ascending); the last is the total.
+    pub checkpoints: Vec<usize>,
+    /// Queries per checkpoint.
+    pub queries: usize,
+    /// Observations inserted through `remember` (real embedding) for the insert rate.
+    pub embedded_inserts: usize,
+    /// Where the temporary database goes (removed afterwards).
+    pub work_dir: PathBuf,
+}
+
+/// Deterministic random numbers (xorshift64*), so runs are comparable.
+struct Random(u64);
+
+impl Random {
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// A standard normal sample (Box-Muller).
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.unit().max(1e-7), self.unit());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+/// Clustered unit vectors: sentence embeddings bunch by topic like this.
+fn clustered(random: &mut Random, centers: &[Vec<f32>], spread: f32) -> Vec<f32> {
+    let center = &centers[random.below(centers.len())];
+    let scale = spread / (center.len() as f32).sqrt();
+    normalized(center.iter().map(|c| c + random.normal() * scale).collect())
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> Value {
+    samples.sort();
+    let at =
+        |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    json!({"median_ms": at(0.5), "p99_ms": at(0.99), "n": samples.len()})
+}
+
+const WORDS: [&str; 16] = [
+    "river", "invoice", "garden", "server", "meeting", "bicycle", "recipe", "contract", "sensor",
+    "library", "harbour", "ticket", "battery", "forest", "camera", "kitchen",
+];
+
+fn sentence(random: &mut Random, i: usize) -> String {
+    let mut pick = || WORDS[random.below(WORDS.len())];
+    format!(
+        "Observation {i}: the {} near the {} was checked after the {} and before the {}.",
+        pick(),
+        pick(),
+        pick(),
+        pick()
+    )
+}
+
+impl MemoryBenchmark {
+    pub async fn run(&self) -> anyhow::Result<Value> {
+        std::fs::create_dir_all(&self.work_dir)?;
+        let result = self.measure().await;
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+        result
+    }
+
+    async fn measure(&self) -> anyhow::Result<Value> {
+        let engine = EmbeddingEngine::start(&EmbeddingConfig::default())?;
+        engine.embed(&["warm up".to_owned()]).await?;
+        let memory = Memory::open(
+            &self.work_dir.join("memory.db"),
+            &SqliteConfig::default(),
+            Some(engine.clone()),
+        )
+        .await?;
+        let mut random = Random(0x5EED_CAFE);
+        let mut results = serde_json::Map::new();
+
+        // Insert rate through the full path: embed + write + index.
+        let writer = Caller::agent("bench");
+        let started = Instant::now();
+        for i in 0..self.embedded_inserts {
+            let text = sentence(&mut random, i);
+            memory
+                .remember(&writer, None, &format!("note-{i}"), "note", &[text])
+                .await?;
+        }
+        let rate = self.embedded_inserts as f64 / started.elapsed().as_secs_f64();
+        eprintln!("insert with embedding: {rate:.1} observations/s");
+        results.insert("insert_with_embedding_per_s".into(), json!(rate));
+
+        // Synthetic vectors for scale: owned by another agent so the
+        // embedded notes above stay out of the comparison.
+        let centers: Vec<Vec<f32>> = (0..256)
+            .map(|_| normalized((0..384).map(|_| random.normal()).collect()))
+            .collect();
+        let reader = Caller::agent("synthetic");
+        let per_entity = 10;
+        let mut vectors: Vec<Vec<f32>> = Vec::new();
+        let mut ids: Vec<i64> = Vec::new();
+        let first_id = self.embedded_inserts as i64 + 1;
+        let mut checkpoints = Vec::new();
+        let load_started = Instant::now();
+        for &target in &self.checkpoints {
+            while vectors.len() < target {
+                let mut lines = Vec::new();
+                for _ in 0..100 {
+                    let entity = vectors.len() / per_entity;
+                    let observations: Vec<ObservationLine> = (0..per_entity)
+                        .map(|_| {
+                            let vector = clustered(&mut random, &centers, 1.2);
+                            let text = sentence(&mut random, vectors.len());
+                            ids.push(first_id + vectors.len() as i64);
+                            vectors.push(vector.clone());
+                            ObservationLine {
+                                text,
+                                embedding: Some(vector),
+                            }
+                        })
+                        .collect();
+                    lines.push(serde_json::to_string(&ExportLine::Entity {
+                        key: EntityKey {
+                            scope: Scope::Agent,
+                            owner: "synthetic".into(),
+                            name: format!("entity-{entity}"),
+                        },
+                        entity_type: "synthetic".into(),
+                        observations,
+                    })?);
+                }
+                memory.import(lines).await?;
+            }
+            eprintln!(
+                "loaded {} observations ({:.0} s)",
+                vectors.len(),
+                load_started.elapsed().as_secs_f64()
+            );
+            checkpoints.push(
+                self.search_at(&memory, &reader, &vectors, &ids, &mut random)
+                    .await?,
+            );
+        }
+        results.insert("checkpoints".into(), Value::Array(checkpoints));
+        Ok(Value::Object(results))
+    }
+
+    async fn search_at(
+        &self,
+        memory: &Memory,
+        reader: &Caller,
+        vectors: &[Vec<f32>],
+        ids: &[i64],
+        random: &mut Random,
+    ) -> anyhow::Result<Value> {
+        let options = SearchOptions {
+            limit: 10,
+            entity_type: None,
+        };
+        let mut indexed = Vec::new();
+        let mut exact = Vec::new();
+        let mut hybrid = Vec::new();
+        let mut found = 0usize;
+        for q in 0..self.queries {
+            // A query near a stored point, as real questions are near facts.
+            let base = &vectors[random.below(vectors.len())];
+            let query = normalized(
+                base.iter()
+                    .map(|x| x + random.normal() * 0.6 / (base.len() as f32).sqrt())
+                    .collect(),
+            );
+
+            let started = Instant::now();
+            let approximate = memory.nearest(reader, &query, 10, &options).await?;
+            indexed.push(started.elapsed());
+
+            // Baseline: exact float32 cosine over every vector, in RAM.
+            let started = Instant::now();
+            let mut scored: Vec<(usize, f32)> = vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, v.iter().zip(&query).map(|(a, b)| a * b).sum()))
+                .collect();
+            scored.select_nth_unstable_by(9, |a, b| b.1.total_cmp(&a.1));
+            let truth: Vec<i64> = scored[..10].iter().map(|(i, _)| ids[*i]).collect();
+            exact.push(started.elapsed());
+            found += approximate
+                .iter()
+                .filter(|(id, _)| truth.contains(id))
+                .count();
+
+            // The whole hybrid search; the query text repeats, so its
+            // embedding comes from the cache and is excluded as asked.
+            let text = format!("the {} near the garden", WORDS[q % 4]);
+            let started = Instant::now();
+            memory.search(reader, &text, &options).await?;
+            if q >= 4 {
+                hybrid.push(started.elapsed());
+            }
+        }
+        let stats = memory.stats().await?;
+        let count = vectors.len();
+        let recall = found as f64 / (self.queries * 10) as f64;
+        let row = json!({
+            "observations": count,
+            "index_search": percentiles(indexed),
+            "exact_scan_baseline": percentiles(exact),
+            "hybrid_search": percentiles(hybrid),
+            "recall_at_10": recall,
+            "index_bytes": stats.index_bytes,
+            "disk_bytes_per_observation": stats.database_bytes as f64 / stats.observations as f64,
+        });
+        eprintln!("{row}");
+        Ok(row)
+    }
+}
