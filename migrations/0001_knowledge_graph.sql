@@ -4,8 +4,10 @@
 --   workspace owner = the workspace's name  (agents of that workspace)
 --   global    owner = ''                    (every agent reads)
 
+-- AUTOINCREMENT: ids are never reused, so an id read before a concurrent
+-- delete can never come to name another agent's row.
 CREATE TABLE entities (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     scope       TEXT    NOT NULL CHECK (scope IN ('agent', 'workspace', 'global')),
     owner       TEXT    NOT NULL,
     name        TEXT    NOT NULL,
@@ -18,7 +20,7 @@ CREATE INDEX entities_by_type ON entities (entity_type);
 CREATE INDEX entities_by_age ON entities (updated_at);
 
 CREATE TABLE observations (
-    id         INTEGER PRIMARY KEY,
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     entity_id  INTEGER NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
     text       TEXT    NOT NULL,
     -- 384 little-endian f32s, L2-normalised; NULL until embedded.

@@ -394,3 +394,60 @@ async fn import_of_an_export_reproduces_the_graph() {
             .contains("line 1")
     );
 }
+
+#[tokio::test]
+async fn the_operator_means_the_shared_entity_and_types_follow_updates() {
+    let server = Server::start_fresh(&AgentsDir::new(), None);
+    let private = json!({"agent": "a", "name": "alice", "entity_type": "person", "observations": ["private note about alice"]});
+    assert_eq!(
+        post(&server, "/api/v1/memory/entities", private)
+            .await
+            .status,
+        201
+    );
+    let shared = json!({"scope": "global", "name": "alice", "entity_type": "person", "observations": ["alice is on the team page"]});
+    assert_eq!(
+        post(&server, "/api/v1/memory/entities", shared)
+            .await
+            .status,
+        201
+    );
+
+    let reply = get(&server, "/api/v1/memory/entities/alice").await;
+    assert_eq!(reply.body["scope"], "global", "{}", reply.body);
+    let response = support::client()
+        .delete(server.url("/api/v1/memory/entities/alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let reply = get(&server, "/api/v1/memory/entities/alice?agent=a").await;
+    assert_eq!(
+        reply.body["observations"],
+        json!(["private note about alice"])
+    );
+
+    // Re-typing an entity right away moves its observations to the new type.
+    let retyped =
+        json!({"agent": "a", "name": "alice", "entity_type": "robot", "observations": []});
+    assert_eq!(
+        post(&server, "/api/v1/memory/entities", retyped)
+            .await
+            .status,
+        200
+    );
+    let search = |entity_type: &str| json!({"agent": "a", "query": "note about alice", "entity_type": entity_type});
+    let reply = post(&server, "/api/v1/memory/search", search("robot")).await;
+    assert_eq!(
+        observations_of(&reply.body),
+        vec!["private note about alice"]
+    );
+    for nothing in ["person", "never-seen-type"] {
+        let reply = post(&server, "/api/v1/memory/search", search(nothing)).await;
+        assert!(
+            observations_of(&reply.body).is_empty(),
+            "{nothing}: {}",
+            reply.body
+        );
+    }
+}

@@ -138,6 +138,16 @@ impl Memory {
         *interned.entry(text.to_owned()).or_insert(next)
     }
 
+    /// The interned id of `text`, without adding it: a filter on a string
+    /// no entry has can match nothing, and must not grow the table.
+    fn interned(&self, text: &str) -> Option<u32> {
+        self.interned
+            .lock()
+            .expect("intern lock")
+            .get(text)
+            .copied()
+    }
+
     fn visibility(&self, scope: Scope, owner: &str) -> Visibility {
         Visibility {
             scope: scope.code(),
@@ -270,19 +280,38 @@ impl Memory {
         let now = now_ms();
         let writer = self.db.writer().await;
         let tx = writer.transaction().await?;
+        // Insert, or else update: RETURNING tells which happened.
         let mut rows = tx
             .query(
                 "INSERT INTO entities (scope, owner, name, entity_type, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT (scope, owner, name)
-                 DO UPDATE SET entity_type = excluded.entity_type, updated_at = excluded.updated_at
-                 RETURNING id, created_at = ?5",
+                 ON CONFLICT (scope, owner, name) DO NOTHING
+                 RETURNING id",
                 libsql::params![scope.as_str(), owner, name, entity_type, now],
             )
             .await?;
-        let row = rows.next().await?.expect("RETURNING yields the row");
-        let (entity_id, created) = (row.get::<i64>(0)?, row.get::<bool>(1)?);
+        let inserted = match rows.next().await? {
+            Some(row) => Some(row.get::<i64>(0)?),
+            None => None,
+        };
         finish(rows).await?;
+        let (entity_id, created) = match inserted {
+            Some(id) => (id, true),
+            None => {
+                let mut rows = tx
+                    .query(
+                        "UPDATE entities SET entity_type = ?4, updated_at = ?5
+                         WHERE scope = ?1 AND owner = ?2 AND name = ?3
+                         RETURNING id",
+                        libsql::params![scope.as_str(), owner, name, entity_type, now],
+                    )
+                    .await?;
+                let row = rows.next().await?.expect("the conflicting row exists");
+                let id = row.get::<i64>(0)?;
+                finish(rows).await?;
+                (id, false)
+            }
+        };
 
         let mut added = Vec::new();
         for (text, vector) in observations {
@@ -327,11 +356,20 @@ impl Memory {
 
     /// The entity `name` as the caller sees it: the most private scope wins.
     async fn resolve(&self, caller: &Caller, name: &str) -> Result<EntityRow, MemoryError> {
+        // An agent means its own entity first; the operator means the
+        // shared one first (it can still reach agent-private ones).
+        let order = if *caller == Caller::Operator {
+            "CASE scope WHEN 'global' THEN 0 WHEN 'workspace' THEN 1 ELSE 2 END"
+        } else {
+            "CASE scope WHEN 'agent' THEN 0 WHEN 'workspace' THEN 1 ELSE 2 END"
+        };
         let conn = self.db.reader().await?;
         let mut rows = conn
             .query(
-                "SELECT id, name, entity_type, scope, owner FROM entities WHERE name = ?1
-                 ORDER BY CASE scope WHEN 'agent' THEN 0 WHEN 'workspace' THEN 1 ELSE 2 END",
+                &format!(
+                    "SELECT id, name, entity_type, scope, owner FROM entities WHERE name = ?1
+                     ORDER BY {order}, id"
+                ),
                 libsql::params![name],
             )
             .await?;
@@ -356,6 +394,9 @@ impl Memory {
     }
 
     fn check_write(&self, caller: &Caller, entity: &EntityRow) -> Result<(), MemoryError> {
+        if *caller == Caller::Operator {
+            return Ok(());
+        }
         match caller.owner_for(entity.scope) {
             Ok(owner) if *caller == Caller::Operator || owner == entity.owner => Ok(()),
             Ok(_) => Err(MemoryError::Denied(format!(
@@ -540,8 +581,8 @@ impl Memory {
         let writer = self.db.writer().await;
         writer
             .execute(
-                "DELETE FROM entities WHERE id = ?1",
-                libsql::params![entity.id],
+                "DELETE FROM entities WHERE id = ?1 AND scope = ?2 AND owner = ?3",
+                libsql::params![entity.id, entity.scope.as_str(), entity.owner.as_str()],
             )
             .await?;
         self.index
@@ -617,14 +658,26 @@ impl Memory {
         k: usize,
         options: &SearchOptions,
     ) -> Result<Vec<(i64, f32)>, MemoryError> {
+        let entity_type = match options.entity_type.as_deref() {
+            Some(name) => match self.interned(name) {
+                Some(id) => Some(id),
+                None => return Ok(Vec::new()),
+            },
+            None => None,
+        };
         let filter = ScanFilter {
             allowed: caller
                 .readable()
                 .iter()
-                .map(|(scope, owner)| self.visibility(*scope, owner))
+                .filter_map(|(scope, owner)| {
+                    self.interned(owner).map(|owner| Visibility {
+                        scope: scope.code(),
+                        owner,
+                    })
+                })
                 .collect(),
             operator: *caller == Caller::Operator,
-            entity_type: options.entity_type.as_deref().map(|t| self.intern(t)),
+            entity_type,
         };
         let index = self.index.clone();
         let query_vector = query.to_vec();

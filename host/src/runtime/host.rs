@@ -104,8 +104,12 @@ impl HostServices for NoServices {
 /// Longest log line kept from a plugin; the rest is cut so a chatty plugin
 /// cannot flood the host log.
 const MAX_LOG_LINE: usize = 4096;
-/// Bytes of guest stderr kept per call (panic messages land there).
-const STDERR_CAPACITY: usize = 8192;
+/// Bytes of guest stderr kept per call (panic messages land there). The
+/// pipe refuses writes past this, which a Rust guest's `eprintln!` turns
+/// into a panic: generous, so only a runaway writer hits it.
+const STDERR_CAPACITY: usize = 256 * 1024;
+/// Tail of the guest's stderr quoted in a trap message.
+const STDERR_QUOTED: usize = 2048;
 
 /// Everything one call's `Store` holds.
 pub struct HostState {
@@ -140,9 +144,9 @@ impl HostState {
 
     /// What the guest wrote to stderr during the call (a panic message, say).
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents())
-            .trim()
-            .to_owned()
+        let contents = self.stderr.contents();
+        let tail = &contents[contents.len().saturating_sub(STDERR_QUOTED)..];
+        String::from_utf8_lossy(tail).trim().to_owned()
     }
 }
 
