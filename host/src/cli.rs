@@ -24,9 +24,54 @@ pub enum Command {
     Serve(ServeArgs),
     /// Embed texts locally (no server needed); prints one JSON line per text.
     Embed(EmbedArgs),
+    /// Offline storage commands (work with the server stopped).
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Measure this machine; results as JSON.
     #[command(subcommand)]
     Benchmark(BenchmarkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Integrity check, reclaim free pages, refresh statistics, truncate the
+    /// WAL. Exits non-zero when the integrity check finds problems.
+    Maintenance(StorageArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StorageArgs {
+    /// Config file (TOML), for `memory.database_path` and pragmas.
+    #[arg(long, env = "CAXTON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The server's data directory (holds memory.db).
+    #[arg(long, env = "CAXTON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl StorageArgs {
+    pub async fn maintenance(&self) -> anyhow::Result<()> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = Some(dir.clone());
+        }
+        let database = match &config.memory.database_path {
+            Some(path) => path.clone(),
+            None => config.data_dir()?.join("memory.db"),
+        };
+        let report = crate::memory::maintain(&database, &config.memory.sqlite_config).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        if !report.healthy() {
+            anyhow::bail!(
+                "integrity check of {} found problems (above); restore from an export",
+                database.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]

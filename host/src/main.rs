@@ -3,6 +3,13 @@ use tracing_subscriber::EnvFilter;
 
 use caxton::cli::{Cli, Command};
 
+fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(task)
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -14,19 +21,13 @@ fn main() -> std::process::ExitCode {
 
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => args.config().and_then(|config| {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(caxton::server::serve(config))
-        }),
+        Command::Serve(args) => args
+            .config()
+            .and_then(|config| block_on(caxton::server::serve(config))),
         Command::Embed(args) => args.run(),
-        Command::Benchmark(caxton::cli::BenchmarkCommand::Memory(args)) => {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|runtime| runtime.block_on(args.run()))
+        Command::Benchmark(caxton::cli::BenchmarkCommand::Memory(args)) => block_on(args.run()),
+        Command::Storage(caxton::cli::StorageCommand::Maintenance(args)) => {
+            block_on(args.maintenance())
         }
     };
     match result {

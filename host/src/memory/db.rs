@@ -37,6 +37,9 @@ impl Db {
                 message: e.to_string(),
             })?;
         let writer = db.connect()?;
+        // Only takes effect on a new file (before the first table): lets
+        // `caxton storage maintenance` give freed pages back to the disk.
+        pragma(&writer, "PRAGMA auto_vacuum = INCREMENTAL").await?;
         apply_pragmas(&writer, config, true).await?;
         super::migrations::migrate(&writer).await?;
         Ok(Self {

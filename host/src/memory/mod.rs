@@ -5,6 +5,7 @@
 mod db;
 mod graph;
 mod index;
+mod maintenance;
 mod migrations;
 mod scope;
 mod transfer;
@@ -15,6 +16,7 @@ pub use graph::{
     EntityView, Memory, RelationView, RememberOutcome, SearchHit, SearchOptions, Stats,
 };
 pub use index::{VectorIndex, quantize};
+pub use maintenance::{MaintenanceReport, maintain};
 pub use scope::{Caller, DEFAULT_WORKSPACE, Scope};
 pub use transfer::{EntityKey, ExportLine, ImportReport, ObservationLine};
 
