@@ -87,14 +87,7 @@ async fn the_embeddings_route_speaks_the_openai_shape() {
         assert_eq!((reply.status, reply.code()), (400, "bad_request"), "{bad}");
     }
 
-    let health: Value = support::client()
-        .get(server.url("/api/v1/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = server.get_json("/api/v1/health").await;
     assert_eq!(health["embeddings"], "ready");
 }
 

@@ -260,14 +260,7 @@ async fn an_ungranted_import_is_refused_at_load_naming_the_interface() {
     let reply = server.send("sneaky", &json!({"content": {}})).await;
     assert_eq!((reply.status, reply.code()), (404, "agent_not_found"));
     // The valid agents still serve.
-    let health: Value = support::client()
-        .get(server.url("/api/v1/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = server.get_json("/api/v1/health").await;
     assert_eq!(health["agents"], 2);
     assert_echo_works(&server).await;
 }

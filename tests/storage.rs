@@ -56,14 +56,7 @@ async fn maintenance_checks_and_compacts_the_store_offline() {
     );
 
     let server = Server::start_with(&agents, data.path(), Some(support::NO_EMBEDDINGS));
-    let stats: Value = support::client()
-        .get(server.url("/api/v1/memory/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = server.get_json("/api/v1/memory/stats").await;
     assert_eq!(stats["entities"], 10);
 
     // No database there: a clear error, not a new empty file.

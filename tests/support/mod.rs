@@ -195,6 +195,18 @@ impl Server {
         }
     }
 
+    /// GETs `path` and parses the JSON body (any status).
+    pub async fn get_json(&self, path: &str) -> Value {
+        client()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     /// POSTs a message to an agent; returns status, headers' Retry-After and body.
     pub async fn send(&self, agent: &str, body: &Value) -> Reply {
         let response = client()

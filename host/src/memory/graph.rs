@@ -373,7 +373,6 @@ impl Memory {
                 libsql::params![name],
             )
             .await?;
-        let readable = caller.readable();
         while let Some(row) = rows.next().await? {
             let entity = EntityRow {
                 id: row.get(0)?,
@@ -382,11 +381,7 @@ impl Memory {
                 scope: Scope::parse(&row.get::<String>(3)?).unwrap_or(Scope::Agent),
                 owner: row.get(4)?,
             };
-            if *caller == Caller::Operator
-                || readable
-                    .iter()
-                    .any(|(scope, owner)| *scope == entity.scope && *owner == entity.owner)
-            {
+            if caller.can_read(entity.scope, &entity.owner) {
                 return Ok(entity);
             }
         }
@@ -530,7 +525,6 @@ impl Memory {
                         libsql::params![entity.id],
                     )
                     .await?;
-                let readable = caller.readable();
                 while let Some(row) = rows.next().await? {
                     let other = EntityRow {
                         id: row.get(6)?,
@@ -539,11 +533,7 @@ impl Memory {
                         scope: Scope::parse(&row.get::<String>(9)?).unwrap_or(Scope::Agent),
                         owner: row.get(10)?,
                     };
-                    let visible = *caller == Caller::Operator
-                        || readable
-                            .iter()
-                            .any(|(s, o)| *s == other.scope && *o == other.owner);
-                    if !visible {
+                    if !caller.can_read(other.scope, &other.owner) {
                         continue;
                     }
                     let key = (

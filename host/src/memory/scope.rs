@@ -83,6 +83,17 @@ impl Caller {
         }
     }
 
+    /// Whether this caller may read a row with `scope` and `owner`.
+    pub fn can_read(&self, scope: Scope, owner: &str) -> bool {
+        match self {
+            Caller::Operator => true,
+            agent => agent
+                .readable()
+                .iter()
+                .any(|(s, o)| *s == scope && o == owner),
+        }
+    }
+
     /// The owner a write into `scope` records, or why it is not allowed.
     pub fn owner_for(&self, scope: Scope) -> Result<String, String> {
         match (self, scope) {
