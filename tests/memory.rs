@@ -451,3 +451,99 @@ async fn the_operator_means_the_shared_entity_and_types_follow_updates() {
         );
     }
 }
+
+/// Polls the stats until `entities` reaches `want` or 10 s pass.
+async fn wait_for_entities(server: &Server, want: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stats = get(server, "/api/v1/memory/stats").await.body;
+        if stats["entities"].as_u64() == Some(want) || std::time::Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn cleanup_keeps_each_agent_within_its_limit_dropping_the_stalest() {
+    let config = format!(
+        "{}[memory.cleanup]\ninterval = \"1500ms\"\nmax_entities_per_agent = 3\n",
+        support::NO_EMBEDDINGS
+    );
+    let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
+    let remember = |agent: &str, name: String| json!({"agent": agent, "name": name, "entity_type": "note", "observations": [format!("{agent} wrote {name}")]});
+    for n in 0..5 {
+        let reply = post(
+            &server,
+            "/api/v1/memory/entities",
+            remember("alpha", format!("n{n}")),
+        )
+        .await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Touching the oldest makes it the freshest: n1 and n2 are now stalest.
+    let reply = post(
+        &server,
+        "/api/v1/memory/observations",
+        json!({"agent": "alpha", "entity": "n0", "observations": ["alpha touched n0"]}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    for n in 0..2 {
+        post(
+            &server,
+            "/api/v1/memory/entities",
+            remember("beta", format!("b{n}")),
+        )
+        .await;
+    }
+    // Shared entities are not any agent's own and are not counted.
+    post(
+        &server,
+        "/api/v1/memory/entities",
+        json!({"name": "shared", "entity_type": "note", "observations": ["everyone reads this"]}),
+    )
+    .await;
+
+    let stats = wait_for_entities(&server, 6).await;
+    assert_eq!(stats["entities"].as_u64(), Some(6), "{stats}");
+    let mut kept = Vec::new();
+    for n in 0..5 {
+        let reply = get(
+            &server,
+            &format!("/api/v1/memory/entities/n{n}?agent=alpha"),
+        )
+        .await;
+        if reply.status == 200 {
+            kept.push(format!("n{n}"));
+        }
+    }
+    assert_eq!(kept, ["n0", "n3", "n4"]);
+    assert!(server.log().contains("memory cleanup removed rows"));
+}
+
+#[tokio::test]
+async fn cleanup_forgets_entities_older_than_max_age() {
+    let config = format!(
+        "{}[memory.cleanup]\ninterval = \"500ms\"\nmax_age = \"1s\"\n",
+        support::NO_EMBEDDINGS
+    );
+    let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
+    let reply = post(
+        &server,
+        "/api/v1/memory/entities",
+        json!({"agent": "alpha", "name": "fleeting", "entity_type": "note", "observations": ["gone soon"]}),
+    )
+    .await;
+    assert_eq!(reply.status, 201);
+    let stats = wait_for_entities(&server, 0).await;
+    assert_eq!(stats["observations"].as_u64(), Some(0), "{stats}");
+    let reply = post(
+        &server,
+        "/api/v1/memory/search",
+        json!({"agent": "alpha", "query": "gone soon"}),
+    )
+    .await;
+    assert!(observations_of(&reply.body).is_empty(), "{:?}", reply.body);
+}

@@ -40,6 +40,47 @@ pub struct MemoryConfig {
     pub database_path: Option<PathBuf>,
     pub sqlite_config: SqliteConfig,
     pub embedding_config: EmbeddingConfig,
+    pub cleanup: CleanupConfig,
+}
+
+/// `[memory.cleanup]`: a periodic pass that keeps the store within limits,
+/// forgetting the least recently updated entities first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanupConfig {
+    pub enabled: bool,
+    /// Time between passes (the first runs one interval after startup).
+    #[serde(with = "duration_text")]
+    pub interval: Duration,
+    /// Entities an agent may keep in its own scope (0 = no limit).
+    pub max_entities_per_agent: u64,
+    /// Entities in the whole store, every scope (0 = no limit).
+    pub entity_limit: u64,
+    /// Relations in the whole store, weakest dropped first (0 = no limit).
+    pub relation_limit: u64,
+    /// Entities not updated for this long are forgotten (absent = kept forever).
+    #[serde(default, with = "optional_duration_text")]
+    pub max_age: Option<Duration>,
+    /// Remove relations and observations whose entity is gone.
+    pub orphan_cleanup: bool,
+    /// Rows deleted per write transaction: smaller batches keep agents'
+    /// writes flowing during a long pass.
+    pub batch_size: u64,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(600),
+            max_entities_per_agent: 10_000,
+            entity_limit: 0,
+            relation_limit: 0,
+            max_age: None,
+            orphan_cleanup: true,
+            batch_size: 500,
+        }
+    }
 }
 
 /// `[memory.sqlite_config]`: pragmas applied to every connection.
@@ -289,6 +330,13 @@ impl Config {
                 "wasm_runtime.default_fuel and fuel_yield_interval must be above zero".into(),
             ));
         }
+        let cleanup = &self.memory.cleanup;
+        if cleanup.enabled && (cleanup.interval.is_zero() || cleanup.batch_size == 0) {
+            return Err(ConfigError::Invalid(
+                "memory.cleanup.interval and batch_size must be above zero (or set enabled = false)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -324,6 +372,17 @@ pub(crate) mod duration_text {
                 "invalid duration {text:?} ({e}); write it like \"5s\" or \"250ms\""
             ))
         })
+    }
+}
+
+/// `Option<Duration>` as a human string; absent means `None`.
+pub(crate) mod optional_duration_text {
+    use std::time::Duration;
+
+    use serde::Deserializer;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration_text::deserialize(d).map(Some)
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::agents::AgentRegistry;
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{CleanupConfig, Config};
 use crate::embed::{EmbedError, EmbeddingEngine};
 use crate::memory::Memory;
 use crate::runtime::Runtime;
@@ -47,6 +47,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let registry = AgentRegistry::new(runtime.clone(), Some(memory.clone()));
+    let cleanup = config
+        .memory
+        .cleanup
+        .enabled
+        .then(|| tokio::spawn(run_cleanup(memory.clone(), config.memory.cleanup.clone())));
 
     let agents_dir = config.agents_dir();
     let report = registry.load_dir(&agents_dir).await?;
@@ -94,8 +99,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .graceful(shutdown_signal())
         .run()
         .await;
+    if let Some(task) = cleanup {
+        task.abort();
+    }
     tracing::info!("caxton stopped");
     Ok(())
+}
+
+/// The periodic memory cleanup. A failed pass is logged and retried at the
+/// next interval; it never stops the server.
+async fn run_cleanup(memory: Arc<Memory>, policy: CleanupConfig) {
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + policy.interval,
+        policy.interval,
+    );
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match memory.cleanup(&policy).await {
+            Ok(report) if report.removed() > 0 => {
+                tracing::info!(?report, "memory cleanup removed rows");
+            }
+            Ok(report) => tracing::debug!(?report, "memory cleanup: nothing to remove"),
+            Err(error) => tracing::error!(%error, "memory cleanup failed; retrying next interval"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -108,7 +108,7 @@ struct EntityRow {
 pub struct Memory {
     pub(super) db: Db,
     pub(super) embeddings: Option<Arc<EmbeddingEngine>>,
-    index: Arc<RwLock<VectorIndex>>,
+    pub(super) index: Arc<RwLock<VectorIndex>>,
     /// Owners and entity types as small integers for the index's filters.
     interned: Mutex<HashMap<String, u32>>,
 }

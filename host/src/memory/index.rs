@@ -125,6 +125,18 @@ impl VectorIndex {
         }
     }
 
+    /// Removes every observation of the given entities in one pass.
+    pub fn remove_entities(&mut self, entity_ids: &std::collections::HashSet<i64>) {
+        let mut at = 0;
+        while at < self.ids.len() {
+            if entity_ids.contains(&self.entity_ids[at]) {
+                self.swap_remove(at);
+            } else {
+                at += 1;
+            }
+        }
+    }
+
     /// Removes observation `id` if present.
     pub fn remove(&mut self, id: i64) {
         if let Some(&at) = self.position.get(&id) {

@@ -2,6 +2,7 @@
 //! relations) in one libsql file, with hybrid search — an in-process vector
 //! index over observation embeddings fused with FTS5 keyword matches.
 
+mod cleanup;
 mod db;
 mod graph;
 mod index;
@@ -12,6 +13,7 @@ mod transfer;
 
 use std::path::PathBuf;
 
+pub use cleanup::CleanupReport;
 pub use graph::{
     EntityView, Memory, RelationView, RememberOutcome, SearchHit, SearchOptions, Stats,
 };
