@@ -37,7 +37,8 @@ fn vector(item: &Value) -> Vec<f32> {
 }
 
 async fn post(server: &Server, body: Value) -> Reply {
-    let response = support::client()
+    let response = server
+        .client()
         .post(server.url("/api/v1/embeddings"))
         .json(&body)
         .send()

@@ -20,7 +20,8 @@ fn recall_agents() -> AgentsDir {
 }
 
 async fn post(server: &Server, path: &str, body: Value) -> Reply {
-    let response = support::client()
+    let response = server
+        .client()
         .post(server.url(path))
         .json(&body)
         .send()
@@ -30,14 +31,7 @@ async fn post(server: &Server, path: &str, body: Value) -> Reply {
 }
 
 async fn get(server: &Server, path: &str) -> Reply {
-    Reply::read(
-        support::client()
-            .get(server.url(path))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    Reply::read(server.client().get(server.url(path)).send().await.unwrap()).await
 }
 
 fn observations_of(hits: &Value) -> Vec<String> {
@@ -231,7 +225,8 @@ async fn memory_survives_a_restart_and_forget_cascades() {
         reply.body
     );
 
-    let reply = support::client()
+    let reply = server
+        .client()
         .delete(server.url("/api/v1/memory/entities/alice?agent=a"))
         .send()
         .await
@@ -266,6 +261,7 @@ async fn concurrent_writers_lose_nothing() {
     let writers: Vec<_> = (0..8)
         .map(|writer| {
             let url = url.clone();
+            let client = server.client();
             tokio::spawn(async move {
                 for n in 0..25 {
                     let body = json!({
@@ -274,12 +270,7 @@ async fn concurrent_writers_lose_nothing() {
                         "entity_type": "item",
                         "observations": [format!("writer {writer} item {n}")]
                     });
-                    let response = support::client()
-                        .post(&url)
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap();
+                    let response = client.post(&url).json(&body).send().await.unwrap();
                     assert_eq!(response.status(), 201);
                 }
             })
@@ -309,7 +300,8 @@ async fn concurrent_writers_lose_nothing() {
 }
 
 async fn export(server: &Server, embeddings: bool) -> String {
-    let response = support::client()
+    let response = server
+        .client()
         .get(server.url(&format!("/api/v1/memory/export?embeddings={embeddings}")))
         .send()
         .await
@@ -319,7 +311,8 @@ async fn export(server: &Server, embeddings: bool) -> String {
 }
 
 async fn import(server: &Server, body: String) -> Reply {
-    let response = support::client()
+    let response = server
+        .client()
         .post(server.url("/api/v1/memory/import"))
         .body(body)
         .send()
@@ -415,7 +408,8 @@ async fn the_operator_means_the_shared_entity_and_types_follow_updates() {
 
     let reply = get(&server, "/api/v1/memory/entities/alice").await;
     assert_eq!(reply.body["scope"], "global", "{}", reply.body);
-    let response = support::client()
+    let response = server
+        .client()
         .delete(server.url("/api/v1/memory/entities/alice"))
         .send()
         .await

@@ -203,7 +203,8 @@ async fn a_full_pool_answers_503_with_retry_after() {
     let url = server.url("/api/v1/agents/fault-deadline/messages");
     let calls: Vec<_> = (0..4)
         .map(|_| {
-            let request = support::client()
+            let request = server
+                .client()
                 .post(&url)
                 .json(&json!({"content": {"fault": "loop"}}));
             tokio::spawn(async move { support::Reply::read(request.send().await.unwrap()).await })
@@ -268,7 +269,8 @@ async fn an_ungranted_import_is_refused_at_load_naming_the_interface() {
 #[tokio::test]
 async fn health_reports_status_version_and_agents() {
     let server = Server::start(&AgentsDir::with_examples());
-    let response = support::client()
+    let response = server
+        .client()
         .get(server.url("/api/v1/health"))
         .send()
         .await
@@ -284,7 +286,7 @@ async fn health_reports_status_version_and_agents() {
 #[tokio::test]
 async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
     let server = Server::start(&AgentsDir::with_examples());
-    let client = support::client();
+    let client = server.client();
     let post = |path: &str, body: Vec<u8>| {
         client
             .post(server.url(path))

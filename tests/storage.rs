@@ -15,16 +15,12 @@ async fn maintenance_checks_and_compacts_the_store_offline() {
     for n in 0..50 {
         let body = json!({"name": format!("e{n}"), "scope": "global", "entity_type": "t",
                           "observations": [format!("observation {n} ").repeat(40)]});
-        let response = support::client()
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = server.client().post(&url).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 201);
     }
     for n in 0..40 {
-        let response = support::client()
+        let response = server
+            .client()
             .delete(server.url(&format!("/api/v1/memory/entities/e{n}")))
             .send()
             .await

@@ -30,6 +30,92 @@ pub struct Config {
     pub server: ServerConfig,
     pub memory: MemoryConfig,
     pub wasm_runtime: WasmRuntimeConfig,
+    pub http_server: HttpServerConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: who may call the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Require `Authorization: Bearer <token>` on every route but health.
+    /// Turning it off is only allowed on a loopback address.
+    pub enabled: bool,
+    /// Where the token lives. Default: `auth-token` in the data dir,
+    /// generated (mode 0600) at first start.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_file: None,
+        }
+    }
+}
+
+/// `[http_server]`: connections, timeouts, compression and rate limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpServerConfig {
+    /// Longest a request may take before the server answers 504.
+    #[serde(with = "duration_text")]
+    pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers; slow
+    /// clients are disconnected instead of holding a connection.
+    #[serde(with = "duration_text")]
+    pub header_read_timeout: Duration,
+    /// Keep idle connections open for further requests.
+    pub keep_alive: bool,
+    /// Open connections at most; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Gzip JSON responses when the client accepts it.
+    pub compression: bool,
+    /// Responses smaller than this are sent as they are.
+    pub compression_min_bytes: usize,
+    pub rate_limit: RateLimitConfig,
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive: true,
+            max_connections: 256,
+            compression: true,
+            compression_min_bytes: 2048,
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// `[http_server.rate_limit]`: token buckets per client address and for
+/// the whole server. Health, readiness and metrics are exempt.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Sustained requests per second from one client address.
+    pub per_client_rps: u32,
+    /// Requests one client may send at once above the sustained rate.
+    pub per_client_burst: u32,
+    /// Sustained requests per second for all clients together.
+    pub global_rps: u32,
+    pub global_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_client_rps: 200,
+            per_client_burst: 400,
+            global_rps: 2000,
+            global_burst: 4000,
+        }
+    }
 }
 
 /// `[memory]`: the agents' memory and its embeddings.
@@ -215,7 +301,8 @@ impl EmbeddingConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address of the HTTP API. Loopback by default: the API has no auth yet.
+    /// Address of the HTTP API. Loopback by default; another address
+    /// needs `[auth] enabled = true` (the default).
     pub listen: SocketAddr,
     /// Where the store, the component cache and secrets live.
     /// Default: the platform data dir (`directories`), e.g. `~/.local/share/caxton`.
@@ -227,6 +314,9 @@ pub struct ServerConfig {
     pub max_request_size: u64,
     /// Largest memory import (`POST /api/v1/memory/import`), in bytes.
     pub max_import_size: u64,
+    /// Address of the Prometheus `/metrics` listener, apart from the API so
+    /// it can be firewalled separately. Absent: no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -237,6 +327,7 @@ impl Default for ServerConfig {
             agents_dir: None,
             max_request_size: 1024 * 1024,
             max_import_size: 64 * 1024 * 1024,
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
         }
     }
 }
@@ -328,6 +419,32 @@ impl Config {
         if rt.fuel_yield_interval == 0 || rt.default_fuel == 0 {
             return Err(ConfigError::Invalid(
                 "wasm_runtime.default_fuel and fuel_yield_interval must be above zero".into(),
+            ));
+        }
+        if !self.auth.enabled && !self.server.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to serve {} with auth disabled: anyone on the network could run agents. Set [auth] enabled = true or listen on 127.0.0.1",
+                self.server.listen
+            )));
+        }
+        let limits = &self.http_server.rate_limit;
+        if limits.enabled
+            && [
+                limits.per_client_rps,
+                limits.per_client_burst,
+                limits.global_rps,
+                limits.global_burst,
+            ]
+            .contains(&0)
+        {
+            return Err(ConfigError::Invalid(
+                "http_server.rate_limit rates and bursts must be above zero (or set enabled = false)"
+                    .into(),
+            ));
+        }
+        if self.http_server.max_connections == 0 || self.http_server.request_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "http_server.max_connections and request_timeout must be above zero".into(),
             ));
         }
         let cleanup = &self.memory.cleanup;

@@ -4,11 +4,14 @@
 
 pub mod agents;
 pub mod api;
+pub mod auth;
 pub mod benchmark;
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod http;
 pub mod memory;
 pub mod messaging;
+pub mod metrics;
 pub mod runtime;
 pub mod server;

@@ -25,6 +25,8 @@ fn main() -> std::process::ExitCode {
             .config()
             .and_then(|config| block_on(caxton::server::serve(config))),
         Command::Embed(args) => args.run(),
+        Command::Memory(command) => block_on(command.run()),
+        Command::Auth(caxton::cli::AuthCommand::Token(args)) => args.run(),
         Command::Benchmark(caxton::cli::BenchmarkCommand::Memory(args)) => block_on(args.run()),
         Command::Storage(caxton::cli::StorageCommand::Maintenance(args)) => {
             block_on(args.maintenance())
@@ -34,7 +36,10 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            match error.downcast_ref::<caxton::cli::client::ClientError>() {
+                Some(client) => std::process::ExitCode::from(client.exit_code()),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use warp::Filter;
 
 use crate::agents::AgentRegistry;
 use crate::api::{self, ApiState};
 use crate::config::{CleanupConfig, Config};
 use crate::embed::{EmbedError, EmbeddingEngine};
+use crate::http::{self, Pipeline};
 use crate::memory::Memory;
 use crate::runtime::Runtime;
 
@@ -77,14 +79,43 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             )
         })?;
     let address = listener.local_addr()?;
-    let routes = api::routes(ApiState {
+    let token = if config.auth.enabled {
+        let path = config
+            .auth
+            .token_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join(crate::auth::TOKEN_FILE));
+        let token = crate::auth::load_or_create(&path)?;
+        if token.created {
+            // Printed once, at creation; afterwards `caxton auth token` shows it.
+            println!(
+                "caxton generated an API token (saved to {}): {}",
+                token.path.display(),
+                token.value
+            );
+        }
+        Some(crate::auth::LiveToken::follow(token))
+    } else {
+        tracing::warn!("API auth is disabled: any local process can call the API");
+        None
+    };
+    let state = ApiState {
         registry,
         embeddings,
         memory: Some(memory),
         started,
         max_request_size: config.server.max_request_size,
         max_import_size: config.server.max_import_size,
-    });
+    };
+    let metrics_task = match config.server.metrics_listen {
+        Some(listen) => Some(serve_metrics(listen, state.clone()).await?),
+        None => None,
+    };
+    let pipeline = Arc::new(Pipeline::new(
+        api::handler(state),
+        token,
+        &config.http_server,
+    ));
     tracing::info!(
         %address,
         data_dir = %data_dir.display(),
@@ -94,16 +125,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tools and tests read the bound address from this line on stdout.
     println!("caxton listening on http://{address}");
 
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(shutdown_signal())
-        .run()
-        .await;
-    if let Some(task) = cleanup {
+    http::serve(listener, pipeline, &config.http_server, shutdown_signal()).await;
+    for task in [cleanup, metrics_task].into_iter().flatten() {
         task.abort();
     }
     tracing::info!("caxton stopped");
     Ok(())
+}
+
+/// Serves `GET /metrics` on its own listener; gauges that describe state
+/// are sampled at each scrape.
+async fn serve_metrics(
+    listen: std::net::SocketAddr,
+    state: ApiState,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen for metrics on {listen}; set [server] metrics_listen to a free address")
+    })?;
+    let address = listener.local_addr()?;
+    println!("caxton metrics on http://{address}/metrics");
+    let route = warp::path!("metrics").and(warp::get()).then(move || {
+        let state = state.clone();
+        async move {
+            api::sample_gauges(&state).await;
+            warp::reply::with_header(
+                crate::metrics::metrics().render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+        }
+    });
+    Ok(tokio::spawn(warp::serve(route).incoming(listener).run()))
 }
 
 /// The periodic memory cleanup. A failed pass is logged and retried at the

@@ -75,6 +75,10 @@ pub struct Server {
     pub base: String,
     log: Arc<Mutex<String>>,
     pub data_dir: PathBuf,
+    /// The API token the server generated (None when auth is off).
+    pub token: Option<String>,
+    /// `http://ADDR/metrics`, when the metrics listener is on.
+    pub metrics_url: Option<String>,
     _data: Option<tempfile::TempDir>,
 }
 
@@ -100,6 +104,7 @@ impl Server {
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--agents-dir")
@@ -131,10 +136,22 @@ impl Server {
 
         let (sender, receiver) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("caxton listening on ") {
-                    let _ = sender.send(address.to_owned());
+        let metrics_url = Arc::new(Mutex::new(None));
+        std::thread::spawn({
+            let metrics_url = metrics_url.clone();
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(url) = line.strip_prefix("caxton metrics on ") {
+                        *metrics_url.lock().unwrap() = Some(url.to_owned());
+                    }
+                    if let Some(address) = line.strip_prefix("caxton listening on ") {
+                        let _ = sender.send(address.to_owned());
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str("[stdout] ");
+                    log.push_str(&line);
+                    log.push('\n');
                 }
             }
         });
@@ -145,13 +162,36 @@ impl Server {
                 panic!("server did not start; its log:\n{}", log.lock().unwrap());
             }
         };
+        // Servers configured without auth have no token file.
+        let token = std::fs::read_to_string(data_dir.join("auth-token"))
+            .map(|t| t.trim().to_owned())
+            .ok();
+        let metrics_url = metrics_url.lock().unwrap().clone();
         Self {
             child,
             base,
             log,
             data_dir: data_dir.to_owned(),
+            token,
+            metrics_url,
             _data: None,
         }
+    }
+
+    /// A client that sends this server's token on every request.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &self.token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            );
+        }
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .default_headers(headers)
+            .build()
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -197,7 +237,7 @@ impl Server {
 
     /// GETs `path` and parses the JSON body (any status).
     pub async fn get_json(&self, path: &str) -> Value {
-        client()
+        self.client()
             .get(self.url(path))
             .send()
             .await
@@ -209,7 +249,8 @@ impl Server {
 
     /// POSTs a message to an agent; returns status, headers' Retry-After and body.
     pub async fn send(&self, agent: &str, body: &Value) -> Reply {
-        let response = client()
+        let response = self
+            .client()
             .post(self.url(&format!("/api/v1/agents/{agent}/messages")))
             .json(body)
             .send()
@@ -253,11 +294,4 @@ impl Reply {
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
-}
-
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
 }

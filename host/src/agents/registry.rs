@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use super::manifest::{Manifest, ManifestError, PluginKind};
 use crate::memory::{Caller, Memory, MemoryError, SearchOptions};
+use crate::metrics::metrics;
 use crate::runtime::{
     AgentComponent, BoxFuture, CallLimits, CallOutcome, HostServices, Message, PluginSpec, Runtime,
     RuntimeError, ToolComponent, WitEntity, WitError, WitSearchHit,
@@ -78,6 +79,14 @@ impl AgentRegistry {
 
     pub fn agent_count(&self) -> usize {
         self.agents.read().expect("agents lock").len()
+    }
+
+    /// Agents and tools deployed.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.agent_count(),
+            self.tools.read().expect("tools lock").len(),
+        )
     }
 
     pub fn agent(&self, name: &str) -> Option<Arc<DeployedAgent>> {
@@ -255,10 +264,41 @@ impl AgentRegistry {
             .agent(agent)
             .ok_or_else(|| AgentError::NotFound(agent.to_owned()))?;
         let services: Arc<dyn HostServices> = self.clone();
-        Ok(self
+        let outcome = self
             .runtime
             .call_agent(&deployed.component, message, services)
-            .await)
+            .await;
+        let m = metrics();
+        m.agent_response_time
+            .with_label_values(&[agent])
+            .observe(outcome.usage.wall_time_us as f64 / 1e6);
+        m.fuel_consumed
+            .with_label_values(&[agent])
+            .inc_by(outcome.usage.fuel_consumed);
+        let processed = match &outcome.result {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "plugin_error",
+            Err(error) => {
+                record_fault(error);
+                "fault"
+            }
+        };
+        m.messages_processed.with_label_values(&[processed]).inc();
+        Ok(outcome)
+    }
+}
+
+/// Counts a call stopped by the sandbox, by the kind of fault.
+fn record_fault(error: &RuntimeError) {
+    if matches!(
+        error,
+        RuntimeError::OutOfFuel { .. }
+            | RuntimeError::DeadlineExceeded { .. }
+            | RuntimeError::MemoryLimit(_)
+            | RuntimeError::Trap { .. }
+            | RuntimeError::PoolExhausted
+    ) {
+        metrics().traps.with_label_values(&[error.code()]).inc();
     }
 }
 
@@ -287,6 +327,13 @@ impl HostServices for AgentRegistry {
                 .tool(tool)
                 .ok_or_else(|| WitError::NotFound(format!("no tool named {tool:?} is deployed")))?;
             let outcome = self.runtime.invoke_tool(&deployed.component, input).await;
+            metrics()
+                .tool_call_duration
+                .with_label_values(&[tool])
+                .observe(outcome.usage.wall_time_us as f64 / 1e6);
+            if let Err(error) = &outcome.result {
+                record_fault(error);
+            }
             match outcome.result {
                 Ok(result) => result,
                 Err(RuntimeError::DeadlineExceeded { timeout }) => Err(WitError::Timeout(format!(

@@ -96,7 +96,12 @@ impl ApiError {
 impl Reply for ApiError {
     fn into_response(self) -> Response {
         let body = json!({
-            "error": { "code": self.code, "message": self.message, "details": self.details }
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "details": self.details,
+                "request_id": super::request_id::current(),
+            }
         });
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), self.status).into_response();

@@ -4,6 +4,7 @@
 mod embeddings;
 mod error;
 mod memory;
+pub mod request_id;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,6 +34,21 @@ pub struct ApiState {
     pub started: Instant,
     pub max_request_size: u64,
     pub max_import_size: u64,
+}
+
+/// The routes as a plain request-to-response function, for the HTTP
+/// front's pipeline.
+pub fn handler(state: ApiState) -> crate::http::Handler {
+    let service = warp::service(routes(state));
+    std::sync::Arc::new(move |request| {
+        let mut service = service.clone();
+        Box::pin(async move {
+            match tower_service::Service::call(&mut service, request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        })
+    })
 }
 
 /// Every route of the API, with errors recovered into the error shape.
@@ -168,6 +184,71 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .with(warp::trace::request())
 }
 
+/// Refreshes the metrics that describe state rather than events.
+pub async fn sample_gauges(state: &ApiState) {
+    let m = crate::metrics::metrics();
+    m.sample_process();
+    m.uptime_seconds.set(state.started.elapsed().as_secs_f64());
+    let runtime = state.registry.runtime();
+    m.pool_slots_in_use.set(runtime.slots_in_use() as i64);
+    let (agents, tools) = state.registry.counts();
+    m.agent_config_count.set((agents + tools) as i64);
+    m.agent_wasm_count.set((agents + tools) as i64);
+    if let Ok(engine) = &state.embeddings {
+        let stats = engine.cache_stats();
+        let total = stats.hits + stats.misses;
+        if total > 0 {
+            m.memory_cache_hit_rate
+                .with_label_values(&["embedding"])
+                .set(stats.hits as f64 / total as f64);
+        }
+    }
+    if let Some(memory) = &state.memory {
+        match memory.stats().await {
+            Ok(stats) => {
+                m.memory_entities.set(stats.entities as i64);
+                m.memory_relations.set(stats.relations as i64);
+                m.memory_sqlite_size_bytes.set(stats.database_bytes as i64);
+            }
+            Err(error) => tracing::warn!(%error, "reading memory stats for metrics"),
+        }
+    }
+}
+
+/// The route a path belongs to, with names replaced by `:placeholders`:
+/// bounded label values for metrics, whatever paths clients send.
+pub fn route_template(path: &str) -> String {
+    const NAMED: &[(&str, &str)] = &[
+        ("agents", ":name"),
+        ("entities", ":name"),
+        ("graph", ":name"),
+        ("conversations", ":id"),
+    ];
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return "other".into();
+    };
+    let mut template = String::from("/api/v1");
+    let mut segments = rest.split('/').filter(|s| !s.is_empty()).peekable();
+    let mut depth = 0;
+    while let Some(segment) = segments.next() {
+        depth += 1;
+        if depth > 4 || !segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return "other".into();
+        }
+        template.push('/');
+        template.push_str(segment);
+        if let Some((_, placeholder)) = NAMED.iter().find(|(name, _)| *name == segment)
+            && let Some(next) = segments.peek()
+            && !["validate"].contains(next)
+        {
+            segments.next();
+            template.push('/');
+            template.push_str(placeholder);
+        }
+    }
+    template
+}
+
 /// A handler's result as a response: JSON with its status, or the error shape.
 fn respond(result: Result<(StatusCode, serde_json::Value), ApiError>) -> Response {
     match result {
@@ -225,4 +306,32 @@ async fn deliver(agent: &str, body: &[u8], state: &ApiState) -> Result<Response,
         StatusCode::OK,
     )
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_template;
+
+    #[test]
+    fn route_templates_hide_names() {
+        assert_eq!(route_template("/api/v1/health"), "/api/v1/health");
+        assert_eq!(
+            route_template("/api/v1/agents/echo/messages"),
+            "/api/v1/agents/:name/messages"
+        );
+        assert_eq!(
+            route_template("/api/v1/memory/entities/Alice%20Smith"),
+            "/api/v1/memory/entities/:name"
+        );
+        assert_eq!(
+            route_template("/api/v1/memory/entities"),
+            "/api/v1/memory/entities"
+        );
+        assert_eq!(
+            route_template("/api/v1/agents/validate"),
+            "/api/v1/agents/validate"
+        );
+        assert_eq!(route_template("/wp-admin/x"), "other");
+        assert_eq!(route_template("/api/v1/Random123"), "other");
+    }
 }

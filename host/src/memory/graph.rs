@@ -591,6 +591,9 @@ impl Memory {
         options: &SearchOptions,
     ) -> Result<Vec<SearchHit>, MemoryError> {
         check_text("query", query, MAX_OBSERVATION)?;
+        let _timer = crate::metrics::metrics()
+            .memory_search_latency
+            .start_timer();
         let limit = options.limit.clamp(1, MAX_SEARCH_LIMIT);
         let mut similarity: HashMap<i64, f32> = HashMap::new();
         let mut vector_ranking: Vec<i64> = Vec::new();

@@ -1,5 +1,11 @@
 //! The `caxton` command line.
 
+pub mod client;
+mod memory;
+mod output;
+
+pub use memory::MemoryCommand;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -24,12 +30,64 @@ pub enum Command {
     Serve(ServeArgs),
     /// Embed texts locally (no server needed); prints one JSON line per text.
     Embed(EmbedArgs),
+    /// The API token.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// The knowledge graph of a running server.
+    #[command(subcommand)]
+    Memory(MemoryCommand),
     /// Offline storage commands (work with the server stopped).
     #[command(subcommand)]
     Storage(StorageCommand),
     /// Measure this machine; results as JSON.
     #[command(subcommand)]
     Benchmark(BenchmarkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print the API token (creating it if the server never ran), or
+    /// replace it with `--rotate`; a running server picks the new one up
+    /// within seconds.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// Replace the token with a new one.
+    #[arg(long)]
+    pub rotate: bool,
+    /// Config file (TOML), for `[auth] token_file`.
+    #[arg(long, env = "CAXTON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The server's data directory.
+    #[arg(long, env = "CAXTON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    pub fn run(&self) -> anyhow::Result<()> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = Some(dir.clone());
+        }
+        let path = match &config.auth.token_file {
+            Some(path) => path.clone(),
+            None => config.data_dir()?.join(crate::auth::TOKEN_FILE),
+        };
+        let value = if self.rotate {
+            let value = crate::auth::write_new(&path)?;
+            eprintln!("rotated the API token in {}", path.display());
+            value
+        } else {
+            crate::auth::load_or_create(&path)?.value
+        };
+        println!("{value}");
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +231,9 @@ pub struct ServeArgs {
     /// Directory of agent and tool manifests to load.
     #[arg(long, env = "CAXTON_AGENTS_DIR")]
     pub agents_dir: Option<PathBuf>,
+    /// Address of the Prometheus metrics listener (port 0 picks a free one).
+    #[arg(long, env = "CAXTON_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -190,6 +251,9 @@ impl ServeArgs {
         }
         if let Some(dir) = &self.agents_dir {
             config.server.agents_dir = Some(dir.clone());
+        }
+        if let Some(listen) = self.metrics_listen {
+            config.server.metrics_listen = Some(listen);
         }
         config.validate()?;
         Ok(config)

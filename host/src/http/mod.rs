@@ -1,0 +1,76 @@
+//! The HTTP front: our own accept loop (connection limit, header timeout,
+//! graceful shutdown) and a per-request pipeline (request id, rate limit,
+//! auth, timeout, compression, metrics) in front of the warp routes.
+
+mod compress;
+mod pipeline;
+mod rate_limit;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use pipeline::{Handler, Pipeline};
+pub use rate_limit::RateLimiter;
+
+use crate::config::HttpServerConfig;
+use crate::metrics::metrics;
+
+/// Accepts connections until `shutdown` resolves, then stops accepting
+/// and waits for requests in flight to finish.
+pub async fn serve(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    settings: &HttpServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    // A permit per open connection: past the limit, new clients wait in the
+    // kernel's listen backlog instead of costing this process memory.
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors, usually: back off, keep serving.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let pipeline = pipeline.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let pipeline = pipeline.clone();
+            async move { Ok::<_, Infallible>(pipeline.handle(request, peer.ip()).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout)
+            .keep_alive(settings.keep_alive)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        metrics().active_connections.inc();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+            metrics().active_connections.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}

@@ -1,0 +1,243 @@
+//! Prometheus metrics under the operators' guide's names. One process-wide
+//! registry: every subsystem records into it, and `/metrics` (on its own
+//! listener) renders it in the text format.
+//!
+//! Counters and histograms are recorded where things happen; gauges that
+//! describe state (RSS, store size, pool use) are sampled at scrape time.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 100 µs to 10 s: fine enough for a 1 ms API.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub request_duration: HistogramVec,
+    pub requests: IntCounterVec,
+    pub memory_used_bytes: IntGauge,
+    pub cpu_usage_percent: Gauge,
+    pub active_connections: IntGauge,
+    pub uptime_seconds: Gauge,
+    pub agent_config_count: IntGauge,
+    pub agent_wasm_count: IntGauge,
+    pub agent_reload_duration: Histogram,
+    pub agent_response_time: HistogramVec,
+    pub tool_call_duration: HistogramVec,
+    pub fuel_consumed: IntCounterVec,
+    pub traps: IntCounterVec,
+    pub messages_processed: IntCounterVec,
+    pub memory_entities: IntGauge,
+    pub memory_relations: IntGauge,
+    pub memory_search_latency: Histogram,
+    pub memory_sqlite_size_bytes: IntGauge,
+    pub memory_cache_hit_rate: GaugeVec,
+    pub pool_slots_in_use: IntGauge,
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+fn histogram(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        macro_rules! register {
+            ($metric:expr) => {{
+                let metric = $metric.expect("metric definition");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("metric registered once");
+                metric
+            }};
+        }
+        Self {
+            request_duration: register!(HistogramVec::new(
+                histogram(
+                    "caxton_server_request_duration_seconds",
+                    "HTTP request latency, by route template, method and status"
+                ),
+                &["route", "method", "status"]
+            )),
+            requests: register!(IntCounterVec::new(
+                Opts::new("caxton_server_requests_total", "HTTP requests answered"),
+                &["route", "method", "status"]
+            )),
+            memory_used_bytes: register!(IntGauge::new(
+                "caxton_server_memory_used_bytes",
+                "Resident set size of the server process"
+            )),
+            cpu_usage_percent: register!(Gauge::new(
+                "caxton_server_cpu_usage_percent",
+                "CPU used by the process since the previous scrape, percent of one core"
+            )),
+            active_connections: register!(IntGauge::new(
+                "caxton_server_active_connections",
+                "Open HTTP connections"
+            )),
+            uptime_seconds: register!(Gauge::new(
+                "caxton_server_uptime_seconds",
+                "Seconds since the server started"
+            )),
+            agent_config_count: register!(IntGauge::new(
+                "caxton_agent_config_count",
+                "Agent and tool manifests loaded"
+            )),
+            agent_wasm_count: register!(IntGauge::new(
+                "caxton_agent_wasm_count",
+                "Compiled WebAssembly components ready to run"
+            )),
+            agent_reload_duration: register!(Histogram::with_opts(histogram(
+                "caxton_agent_reload_duration_seconds",
+                "From a changed agent file to the new version serving"
+            ))),
+            agent_response_time: register!(HistogramVec::new(
+                histogram(
+                    "caxton_agent_response_time_seconds",
+                    "Time for an agent to handle one message"
+                ),
+                &["agent"]
+            )),
+            tool_call_duration: register!(HistogramVec::new(
+                histogram(
+                    "caxton_agent_tool_call_duration_seconds",
+                    "Time for one tool invocation from an agent"
+                ),
+                &["tool"]
+            )),
+            fuel_consumed: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_agent_fuel_consumed_total",
+                    "Fuel (roughly, wasm instructions) spent by each agent"
+                ),
+                &["agent"]
+            )),
+            traps: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_agent_traps_total",
+                    "Plugin calls stopped by a fault, by kind"
+                ),
+                &["kind"]
+            )),
+            messages_processed: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_messages_processed_total",
+                    "Messages delivered to agents, by outcome"
+                ),
+                &["outcome"]
+            )),
+            memory_entities: register!(IntGauge::new(
+                "caxton_memory_entities_total",
+                "Entities in the knowledge graph"
+            )),
+            memory_relations: register!(IntGauge::new(
+                "caxton_memory_relations_total",
+                "Relations in the knowledge graph"
+            )),
+            memory_search_latency: register!(Histogram::with_opts(histogram(
+                "caxton_memory_search_latency_seconds",
+                "Memory search latency, including the query's embedding"
+            ))),
+            memory_sqlite_size_bytes: register!(IntGauge::new(
+                "caxton_memory_sqlite_size_bytes",
+                "Size of the memory database with its WAL"
+            )),
+            memory_cache_hit_rate: register!(GaugeVec::new(
+                Opts::new(
+                    "caxton_memory_cache_hit_rate",
+                    "Hit rate of the memory caches since start, by cache"
+                ),
+                &["type"]
+            )),
+            pool_slots_in_use: register!(IntGauge::new(
+                "caxton_wasm_pool_slots_in_use",
+                "Component instance slots running a call"
+            )),
+            registry,
+        }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("text format is UTF-8")
+    }
+
+    /// Refreshes the process gauges (RSS, CPU) from `/proc`.
+    pub fn sample_process(&self) {
+        if let Some(rss) = process::rss_bytes() {
+            self.memory_used_bytes.set(rss as i64);
+        }
+        if let Some(percent) = process::cpu_percent_since_last() {
+            self.cpu_usage_percent.set(percent);
+        }
+    }
+}
+
+/// The process's own resource use, read from `/proc/self` (Linux; other
+/// systems report nothing rather than something wrong).
+mod process {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    pub fn rss_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+
+    /// CPU seconds (user + system) the process has used.
+    fn cpu_seconds() -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which may contain spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let user: f64 = fields.get(11)?.parse().ok()?;
+        let system: f64 = fields.get(12)?.parse().ok()?;
+        // SAFETY: sysconf only reads a system constant.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (ticks > 0).then(|| (user + system) / ticks as f64)
+    }
+
+    pub fn cpu_percent_since_last() -> Option<f64> {
+        static LAST: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
+        let now = (Instant::now(), cpu_seconds()?);
+        let mut last = LAST.lock().ok()?;
+        let previous = last.replace(now);
+        let (then, used) = previous?;
+        let wall = now.0.duration_since(then).as_secs_f64();
+        (wall > 0.0).then(|| 100.0 * (now.1 - used) / wall)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_guides_names() {
+        let metrics = metrics();
+        metrics.traps.with_label_values(&["out_of_fuel"]).inc();
+        metrics.sample_process();
+        let text = metrics.render();
+        assert!(text.contains("caxton_agent_traps_total{kind=\"out_of_fuel\"}"));
+        assert!(text.contains("caxton_server_memory_used_bytes"));
+        assert!(metrics.memory_used_bytes.get() > 1_000_000);
+    }
+}
