@@ -23,6 +23,10 @@ const MAX_SEARCH_LIMIT: usize = 100;
 const MAX_DEPTH: usize = 5;
 /// Keyword candidates ranked per result wanted, before scope filtering.
 const KEYWORD_OVERSAMPLE: usize = 20;
+/// Most keyword matches scored with bm25, newest first. A query whose words
+/// are everywhere would otherwise score a large part of the store; past
+/// this many matches the words select little and the vector path decides.
+const KEYWORD_SCORED: usize = 2000;
 /// Words too common to select anything; they only slow FTS5 down.
 const STOPWORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "has", "have",
@@ -595,21 +599,23 @@ impl Memory {
             .memory_search_latency
             .start_timer();
         let limit = options.limit.clamp(1, MAX_SEARCH_LIMIT);
-        let mut similarity: HashMap<i64, f32> = HashMap::new();
-        let mut vector_ranking: Vec<i64> = Vec::new();
-        if let Some(engine) = &self.embeddings {
+        // The two paths are independent: the vector scan runs on a blocking
+        // thread while the keyword query runs here, so the search costs the
+        // slower of the two rather than their sum.
+        let vector_path = async {
+            let Some(engine) = &self.embeddings else {
+                return Ok(Vec::new());
+            };
             let embedded = engine.embed(&[query.to_owned()]).await?;
-            for (id, exact) in self
-                .nearest(caller, &embedded[0].vector, limit * 2, options)
-                .await?
-            {
-                vector_ranking.push(id);
-                similarity.insert(id, exact);
-            }
-        }
-        let keyword_ranking = self
-            .keyword_search(caller, query, options, limit * 2)
-            .await?;
+            self.nearest(caller, &embedded[0].vector, limit * 2, options)
+                .await
+        };
+        let keyword_path = self.keyword_search(caller, query, options, limit * 2);
+        let (nearest, keyword_ranking) = tokio::join!(vector_path, keyword_path);
+        let nearest = nearest?;
+        let keyword_ranking = keyword_ranking?;
+        let vector_ranking: Vec<i64> = nearest.iter().map(|(id, _)| *id).collect();
+        let similarity: HashMap<i64, f32> = nearest.into_iter().collect();
 
         let mut fused: HashMap<i64, f32> = HashMap::new();
         for ranking in [&vector_ranking, &keyword_ranking] {
@@ -726,10 +732,14 @@ impl Memory {
         let mut params: Vec<Value> = vec![expression.into()];
         // Rank inside FTS5 first, then check scopes on the best few: joining
         // every match to its entity costs ~100 ms at 100k observations.
+        // FTS5 walks matches in rowid order, so the inner LIMIT stops the
+        // scoring after the newest KEYWORD_SCORED matches.
         let mut sql = format!(
             "SELECT o.id FROM (
-                 SELECT rowid, rank FROM observations_fts
-                 WHERE observations_fts MATCH ?1 ORDER BY rank LIMIT {}
+                 SELECT rowid, score FROM (
+                     SELECT rowid, bm25(observations_fts) AS score FROM observations_fts
+                     WHERE observations_fts MATCH ?1 ORDER BY rowid DESC LIMIT {KEYWORD_SCORED}
+                 ) ORDER BY score LIMIT {}
              ) f
              JOIN observations o ON o.id = f.rowid
              JOIN entities e ON e.id = o.entity_id
@@ -756,7 +766,7 @@ impl Memory {
             params.push(entity_type.clone().into());
             sql.push_str(&format!(" AND e.entity_type = ?{}", params.len()));
         }
-        sql.push_str(&format!(" ORDER BY f.rank LIMIT {limit}"));
+        sql.push_str(&format!(" ORDER BY f.score LIMIT {limit}"));
         let conn = self.db.reader().await?;
         let mut rows = conn.query(&sql, libsql::params_from_iter(params)).await?;
         let mut ids = Vec::new();
