@@ -401,3 +401,79 @@ fn the_cli_says_when_no_server_is_running() {
     );
     assert!(stderr.contains("caxton serve"), "{stderr}");
 }
+
+#[tokio::test]
+async fn each_profile_starts_a_server_that_serves() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config");
+    let mut started = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let server = Server::start_fresh(&AgentsDir::with_examples(), Some(&text));
+        let reply = server
+            .send(
+                "echo",
+                &json!({"performative": "request", "content": {"n": 1}}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}: {:?}", path.display(), reply.body);
+        started += 1;
+    }
+    assert_eq!(started, 3);
+}
+
+#[test]
+fn config_init_show_and_validate_work_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("caxton.toml");
+    let file = file.to_str().unwrap();
+    let init = caxton(&[
+        "config",
+        "init",
+        "--profile",
+        "resource-constrained",
+        "--output",
+        file,
+    ]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    // Never overwritten by accident.
+    let again = caxton(&["config", "init", "--output", file]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
+    let valid = caxton(&["config", "validate", file]);
+    assert!(
+        valid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
+
+    let shown = Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(["config", "show", "--effective", "--config", file])
+        .env("CAXTON_WASM_RUNTIME__POOL_SIZE", "7")
+        .output()
+        .unwrap();
+    let effective: toml::Table = toml::from_str(&String::from_utf8_lossy(&shown.stdout)).unwrap();
+    assert_eq!(effective["wasm_runtime"]["pool_size"].as_integer(), Some(7));
+    assert_eq!(
+        effective["memory"]["cleanup"]["entity_limit"].as_integer(),
+        Some(10000)
+    );
+    // Defaults the profile does not mention are shown too.
+    assert!(
+        effective["memory"]["sqlite_config"]
+            .get("busy_timeout")
+            .is_some()
+    );
+
+    std::fs::write(file, "[wasm_runtime]\npool_sise = 3\n").unwrap();
+    let invalid = caxton(&["config", "validate", file]);
+    assert_eq!(invalid.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&invalid.stderr);
+    assert!(stderr.contains("line 2, column 1"), "{stderr}");
+    assert!(stderr.contains("did you mean `pool_size`?"), "{stderr}");
+}

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::toml_check::Problem;
 
 /// Errors reading or checking the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +17,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}, {problem}")]
+    Parse { path: PathBuf, problem: Problem },
+    #[error("invalid environment override {variable}: {message}")]
+    Env { variable: String, message: String },
     #[error("invalid config: {0}")]
     Invalid(String),
     #[error("cannot find a data directory for this user; pass --data-dir or set CAXTON_DATA_DIR")]
@@ -24,7 +28,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -35,7 +39,7 @@ pub struct Config {
 }
 
 /// `[auth]`: who may call the API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Require `Authorization: Bearer <token>` on every route but health.
@@ -43,6 +47,7 @@ pub struct AuthConfig {
     pub enabled: bool,
     /// Where the token lives. Default: `auth-token` in the data dir,
     /// generated (mode 0600) at first start.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
 }
 
@@ -56,7 +61,7 @@ impl Default for AuthConfig {
 }
 
 /// `[http_server]`: connections, timeouts, compression and rate limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpServerConfig {
     /// Longest a request may take before the server answers 504.
@@ -93,7 +98,7 @@ impl Default for HttpServerConfig {
 
 /// `[http_server.rate_limit]`: token buckets per client address and for
 /// the whole server. Health, readiness and metrics are exempt.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     pub enabled: bool,
@@ -119,10 +124,11 @@ impl Default for RateLimitConfig {
 }
 
 /// `[memory]`: the agents' memory and its embeddings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
     /// The libsql file. Default: `memory.db` in the data dir.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_path: Option<PathBuf>,
     pub sqlite_config: SqliteConfig,
     pub embedding_config: EmbeddingConfig,
@@ -131,7 +137,7 @@ pub struct MemoryConfig {
 
 /// `[memory.cleanup]`: a periodic pass that keeps the store within limits,
 /// forgetting the least recently updated entities first.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CleanupConfig {
     pub enabled: bool,
@@ -145,7 +151,11 @@ pub struct CleanupConfig {
     /// Relations in the whole store, weakest dropped first (0 = no limit).
     pub relation_limit: u64,
     /// Entities not updated for this long are forgotten (absent = kept forever).
-    #[serde(default, with = "optional_duration_text")]
+    #[serde(
+        default,
+        with = "optional_duration_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_age: Option<Duration>,
     /// Remove relations and observations whose entity is gone.
     pub orphan_cleanup: bool,
@@ -171,7 +181,7 @@ impl Default for CleanupConfig {
 
 /// `[memory.sqlite_config]`: pragmas applied to every connection.
 /// Defaults suit a 512 MB device: WAL, `normal` sync, small caches.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqliteConfig {
     /// Write-ahead logging: readers never block the writer.
@@ -209,7 +219,7 @@ impl Default for SqliteConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
     Off,
@@ -227,7 +237,7 @@ impl Synchronous {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TempStore {
     Default,
@@ -246,7 +256,7 @@ impl TempStore {
 }
 
 /// `[memory.embedding_config]`: the local embedding model and its workers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddingConfig {
     /// Semantic search on or off; off, the server starts without a model.
@@ -255,6 +265,7 @@ pub struct EmbeddingConfig {
     pub model: String,
     /// Directory holding `model.onnx` and `tokenizer.json`.
     /// Default: `models/<model>` in the source tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model_path: Option<PathBuf>,
     /// Embeddings kept in the LRU cache (0 disables it); ~1.6 KB each.
     pub cache_size: usize,
@@ -298,17 +309,27 @@ impl EmbeddingConfig {
 }
 
 /// `[server]`: where the host listens and keeps its files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address of the HTTP API. Loopback by default; another address
     /// needs `[auth] enabled = true` (the default).
     pub listen: SocketAddr,
+    /// Replaces the port of `listen` (handy as `CAXTON_SERVER__PORT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Async worker threads (default: one per core).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
+    /// Threads for blocking work (store queries, index scans, file I/O).
+    pub max_blocking_threads: usize,
     /// Where the store, the component cache and secrets live.
     /// Default: the platform data dir (`directories`), e.g. `~/.local/share/caxton`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// Directory of agent and tool manifests loaded at startup.
     /// Default: the examples bundled with the source tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub agents_dir: Option<PathBuf>,
     /// Largest accepted request body, in bytes; larger bodies get 413.
     pub max_request_size: u64,
@@ -316,6 +337,7 @@ pub struct ServerConfig {
     pub max_import_size: u64,
     /// Address of the Prometheus `/metrics` listener, apart from the API so
     /// it can be firewalled separately. Absent: no metrics listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
 }
 
@@ -323,6 +345,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            port: None,
+            worker_threads: None,
+            max_blocking_threads: 32,
             data_dir: None,
             agents_dir: None,
             max_request_size: 1024 * 1024,
@@ -333,7 +358,7 @@ impl Default for ServerConfig {
 }
 
 /// `[wasm_runtime]`: the wasmtime engine and its instance pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WasmRuntimeConfig {
     /// Component instances that can run at once (pool slots). A call that
@@ -379,10 +404,55 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let config = Self::parse(&text, path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses config text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+            problem: Problem::from_toml(text, &e),
+        })
+    }
+
+    /// The config file (or the defaults) with `CAXTON_<SECTION>__<KEY>`
+    /// environment overrides applied, checked. `__` separates levels, so
+    /// `CAXTON_MEMORY__SQLITE_CONFIG__CACHE_SIZE_MB=32` sets
+    /// `memory.sqlite_config.cache_size_mb`.
+    pub fn resolve(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::load(path)?,
+            None => Self::default(),
+        };
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("CAXTON_") && name.contains("__"))
+            .collect();
+        if !overrides.is_empty() {
+            let mut tree =
+                toml::Table::try_from(&config).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            for (variable, value) in &overrides {
+                apply_override(&mut tree, variable, value)?;
+            }
+            config = tree
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Env {
+                    variable: overrides
+                        .iter()
+                        .map(|(name, _)| name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    message: e.message().to_owned(),
+                })?;
+        }
+        if let Some(port) = config.server.port {
+            config.server.listen.set_port(port);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -442,6 +512,11 @@ impl Config {
                     .into(),
             ));
         }
+        if self.server.worker_threads == Some(0) || self.server.max_blocking_threads == 0 {
+            return Err(ConfigError::Invalid(
+                "server.worker_threads and max_blocking_threads must be at least 1".into(),
+            ));
+        }
         if self.http_server.max_connections == 0 || self.http_server.request_timeout.is_zero() {
             return Err(ConfigError::Invalid(
                 "http_server.max_connections and request_timeout must be above zero".into(),
@@ -476,11 +551,43 @@ impl Config {
     }
 }
 
+/// Sets the key named by `CAXTON_A__B__C` in `tree`. The value is read as
+/// TOML when it parses (numbers, booleans, arrays) and as a string otherwise.
+fn apply_override(tree: &mut toml::Table, variable: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = variable["CAXTON_".len()..]
+        .split("__")
+        .map(str::to_lowercase)
+        .collect();
+    let invalid = |message: String| ConfigError::Env {
+        variable: variable.to_owned(),
+        message,
+    };
+    let (key, sections) = path.split_last().expect("split yields one part");
+    let mut table = tree;
+    for section in sections {
+        table = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| invalid(format!("`{section}` is a value, not a section")))?;
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    table.insert(key.clone(), parsed);
+    Ok(())
+}
+
 /// Durations in config files are human strings such as `"5s"` or `"250ms"`.
 pub(crate) mod duration_text {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*value).to_string())
+    }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
@@ -496,7 +603,14 @@ pub(crate) mod duration_text {
 pub(crate) mod optional_duration_text {
     use std::time::Duration;
 
-    use serde::Deserializer;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => super::duration_text::serialize(duration, s),
+            None => s.serialize_none(),
+        }
+    }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         super::duration_text::deserialize(d).map(Some)
@@ -513,6 +627,43 @@ mod tests {
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.wasm_runtime.pool_size, 50);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_reach_nested_keys_and_the_port() {
+        let env = [
+            ("CAXTON_SERVER__PORT", "9191"),
+            ("CAXTON_MEMORY__SQLITE_CONFIG__CACHE_SIZE_MB", "32"),
+            ("CAXTON_MEMORY__CLEANUP__INTERVAL", "2m"),
+            ("CAXTON_DATA_DIR", "/not/an/override"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let config = Config::resolve(None, env).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:9191");
+        assert_eq!(config.memory.sqlite_config.cache_size_mb, 32);
+        assert_eq!(config.memory.cleanup.interval, Duration::from_secs(120));
+        assert_eq!(config.server.data_dir, None);
+
+        let bad = [("CAXTON_SERVER__LISTEN_ADDR".to_owned(), "x".to_owned())];
+        let error = Config::resolve(None, bad).unwrap_err().to_string();
+        assert!(error.contains("CAXTON_SERVER__LISTEN_ADDR"), "{error}");
+        assert!(
+            error.contains("did you mean") || error.contains("listen_addr"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_key_gets_its_line_and_a_suggestion() {
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\nmax_request_sise = 10\n";
+        let error = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("line 3, column 1"), "{error}");
+        assert!(
+            error.contains("did you mean `max_request_size`?"),
+            "{error}"
+        );
     }
 
     #[test]

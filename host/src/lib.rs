@@ -15,3 +15,4 @@ pub mod messaging;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod toml_check;

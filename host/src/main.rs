@@ -10,6 +10,20 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
         .block_on(task)
 }
 
+/// The server's runtime, sized by `[server] worker_threads` and
+/// `max_blocking_threads`.
+fn serve(config: caxton::config::Config) -> anyhow::Result<()> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.server.worker_threads {
+        builder.worker_threads(threads);
+    }
+    builder
+        .max_blocking_threads(config.server.max_blocking_threads)
+        .enable_all()
+        .build()?
+        .block_on(caxton::server::serve(config))
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -21,9 +35,8 @@ fn main() -> std::process::ExitCode {
 
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => args
-            .config()
-            .and_then(|config| block_on(caxton::server::serve(config))),
+        Command::Serve(args) => args.config().and_then(serve),
+        Command::Config(command) => command.run(),
         Command::Embed(args) => args.run(),
         Command::Memory(command) => block_on(command.run()),
         Command::Auth(caxton::cli::AuthCommand::Token(args)) => args.run(),

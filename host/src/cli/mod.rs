@@ -1,9 +1,11 @@
 //! The `caxton` command line.
 
 pub mod client;
+mod config;
 mod memory;
 mod output;
 
+pub use config::ConfigCommand;
 pub use memory::MemoryCommand;
 
 use std::net::SocketAddr;
@@ -30,6 +32,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Embed texts locally (no server needed); prints one JSON line per text.
     Embed(EmbedArgs),
+    /// Write, show and check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The API token.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -67,10 +72,7 @@ pub struct TokenArgs {
 
 impl TokenArgs {
     pub fn run(&self) -> anyhow::Result<()> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
+        let mut config = config::load(self.config.as_deref())?;
         if let Some(dir) = &self.data_dir {
             config.server.data_dir = Some(dir.clone());
         }
@@ -109,10 +111,7 @@ pub struct StorageArgs {
 
 impl StorageArgs {
     pub async fn maintenance(&self) -> anyhow::Result<()> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
+        let mut config = config::load(self.config.as_deref())?;
         if let Some(dir) = &self.data_dir {
             config.server.data_dir = Some(dir.clone());
         }
@@ -191,10 +190,7 @@ impl EmbedArgs {
     pub fn run(&self) -> anyhow::Result<()> {
         use std::io::Write;
 
-        let config = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
+        let config = config::load(self.config.as_deref())?;
         let settings = &config.memory.embedding_config;
         let spec = crate::embed::ModelSpec::named(&settings.model)?;
         let encoder = crate::embed::Encoder::load(
@@ -239,10 +235,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The config file (or defaults) with flags and env applied on top.
     pub fn config(&self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
+        let mut config = config::load(self.config.as_deref())?;
         if let Some(listen) = self.listen {
             config.server.listen = listen;
         }
