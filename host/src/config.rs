@@ -36,6 +36,53 @@ pub struct Config {
     pub wasm_runtime: WasmRuntimeConfig,
     pub http_server: HttpServerConfig,
     pub auth: AuthConfig,
+    pub agents: AgentsConfig,
+}
+
+/// `[agents]`: message queues, routing, conversations and hot reload.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// Messages waiting per agent, all priorities together; a full queue
+    /// answers 429 instead of growing memory.
+    pub queue_capacity: usize,
+    /// Messages one agent handles at once from its queue.
+    pub workers_per_agent: usize,
+    /// Longest chain of agent-to-agent messages (a cycle ends here).
+    pub max_message_depth: u32,
+    /// How long an HTTP sender waits for an agent's reply.
+    #[serde(with = "duration_text")]
+    pub reply_timeout: Duration,
+    /// A conversation with no message for this long is closed.
+    #[serde(with = "duration_text")]
+    pub conversation_idle_timeout: Duration,
+    /// Closed conversations are deleted after this long.
+    #[serde(with = "duration_text")]
+    pub conversation_retention: Duration,
+    /// Watch the agents directory and swap changed agents in while serving.
+    pub hot_reload: bool,
+    /// Quiet time after a file event before reloading, so an editor's
+    /// several writes make one reload.
+    #[serde(with = "duration_text")]
+    pub reload_debounce: Duration,
+    /// Agents deployed at most (directory and API together).
+    pub max_agents: usize,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 64,
+            workers_per_agent: 4,
+            max_message_depth: 8,
+            reply_timeout: Duration::from_secs(30),
+            conversation_idle_timeout: Duration::from_secs(30 * 60),
+            conversation_retention: Duration::from_secs(7 * 24 * 3600),
+            hot_reload: true,
+            reload_debounce: Duration::from_millis(10),
+            max_agents: 200,
+        }
+    }
 }
 
 /// `[auth]`: who may call the API.
@@ -509,6 +556,16 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "http_server.rate_limit rates and bursts must be above zero (or set enabled = false)"
+                    .into(),
+            ));
+        }
+        let agents = &self.agents;
+        if agents.queue_capacity == 0
+            || agents.workers_per_agent == 0
+            || agents.max_message_depth == 0
+        {
+            return Err(ConfigError::Invalid(
+                "agents.queue_capacity, workers_per_agent and max_message_depth must be at least 1"
                     .into(),
             ));
         }

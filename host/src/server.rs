@@ -9,10 +9,11 @@ use warp::Filter;
 
 use crate::agents::AgentRegistry;
 use crate::api::{self, ApiState};
-use crate::config::{CleanupConfig, Config};
+use crate::config::{AgentsConfig, CleanupConfig, Config};
 use crate::embed::{EmbedError, EmbeddingEngine};
 use crate::http::{self, Pipeline};
 use crate::memory::Memory;
+use crate::messaging::{Conversations, Messenger};
 use crate::runtime::Runtime;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -99,7 +100,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("API auth is disabled: any local process can call the API");
         None
     };
+    let messenger = Messenger::new(
+        registry.clone(),
+        Some(Conversations::new(memory.clone())),
+        config.agents.clone(),
+    );
+    let expiry = tokio::spawn(expire_conversations(
+        messenger.clone(),
+        config.agents.clone(),
+    ));
     let state = ApiState {
+        messenger,
         registry,
         embeddings,
         memory: Some(memory),
@@ -126,7 +137,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("caxton listening on http://{address}");
 
     http::serve(listener, pipeline, &config.http_server, shutdown_signal()).await;
-    for task in [cleanup, metrics_task].into_iter().flatten() {
+    for task in [cleanup, metrics_task, Some(expiry)].into_iter().flatten() {
         task.abort();
     }
     tracing::info!("caxton stopped");
@@ -174,6 +185,33 @@ async fn run_cleanup(memory: Arc<Memory>, policy: CleanupConfig) {
             }
             Ok(report) => tracing::debug!(?report, "memory cleanup: nothing to remove"),
             Err(error) => tracing::error!(%error, "memory cleanup failed; retrying next interval"),
+        }
+    }
+}
+
+/// Closes idle conversations and deletes old closed ones, every minute or
+/// a quarter of the idle timeout, whichever is shorter.
+async fn expire_conversations(messenger: Arc<Messenger>, settings: AgentsConfig) {
+    let period = (settings.conversation_idle_timeout / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    );
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        ticks.tick().await;
+        let Some(conversations) = messenger.conversations() else {
+            return;
+        };
+        match conversations
+            .expire(
+                settings.conversation_idle_timeout,
+                settings.conversation_retention,
+            )
+            .await
+        {
+            Ok((0, 0)) => {}
+            Ok((closed, deleted)) => tracing::info!(closed, deleted, "conversations expired"),
+            Err(error) => tracing::error!(%error, "expiring conversations failed"),
         }
     }
 }

@@ -254,16 +254,40 @@ impl AgentRegistry {
         })
     }
 
-    /// Delivers a message to the named agent on a fresh instance.
+    /// Agents offering `capability`, by name.
+    pub fn providers(&self, capability: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .agents
+            .read()
+            .expect("agents lock")
+            .values()
+            .filter(|a| a.manifest.capabilities.iter().any(|c| c == capability))
+            .map(|a| a.manifest.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Delivers a message to the named agent on a fresh instance, with
+    /// tools and memory but no messaging (see [`Self::call_with`]).
     pub async fn call(
         self: &Arc<Self>,
         agent: &str,
         message: Message,
     ) -> Result<CallOutcome<Result<Option<Message>, WitError>>, AgentError> {
+        self.call_with(agent, message, self.clone()).await
+    }
+
+    /// Delivers a message with `services` behind the agent's imports.
+    pub async fn call_with(
+        &self,
+        agent: &str,
+        message: Message,
+        services: Arc<dyn HostServices>,
+    ) -> Result<CallOutcome<Result<Option<Message>, WitError>>, AgentError> {
         let deployed = self
             .agent(agent)
             .ok_or_else(|| AgentError::NotFound(agent.to_owned()))?;
-        let services: Arc<dyn HostServices> = self.clone();
         let outcome = self
             .runtime
             .call_agent(&deployed.component, message, services)

@@ -4,6 +4,7 @@
 mod embeddings;
 mod error;
 mod memory;
+mod messages;
 pub mod request_id;
 
 use std::convert::Infallible;
@@ -22,12 +23,13 @@ pub use error::ApiError;
 use crate::agents::AgentRegistry;
 use crate::embed::{EmbedError, EmbeddingEngine};
 use crate::memory::Memory;
-use crate::messaging::MessageJson;
+use crate::messaging::Messenger;
 
 /// What the routes need: the services, shared.
 #[derive(Clone)]
 pub struct ApiState {
     pub registry: Arc<AgentRegistry>,
+    pub messenger: Arc<Messenger>,
     /// The embedding engine, or why there is none (disabled, model missing).
     pub embeddings: Result<Arc<EmbeddingEngine>, EmbedError>,
     pub memory: Option<Arc<Memory>>,
@@ -68,7 +70,30 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::body::content_length_limit(state.max_request_size))
         .and(warp::body::bytes())
         .and(with_state.clone())
-        .then(send_to_agent);
+        .then(|agent: String, body: Bytes, state: ApiState| async move {
+            respond(messages::send_to_agent(&state, &agent, &body).await)
+        });
+    let send_message = warp::path!("api" / "v1" / "messages")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(state.max_request_size))
+        .and(warp::body::bytes())
+        .and(with_state.clone())
+        .then(|body: Bytes, state: ApiState| async move {
+            respond(messages::send(&state, &body).await)
+        });
+    let conversation = warp::path!("api" / "v1" / "conversations" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|id: String, state: ApiState| async move {
+            respond(messages::conversation(&state, &id).await)
+        });
+    let thread =
+        warp::path!("api" / "v1" / "conversations" / String / "messages")
+            .and(warp::get())
+            .and(with_state.clone())
+            .then(|id: String, state: ApiState| async move {
+                respond(messages::thread(&state, &id).await)
+            });
 
     let body = warp::body::content_length_limit(state.max_request_size).and(warp::body::bytes());
     let memory_post = |route: &'static str| {
@@ -167,6 +192,9 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
     let routes: Vec<BoxedFilter<(Response,)>> = vec![
         health.boxed(),
         send_to_agent.boxed(),
+        send_message.boxed(),
+        conversation.boxed(),
+        thread.boxed(),
         embeddings.boxed(),
         memory_writes.boxed(),
         memory_entity.boxed(),
@@ -273,39 +301,6 @@ fn health(state: ApiState) -> Response {
         },
     }))
     .into_response()
-}
-
-/// `POST /api/v1/agents/{name}/messages`: deliver a message, answer with
-/// the reply and the call's usage.
-async fn send_to_agent(agent: String, body: Bytes, state: ApiState) -> Response {
-    match deliver(&agent, &body, &state).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
-}
-
-async fn deliver(agent: &str, body: &[u8], state: &ApiState) -> Result<Response, ApiError> {
-    let message: MessageJson = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "body is not a valid message: {e}. Send JSON like {{\"performative\": \"request\", \"content\": {{...}}}}"
-        ))
-    })?;
-    let outcome = state
-        .registry
-        .call(agent, message.into_wit(agent))
-        .await
-        .map_err(|e| ApiError::from_agent(&e))?;
-    let usage = outcome.usage;
-    let reply = outcome
-        .result
-        .map_err(|e| ApiError::from_runtime(&e, &usage))?
-        .map_err(|e| ApiError::from_plugin(&e, &usage))?;
-    let reply = reply.map(|r| MessageJson::from_reply(r, agent));
-    Ok(warp::reply::with_status(
-        warp::reply::json(&json!({ "reply": reply, "usage": usage })),
-        StatusCode::OK,
-    )
-    .into_response())
 }
 
 #[cfg(test)]

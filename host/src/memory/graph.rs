@@ -136,6 +136,12 @@ impl Memory {
         Ok(memory)
     }
 
+    /// The store file's connections, shared with other tables that live
+    /// in it (conversations).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     fn intern(&self, text: &str) -> u32 {
         let mut interned = self.interned.lock().expect("intern lock");
         let next = interned.len() as u32;

@@ -8,11 +8,18 @@ use super::MemoryError;
 
 /// `(version, name, sql)`, in order. Add new files here; never edit one
 /// that has shipped (its checksum is recorded in every database).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_knowledge_graph.sql",
-    include_str!("../../../migrations/0001_knowledge_graph.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_knowledge_graph.sql",
+        include_str!("../../../migrations/0001_knowledge_graph.sql"),
+    ),
+    (
+        2,
+        "0002_conversations.sql",
+        include_str!("../../../migrations/0002_conversations.sql"),
+    ),
+];
 
 /// Brings the schema up to date; returns how many migrations ran.
 pub async fn migrate(conn: &libsql::Connection) -> Result<usize, MemoryError> {

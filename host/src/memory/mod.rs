@@ -14,6 +14,7 @@ mod transfer;
 use std::path::PathBuf;
 
 pub use cleanup::CleanupReport;
+pub use db::Db;
 pub use graph::{
     EntityView, Memory, RelationView, RememberOutcome, SearchHit, SearchOptions, Stats,
 };

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{Priority, Strategy};
 use crate::runtime::{Message, Performative};
 
 /// The performative as it is spelled in JSON (`accept-proposal`, ...).
@@ -73,6 +74,12 @@ pub struct MessageJson {
     pub in_reply_to: Option<String>,
     /// Any JSON value.
     pub content: serde_json::Value,
+    /// Queue priority on the way in (default `normal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// How a capability-addressed message picks providers (default `best`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
 }
 
 fn default_sender() -> String {
@@ -82,11 +89,18 @@ fn default_sender() -> String {
 impl MessageJson {
     /// The WIT message for delivery to `receiver`, with an id assigned if absent.
     pub fn into_wit(self, receiver: &str) -> Message {
+        let mut message = self.into_message();
+        message.receiver = Some(receiver.to_owned());
+        message
+    }
+
+    /// The WIT message as addressed, with an id assigned if absent.
+    pub fn into_message(self) -> Message {
         Message {
             id: self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             performative: self.performative.into(),
             sender: self.sender,
-            receiver: Some(receiver.to_owned()),
+            receiver: self.receiver,
             capability: self.capability,
             conversation_id: self.conversation_id,
             reply_with: self.reply_with,
@@ -115,6 +129,8 @@ impl MessageJson {
             reply_with: reply.reply_with,
             in_reply_to: reply.in_reply_to,
             content,
+            priority: None,
+            strategy: None,
         }
     }
 }

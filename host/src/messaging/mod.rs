@@ -1,6 +1,15 @@
-//! FIPA-style messages. For now, their JSON form on the HTTP API; routing,
-//! queues and conversations arrive with the messaging issue.
+//! FIPA-style messaging: the JSON form of messages, routing by name or
+//! capability, bounded per-agent priority queues, conversations in the
+//! store, and the agents' own `messaging` imports.
 
+mod conversations;
+mod mailbox;
 mod message;
+mod messenger;
+mod router;
 
+pub use conversations::{ConversationView, Conversations, ThreadMessage};
+pub use mailbox::{Mailbox, Priority};
 pub use message::{MessageJson, PerformativeName};
+pub use messenger::{CallContext, Delivery, MessagingError, Messenger, QueueStats};
+pub use router::{Router, Strategy, Target};

@@ -76,6 +76,27 @@ pub trait HostServices: Send + Sync {
         Box::pin(async { Err(memory_unavailable()) })
     }
 
+    /// `messaging.send` for plugin `caller`: deliver without waiting.
+    fn send<'a>(
+        &'a self,
+        caller: &'a str,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        let _ = (caller, message);
+        Box::pin(async { Err(messaging_unavailable()) })
+    }
+
+    /// `messaging.request` for plugin `caller`: deliver and await the reply.
+    fn request<'a>(
+        &'a self,
+        caller: &'a str,
+        message: Message,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Message, WitError>> {
+        let _ = (caller, message, timeout);
+        Box::pin(async { Err(messaging_unavailable()) })
+    }
+
     /// `memory.forget` for plugin `caller`.
     fn forget<'a>(&'a self, caller: &'a str, name: String) -> BoxFuture<'a, Result<(), WitError>> {
         let _ = (caller, name);
@@ -241,15 +262,18 @@ impl tools::Host for HostState {
 }
 
 fn messaging_unavailable() -> WitError {
-    WitError::Unavailable("agent-to-agent messaging is not available on this host yet".into())
+    WitError::Unavailable("agent-to-agent messaging is not available to this plugin".into())
 }
 
 impl messaging::Host for HostState {
-    async fn send(&mut self, _message: Message) -> Result<(), WitError> {
-        Err(messaging_unavailable())
+    async fn send(&mut self, message: Message) -> Result<(), WitError> {
+        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        services.send(&plugin, message).await
     }
 
-    async fn request(&mut self, _message: Message, _timeout_ms: u32) -> Result<Message, WitError> {
-        Err(messaging_unavailable())
+    async fn request(&mut self, message: Message, timeout_ms: u32) -> Result<Message, WitError> {
+        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
+        services.request(&plugin, message, timeout).await
     }
 }

@@ -1,0 +1,225 @@
+//! Conversations persisted in the store: every delivered message and reply
+//! in order, its participants, and its last activity (idle ones close).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::memory::{Memory, MemoryError};
+use crate::runtime::Message;
+
+use super::message::PerformativeName;
+
+/// One message of a thread, as `GET /api/v1/conversations/{id}/messages` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThreadMessage {
+    pub seq: i64,
+    pub id: String,
+    pub performative: PerformativeName,
+    pub sender: String,
+    pub receiver: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub content: serde_json::Value,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConversationView {
+    pub id: String,
+    pub status: String,
+    pub participants: Vec<String>,
+    pub messages: i64,
+    pub created_at: i64,
+    pub last_activity: i64,
+}
+
+pub struct Conversations {
+    memory: Arc<Memory>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Conversations {
+    pub fn new(memory: Arc<Memory>) -> Self {
+        Self { memory }
+    }
+
+    /// Appends `message` to conversation `id` (creating or reopening it)
+    /// and adds its sender and receiver as participants, in one transaction.
+    pub async fn record(&self, id: &str, message: &Message) -> Result<(), MemoryError> {
+        let now = now_ms();
+        let writer = self.memory.db().writer().await;
+        let tx = writer.transaction().await?;
+        tx.execute(
+            "INSERT INTO conversations (id, status, created_at, last_activity)
+             VALUES (?1, 'active', ?2, ?2)
+             ON CONFLICT (id) DO UPDATE SET last_activity = ?2, status = 'active'",
+            libsql::params![id, now],
+        )
+        .await?;
+        for agent in [Some(&message.sender), message.receiver.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            tx.execute(
+                "INSERT INTO conversation_participants (conversation_id, agent)
+                 VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                libsql::params![id, agent.as_str()],
+            )
+            .await?;
+        }
+        let performative = serde_json::to_value(PerformativeName::from(message.performative))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        tx.execute(
+            "INSERT INTO conversation_messages
+                 (conversation_id, message_id, performative, sender, receiver, in_reply_to, content, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            libsql::params![
+                id,
+                message.id.as_str(),
+                performative,
+                message.sender.as_str(),
+                message.receiver.clone(),
+                message.in_reply_to.clone(),
+                message.content.as_str(),
+                now
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Active conversations `agent` takes part in.
+    pub async fn active_for(&self, agent: &str) -> Result<i64, MemoryError> {
+        let conn = self.memory.db().reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT count(*) FROM conversation_participants p
+                 JOIN conversations c ON c.id = p.conversation_id
+                 WHERE p.agent = ?1 AND c.status = 'active'",
+                [agent],
+            )
+            .await?;
+        Ok(rows.next().await?.map_or(Ok(0), |r| r.get::<i64>(0))?)
+    }
+
+    /// Whether `agent` already takes part in active conversation `id`.
+    pub async fn is_participant(&self, id: &str, agent: &str) -> Result<bool, MemoryError> {
+        let conn = self.memory.db().reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT 1 FROM conversation_participants p
+                 JOIN conversations c ON c.id = p.conversation_id
+                 WHERE p.conversation_id = ?1 AND p.agent = ?2 AND c.status = 'active'",
+                [id, agent],
+            )
+            .await?;
+        Ok(rows.next().await?.is_some())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<ConversationView>, MemoryError> {
+        let conn = self.memory.db().reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT status, created_at, last_activity,
+                        (SELECT count(*) FROM conversation_messages m WHERE m.conversation_id = c.id)
+                 FROM conversations c WHERE id = ?1",
+                [id],
+            )
+            .await?;
+        let Some(row) = rows.next().await? else {
+            return Ok(None);
+        };
+        let (status, created_at, last_activity, messages) = (
+            row.get::<String>(0)?,
+            row.get::<i64>(1)?,
+            row.get::<i64>(2)?,
+            row.get::<i64>(3)?,
+        );
+        drop(rows);
+        let mut rows = conn
+            .query(
+                "SELECT agent FROM conversation_participants WHERE conversation_id = ?1 ORDER BY agent",
+                [id],
+            )
+            .await?;
+        let mut participants = Vec::new();
+        while let Some(row) = rows.next().await? {
+            participants.push(row.get::<String>(0)?);
+        }
+        Ok(Some(ConversationView {
+            id: id.to_owned(),
+            status,
+            participants,
+            messages,
+            created_at,
+            last_activity,
+        }))
+    }
+
+    /// The thread in order; `None` when no such conversation exists.
+    pub async fn messages(&self, id: &str) -> Result<Option<Vec<ThreadMessage>>, MemoryError> {
+        if self.get(id).await?.is_none() {
+            return Ok(None);
+        }
+        let conn = self.memory.db().reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT seq, message_id, performative, sender, receiver, in_reply_to, content, created_at
+                 FROM conversation_messages WHERE conversation_id = ?1 ORDER BY seq",
+                [id],
+            )
+            .await?;
+        let mut thread = Vec::new();
+        while let Some(row) = rows.next().await? {
+            let performative: String = row.get(2)?;
+            let content: String = row.get(6)?;
+            thread.push(ThreadMessage {
+                seq: row.get(0)?,
+                id: row.get(1)?,
+                performative: serde_json::from_value(serde_json::Value::String(performative))
+                    .unwrap_or_default(),
+                sender: row.get(3)?,
+                receiver: row.get(4)?,
+                in_reply_to: row.get(5)?,
+                content: serde_json::from_str(&content)
+                    .unwrap_or(serde_json::Value::String(content)),
+                created_at: row.get(7)?,
+            });
+        }
+        Ok(Some(thread))
+    }
+
+    /// Closes conversations idle longer than `idle`, deletes closed ones
+    /// older than `retention`; returns (closed, deleted).
+    pub async fn expire(
+        &self,
+        idle: Duration,
+        retention: Duration,
+    ) -> Result<(u64, u64), MemoryError> {
+        let now = now_ms();
+        let writer = self.memory.db().writer().await;
+        let closed = writer
+            .execute(
+                "UPDATE conversations SET status = 'closed'
+                 WHERE status = 'active' AND last_activity < ?1",
+                [now - idle.as_millis() as i64],
+            )
+            .await?;
+        let deleted = writer
+            .execute(
+                "DELETE FROM conversations WHERE status = 'closed' AND last_activity < ?1",
+                [now - retention.as_millis() as i64],
+            )
+            .await?;
+        Ok((closed, deleted))
+    }
+}

@@ -1,0 +1,524 @@
+//! The messaging service: addresses messages (by name or capability),
+//! queues them per agent by priority, runs them, records each message and
+//! reply in its conversation, and serves agents' own `messaging` imports.
+//!
+//! Messages from outside (HTTP) wait in the receiver's bounded mailbox.
+//! Messages an agent sends while handling one (`request`) run at once
+//! instead: the sender is holding a slot while it waits, so queueing
+//! behind itself could deadlock; a chain is bounded by the depth limit and
+//! by the instance pool, which refuses rather than waits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::conversations::Conversations;
+use super::mailbox::{Mailbox, Priority};
+use super::router::{Router, Strategy, Target};
+use crate::agents::{AgentError, AgentRegistry};
+use crate::config::AgentsConfig;
+use crate::memory::MemoryError;
+use crate::runtime::{
+    BoxFuture, CallOutcome, CallUsage, HostServices, Message, Performative, WitEntity, WitError,
+    WitSearchHit,
+};
+
+/// The result of handing one message to one agent.
+pub struct Delivery {
+    pub agent: String,
+    pub outcome: Result<CallOutcome<Result<Option<Message>, WitError>>, AgentError>,
+}
+
+impl Delivery {
+    pub fn usage(&self) -> CallUsage {
+        self.outcome.as_ref().map(|o| o.usage).unwrap_or_default()
+    }
+}
+
+/// Why a message could not be delivered at all.
+#[derive(Debug, thiserror::Error)]
+pub enum MessagingError {
+    #[error("no agent offers capability {0:?}")]
+    NoProvider(String),
+    #[error("no agent named {0:?} is deployed")]
+    NotFound(String),
+    #[error("agent {0:?} has a full queue; retry shortly")]
+    QueueFull(String),
+    #[error(
+        "agent {agent:?} is in {limit} active conversations, its max_conversations; retry when one ends"
+    )]
+    ConversationLimit { agent: String, limit: u32 },
+    #[error(
+        "message depth limit {limit} reached: {chain}; an agent that calls itself or a cycle of agents cannot go deeper"
+    )]
+    DepthLimit { limit: u32, chain: String },
+    #[error("no reply from {agent:?} within {timeout:?}")]
+    Timeout { agent: String, timeout: Duration },
+    #[error("a message needs a receiver or a capability")]
+    NoAddress,
+    #[error("recording the conversation failed: {0}")]
+    Store(#[from] MemoryError),
+}
+
+/// Where a call sits in a chain of messages: what `messaging` imports made
+/// while handling it inherit.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// Agents the chain went through, outermost first.
+    pub chain: Vec<String>,
+    pub priority: Priority,
+    pub conversation_id: String,
+}
+
+struct Job {
+    message: Message,
+    context: CallContext,
+    reply: Option<oneshot::Sender<Delivery>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueStats {
+    pub queued: usize,
+    pub load: usize,
+}
+
+pub struct Messenger {
+    registry: Arc<AgentRegistry>,
+    conversations: Option<Conversations>,
+    mailboxes: Mutex<HashMap<String, Arc<Mailbox<Job>>>>,
+    router: Router,
+    settings: AgentsConfig,
+    me: Weak<Messenger>,
+}
+
+impl Messenger {
+    pub fn new(
+        registry: Arc<AgentRegistry>,
+        conversations: Option<Conversations>,
+        settings: AgentsConfig,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            registry,
+            conversations,
+            mailboxes: Mutex::default(),
+            router: Router::default(),
+            settings,
+            me: me.clone(),
+        })
+    }
+
+    pub fn registry(&self) -> &Arc<AgentRegistry> {
+        &self.registry
+    }
+
+    pub fn conversations(&self) -> Option<&Conversations> {
+        self.conversations.as_ref()
+    }
+
+    /// The agents `target` names, after the routing strategy.
+    pub fn resolve(&self, target: &Target) -> Result<Vec<String>, MessagingError> {
+        match target {
+            Target::Agent(name) => match self.registry.agent(name) {
+                Some(_) => Ok(vec![name.clone()]),
+                None => Err(MessagingError::NotFound(name.clone())),
+            },
+            Target::Capability { name, strategy } => {
+                let providers = self.registry.providers(name);
+                if providers.is_empty() {
+                    return Err(MessagingError::NoProvider(name.clone()));
+                }
+                Ok(self
+                    .router
+                    .pick(name, *strategy, providers, |agent| self.queue(agent).load))
+            }
+        }
+    }
+
+    /// Queued and running messages of `agent`.
+    pub fn queue(&self, agent: &str) -> QueueStats {
+        self.mailboxes
+            .lock()
+            .expect("mailboxes lock")
+            .get(agent)
+            .map(|m| QueueStats {
+                queued: m.queued(),
+                load: m.load(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Delivers a message from outside to every agent in `agents` through
+    /// their queues and waits for the replies (or `reply_timeout`).
+    pub async fn deliver(
+        &self,
+        mut message: Message,
+        agents: Vec<String>,
+        priority: Priority,
+    ) -> Result<(String, Vec<Result<Delivery, MessagingError>>), MessagingError> {
+        if message.id.is_empty() {
+            message.id = uuid::Uuid::new_v4().to_string();
+        }
+        let conversation_id = message
+            .conversation_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        message.conversation_id = Some(conversation_id.clone());
+        let context = CallContext {
+            chain: Vec::new(),
+            priority,
+            conversation_id: conversation_id.clone(),
+        };
+        let mut waiting = Vec::new();
+        for agent in agents {
+            let mut copy = message.clone();
+            copy.receiver = Some(agent.clone());
+            let (sender, receiver) = oneshot::channel();
+            let job = Job {
+                message: copy,
+                context: context.clone(),
+                reply: Some(sender),
+            };
+            let queued = self.enqueue(&agent, job, priority).await;
+            waiting.push((agent, queued.map(|()| receiver)));
+        }
+        // A single recipient's refusal is the whole answer; a broadcast
+        // reports it per agent.
+        if let [(_, Err(_))] = waiting.as_slice() {
+            let (_, Err(error)) = waiting.remove(0) else {
+                unreachable!()
+            };
+            return Err(error);
+        }
+        let timeout = self.settings.reply_timeout;
+        let mut results = Vec::new();
+        for (agent, queued) in waiting {
+            results.push(match queued {
+                Err(error) => Err(error),
+                Ok(receiver) => match tokio::time::timeout(timeout, receiver).await {
+                    Ok(Ok(delivery)) => Ok(delivery),
+                    Ok(Err(_)) => Err(MessagingError::NotFound(agent)),
+                    Err(_) => Err(MessagingError::Timeout { agent, timeout }),
+                },
+            });
+        }
+        Ok((conversation_id, results))
+    }
+
+    /// Queues a job for `agent`, checking its conversation limit first.
+    async fn enqueue(
+        &self,
+        agent: &str,
+        job: Job,
+        priority: Priority,
+    ) -> Result<(), MessagingError> {
+        self.check_conversation_limit(agent, &job.context.conversation_id)
+            .await?;
+        let mailbox = self.mailbox(agent);
+        mailbox
+            .push(job, priority)
+            .map_err(|_| MessagingError::QueueFull(agent.to_owned()))
+    }
+
+    async fn check_conversation_limit(
+        &self,
+        agent: &str,
+        conversation: &str,
+    ) -> Result<(), MessagingError> {
+        let (Some(conversations), Some(deployed)) =
+            (&self.conversations, self.registry.agent(agent))
+        else {
+            return Ok(());
+        };
+        let Some(limit) = max_conversations(&deployed) else {
+            return Ok(());
+        };
+        if conversations.is_participant(conversation, agent).await? {
+            return Ok(());
+        }
+        if conversations.active_for(agent).await? >= i64::from(limit) {
+            return Err(MessagingError::ConversationLimit {
+                agent: agent.to_owned(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// The agent's mailbox, created with its workers on first use.
+    fn mailbox(&self, agent: &str) -> Arc<Mailbox<Job>> {
+        let mut mailboxes = self.mailboxes.lock().expect("mailboxes lock");
+        if let Some(mailbox) = mailboxes.get(agent) {
+            return mailbox.clone();
+        }
+        let mailbox: Arc<Mailbox<Job>> = Arc::new(Mailbox::new(self.settings.queue_capacity));
+        for _ in 0..self.settings.workers_per_agent {
+            let (mailbox, me, agent) = (mailbox.clone(), self.me.clone(), agent.to_owned());
+            tokio::spawn(async move {
+                while let Some(job) = mailbox.pop().await {
+                    let Some(messenger) = me.upgrade() else {
+                        break;
+                    };
+                    let delivery = messenger.execute(&agent, job.message, job.context).await;
+                    mailbox.done();
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(delivery);
+                    }
+                }
+            });
+        }
+        mailboxes.insert(agent.to_owned(), mailbox.clone());
+        mailbox
+    }
+
+    /// Stops queueing for a removed agent; what was waiting is answered
+    /// with "not found" (the reply channels close).
+    pub fn remove(&self, agent: &str) {
+        if let Some(mailbox) = self.mailboxes.lock().expect("mailboxes lock").remove(agent) {
+            let dropped = mailbox.close();
+            if !dropped.is_empty() {
+                tracing::warn!(
+                    agent,
+                    dropped = dropped.len(),
+                    "agent removed with messages queued"
+                );
+            }
+        }
+    }
+
+    /// Runs `message` on `agent` now: records it, calls the agent with
+    /// services that know this chain, records and returns the reply.
+    async fn execute(&self, agent: &str, message: Message, context: CallContext) -> Delivery {
+        let conversation = context.conversation_id.clone();
+        self.record(&conversation, &message).await;
+        let mut chain = context.chain.clone();
+        chain.push(agent.to_owned());
+        let services: Arc<dyn HostServices> = Arc::new(AgentServices {
+            registry: self.registry.clone(),
+            messenger: self.me.upgrade().expect("the messenger outlives its calls"),
+            context: CallContext { chain, ..context },
+        });
+        let request = (
+            message.id.clone(),
+            message.reply_with.clone(),
+            message.sender.clone(),
+        );
+        let mut outcome = self.registry.call_with(agent, message, services).await;
+        if let Ok(CallOutcome {
+            result: Ok(Ok(Some(reply))),
+            ..
+        }) = &mut outcome
+        {
+            // The host vouches for who replied and where the reply belongs.
+            if reply.id.is_empty() {
+                reply.id = uuid::Uuid::new_v4().to_string();
+            }
+            reply.sender = agent.to_owned();
+            reply.receiver = Some(request.2);
+            reply.conversation_id = Some(conversation.clone());
+            if reply.in_reply_to.is_none() {
+                reply.in_reply_to = Some(request.1.unwrap_or(request.0));
+            }
+            let reply = reply.clone();
+            self.record(&conversation, &reply).await;
+        }
+        Delivery {
+            agent: agent.to_owned(),
+            outcome,
+        }
+    }
+
+    /// Records a message; a failure is logged, not fatal: the message was
+    /// delivered, only its history is incomplete.
+    async fn record(&self, conversation: &str, message: &Message) {
+        if let Some(conversations) = &self.conversations
+            && let Err(error) = conversations.record(conversation, message).await
+        {
+            tracing::error!(%error, conversation, "recording a message failed");
+        }
+    }
+
+    /// Where a message an agent sends goes, after the depth check.
+    fn route_from(&self, context: &CallContext, message: &Message) -> Result<String, WitError> {
+        if context.chain.len() as u32 >= self.settings.max_message_depth {
+            return Err(WitError::Denied(
+                MessagingError::DepthLimit {
+                    limit: self.settings.max_message_depth,
+                    chain: context.chain.join(" → "),
+                }
+                .to_string(),
+            ));
+        }
+        let target = match (&message.receiver, &message.capability) {
+            (Some(agent), _) => Target::Agent(agent.clone()),
+            (None, Some(capability)) => Target::Capability {
+                name: capability.clone(),
+                strategy: Strategy::Best,
+            },
+            (None, None) => {
+                return Err(WitError::InvalidInput(
+                    MessagingError::NoAddress.to_string(),
+                ));
+            }
+        };
+        let agents = self
+            .resolve(&target)
+            .map_err(|e| WitError::NotFound(e.to_string()))?;
+        Ok(agents
+            .into_iter()
+            .next()
+            .expect("resolve returns one or an error"))
+    }
+
+    /// Fills in what the host vouches for on a message from `caller`.
+    fn stamp(caller: &str, context: &CallContext, message: &mut Message, agent: &str) {
+        if message.id.is_empty() {
+            message.id = uuid::Uuid::new_v4().to_string();
+        }
+        message.sender = caller.to_owned();
+        message.receiver = Some(agent.to_owned());
+        message.conversation_id = Some(context.conversation_id.clone());
+    }
+}
+
+// Placeholder until the manifest gains `resource_limits.max_conversations`.
+fn max_conversations(_agent: &crate::agents::DeployedAgent) -> Option<u32> {
+    None
+}
+
+/// What a running agent's imports reach: the registry's tools and memory,
+/// and messaging that knows the chain this call is part of.
+struct AgentServices {
+    registry: Arc<AgentRegistry>,
+    messenger: Arc<Messenger>,
+    context: CallContext,
+}
+
+impl HostServices for AgentServices {
+    fn call_tool<'a>(
+        &'a self,
+        caller: &'a str,
+        tool: &'a str,
+        input: String,
+    ) -> BoxFuture<'a, Result<String, WitError>> {
+        self.registry.call_tool(caller, tool, input)
+    }
+
+    fn remember<'a>(
+        &'a self,
+        caller: &'a str,
+        name: String,
+        entity_type: String,
+        observations: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        self.registry
+            .remember(caller, name, entity_type, observations)
+    }
+
+    fn relate<'a>(
+        &'a self,
+        caller: &'a str,
+        from: String,
+        to: String,
+        relation_type: String,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        self.registry.relate(caller, from, to, relation_type)
+    }
+
+    fn search<'a>(
+        &'a self,
+        caller: &'a str,
+        query: String,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<WitSearchHit>, WitError>> {
+        self.registry.search(caller, query, limit)
+    }
+
+    fn open<'a>(
+        &'a self,
+        caller: &'a str,
+        names: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<WitEntity>, WitError>> {
+        self.registry.open(caller, names)
+    }
+
+    fn forget<'a>(&'a self, caller: &'a str, name: String) -> BoxFuture<'a, Result<(), WitError>> {
+        self.registry.forget(caller, name)
+    }
+
+    fn send<'a>(
+        &'a self,
+        caller: &'a str,
+        mut message: Message,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        Box::pin(async move {
+            let agent = self.messenger.route_from(&self.context, &message)?;
+            Messenger::stamp(caller, &self.context, &mut message, &agent);
+            let job = Job {
+                message,
+                context: self.context.clone(),
+                reply: None,
+            };
+            self.messenger
+                .enqueue(&agent, job, self.context.priority)
+                .await
+                .map_err(|e| WitError::Unavailable(e.to_string()))
+        })
+    }
+
+    fn request<'a>(
+        &'a self,
+        caller: &'a str,
+        mut message: Message,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Message, WitError>> {
+        Box::pin(async move {
+            let agent = self.messenger.route_from(&self.context, &message)?;
+            Messenger::stamp(caller, &self.context, &mut message, &agent);
+            let started = Instant::now();
+            let delivery = tokio::time::timeout(
+                timeout,
+                self.messenger
+                    .execute(&agent, message, self.context.clone()),
+            )
+            .await
+            .map_err(|_| {
+                WitError::Timeout(format!("no reply from {agent:?} within {timeout:?}"))
+            })?;
+            tracing::debug!(from = caller, to = %agent, elapsed_us = started.elapsed().as_micros() as u64, "agent request answered");
+            match delivery.outcome {
+                Ok(CallOutcome {
+                    result: Ok(Ok(Some(reply))),
+                    ..
+                }) => Ok(reply),
+                Ok(CallOutcome {
+                    result: Ok(Ok(None)),
+                    ..
+                }) => Ok(Message {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    performative: Performative::Inform,
+                    sender: agent.clone(),
+                    receiver: Some(caller.to_owned()),
+                    capability: None,
+                    conversation_id: Some(self.context.conversation_id.clone()),
+                    reply_with: None,
+                    in_reply_to: None,
+                    content: "null".into(),
+                }),
+                // The callee's own error passes through as it was.
+                Ok(CallOutcome {
+                    result: Ok(Err(error)),
+                    ..
+                }) => Err(error),
+                Ok(CallOutcome {
+                    result: Err(fault), ..
+                }) => Err(WitError::Internal(format!(
+                    "agent {agent:?} failed: {fault}"
+                ))),
+                Err(error) => Err(WitError::NotFound(error.to_string())),
+            }
+        })
+    }
+}

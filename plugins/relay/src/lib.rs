@@ -1,0 +1,77 @@
+//! `relay` agent: asks another agent through the WIT `messaging` interface
+//! and replies with what it heard. Shows agent-to-agent request/reply.
+//!
+//! Content:
+//! - `{"ask": "echo", "content": {...}}` requests agent `echo` with `content`;
+//! - `{"ask_capability": "echo", "content": {...}}` requests whoever offers it;
+//! - `{"tell": "echo", "content": {...}}` sends without waiting;
+//! - `{"cycle": ["relay-a", "relay-b"], "hop": 0}` forwards to
+//!   `cycle[hop % len]` with `hop + 1`, forever: the host's depth limit has
+//!   to end it.
+
+wit_bindgen::generate!({ world: "agent", path: "../../wit" });
+
+use caxton::agent::messaging;
+use caxton::agent::types::Performative;
+use serde_json::{Value, json};
+
+struct Relay;
+
+fn outgoing(receiver: Option<String>, capability: Option<String>, content: &Value) -> Message {
+    Message {
+        id: String::new(),
+        performative: Performative::Request,
+        sender: String::new(),
+        receiver,
+        capability,
+        conversation_id: None,
+        reply_with: None,
+        in_reply_to: None,
+        content: content.to_string(),
+    }
+}
+
+impl Guest for Relay {
+    fn handle(message: Message) -> Result<Option<Message>, Error> {
+        let request: Value = serde_json::from_str(&message.content)
+            .map_err(|e| Error::InvalidInput(format!("content is not JSON: {e}")))?;
+        let inner = request.get("content").cloned().unwrap_or(Value::Null);
+        let heard = if let Some(target) = request.get("ask").and_then(Value::as_str) {
+            let reply = messaging::request(&outgoing(Some(target.into()), None, &inner), 5_000)?;
+            json!({"from": reply.sender, "reply": serde_json::from_str::<Value>(&reply.content).unwrap_or(Value::Null)})
+        } else if let Some(capability) = request.get("ask_capability").and_then(Value::as_str) {
+            let reply =
+                messaging::request(&outgoing(None, Some(capability.into()), &inner), 5_000)?;
+            json!({"from": reply.sender, "reply": serde_json::from_str::<Value>(&reply.content).unwrap_or(Value::Null)})
+        } else if let Some(target) = request.get("tell").and_then(Value::as_str) {
+            messaging::send(&outgoing(Some(target.into()), None, &inner))?;
+            json!({"told": target})
+        } else if let Some(cycle) = request.get("cycle").and_then(Value::as_array) {
+            let hop = request.get("hop").and_then(Value::as_u64).unwrap_or(0);
+            let Some(next) = cycle.get(hop as usize % cycle.len().max(1)).and_then(Value::as_str)
+            else {
+                return Err(Error::InvalidInput("cycle must list agent names".into()));
+            };
+            let forward = json!({"cycle": cycle, "hop": hop + 1});
+            let reply = messaging::request(&outgoing(Some(next.into()), None, &forward), 5_000)?;
+            serde_json::from_str(&reply.content).unwrap_or(Value::Null)
+        } else {
+            return Err(Error::InvalidInput(
+                "content must have \"ask\", \"ask_capability\", \"tell\" or \"cycle\"".into(),
+            ));
+        };
+        Ok(Some(Message {
+            id: String::new(),
+            performative: Performative::Inform,
+            sender: String::new(),
+            receiver: Some(message.sender),
+            capability: None,
+            conversation_id: message.conversation_id,
+            reply_with: None,
+            in_reply_to: message.reply_with.or(Some(message.id)),
+            content: heard.to_string(),
+        }))
+    }
+}
+
+export!(Relay);
