@@ -29,6 +29,7 @@ pub struct Metrics {
     pub agent_config_count: IntGauge,
     pub agent_wasm_count: IntGauge,
     pub agent_reload_duration: Histogram,
+    pub agent_reload_errors: prometheus::IntCounter,
     pub agent_response_time: HistogramVec,
     pub tool_call_duration: HistogramVec,
     pub fuel_consumed: IntCounterVec,
@@ -104,6 +105,10 @@ impl Metrics {
                 "caxton_agent_reload_duration_seconds",
                 "From a changed agent file to the new version serving"
             ))),
+            agent_reload_errors: register!(prometheus::IntCounter::new(
+                "caxton_agent_reload_errors_total",
+                "Changed agent files refused by validation (the old version kept serving)"
+            )),
             agent_response_time: register!(HistogramVec::new(
                 histogram(
                     "caxton_agent_response_time_seconds",

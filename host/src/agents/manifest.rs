@@ -1,6 +1,8 @@
 //! Plugin manifests: one TOML file per agent or tool. Parsing reports every
-//! problem at once, each saying where and how to fix it; the schema grows
-//! with the agents issue, so every section is its own struct.
+//! problem at once, each with its line, column and a fix, because an
+//! operator editing a manifest on a box should not have to redeploy once per
+//! mistake. Hints from the operators' guide that the host does not act on
+//! are accepted with a warning rather than rejected or silently dropped.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,6 +11,7 @@ use serde::Deserialize;
 
 use crate::memory::{DEFAULT_WORKSPACE, Scope};
 use crate::runtime::GRANTABLE_INTERFACES;
+use crate::toml_check::{Problem, locate};
 
 /// A manifest that could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +21,7 @@ pub enum ManifestError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `problems` are [`Problem`]s as text: "line L, column C: message".
     #[error("invalid manifest {path}:\n{problems}", problems = .problems.join("\n"))]
     Invalid {
         path: PathBuf,
@@ -35,37 +39,41 @@ pub enum PluginKind {
     Tool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A validated manifest. Built only by [`Manifest::parse_report`], so every
+/// value in it has passed the checks there.
+#[derive(Debug, Clone)]
 pub struct Manifest {
     /// Agents: kebab-case, 3–64 chars. Tools: lowercase with `_` or `-`.
     pub name: String,
     /// Semantic version of the plugin.
     pub version: semver::Version,
-    #[serde(default)]
     pub kind: PluginKind,
-    #[serde(default)]
     pub description: String,
     /// What an agent can do; messages are routed by these. Agents need one.
-    #[serde(default)]
     pub capabilities: Vec<String>,
     /// Tools the agent may call (allowlist by tool name).
-    #[serde(default)]
     pub tools: Vec<String>,
-    /// Path to the `.wasm` component, relative to the manifest's directory.
+    /// The `.wasm` component, resolved against the manifest's directory.
     pub component: PathBuf,
     /// Host interfaces the agent may import: `log`, `memory`, `tools`, `messaging`.
-    #[serde(default)]
     pub grants: Vec<String>,
-    #[serde(default)]
     pub resource_limits: ResourceLimits,
-    #[serde(default)]
     pub memory: MemorySettings,
+    /// `[parameters]`: free-form settings handed to the plugin as they are;
+    /// the host does not interpret them, so it does not check their keys.
+    pub parameters: toml::Table,
+    /// The agent's instructions, for plugins that drive a language model.
+    pub system_prompt: Option<String>,
+    /// Operator-facing notes (Markdown); the host only stores them.
+    pub documentation: Option<String>,
 }
 
 /// `[memory]`: how the agent's memory calls are scoped.
+///
+/// No `deny_unknown_fields` here or in [`ResourceLimits`]: unknown keys are
+/// collected (all of them, with their paths) by [`Manifest::parse_report`].
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct MemorySettings {
     /// Memory calls are refused when false (the `memory` grant is also needed).
     pub enabled: bool,
@@ -91,18 +99,127 @@ impl Default for MemorySettings {
     }
 }
 
-/// `[resource_limits]`: per-call limits; unset ones take the host defaults.
+/// `[resource_limits]`: per-agent limits; unset ones take the host defaults.
+/// Durations are human strings such as `"5s"` or `"250ms"`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct ResourceLimits {
     /// Fuel per call (about one unit per wasm instruction).
     pub fuel: Option<u64>,
     /// Linear memory cap per instance, in MiB.
     pub memory_mb: Option<u32>,
     /// Wall-clock limit per call, e.g. `"5s"`.
-    #[serde(default, with = "optional_duration")]
+    #[serde(deserialize_with = "crate::config::optional_duration_text::deserialize")]
     pub execution_timeout: Option<Duration>,
+    /// Conversations the agent may have open at once.
+    pub max_conversations: Option<u32>,
+    /// Memory entities the agent may keep in its own scope.
+    pub max_memory_entities: Option<u64>,
+    /// Wall-clock limit for one tool call made by the agent.
+    #[serde(deserialize_with = "crate::config::optional_duration_text::deserialize")]
+    pub tool_call_timeout: Option<Duration>,
+    /// Wall-clock limit for one memory search made by the agent.
+    #[serde(deserialize_with = "crate::config::optional_duration_text::deserialize")]
+    pub memory_search_timeout: Option<Duration>,
 }
+
+/// Everything parsing found: the manifest when there were no problems, every
+/// problem (each stops deployment) and every warning (accepted keys the host
+/// does not act on).
+#[derive(Debug, Default)]
+pub struct ManifestReport {
+    pub manifest: Option<Manifest>,
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+/// The file as written. Required fields are optional and `version` is text
+/// so that a missing or malformed one becomes one problem among the others
+/// instead of the only error serde reports.
+#[derive(Deserialize)]
+struct RawManifest {
+    name: Option<String>,
+    version: Option<String>,
+    #[serde(default)]
+    kind: PluginKind,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    #[serde(default)]
+    tools: Vec<String>,
+    component: Option<PathBuf>,
+    #[serde(default)]
+    grants: Vec<String>,
+    #[serde(default)]
+    resource_limits: ResourceLimits,
+    #[serde(default)]
+    memory: MemorySettings,
+    #[serde(default)]
+    parameters: toml::Table,
+    system_prompt: Option<String>,
+    documentation: Option<String>,
+}
+
+/// Keys of [`RawManifest`], [`MemorySettings`] and [`ResourceLimits`], for
+/// "did you mean" suggestions; a test keeps them in step with the structs.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "version",
+    "kind",
+    "description",
+    "capabilities",
+    "tools",
+    "component",
+    "grants",
+    "resource_limits",
+    "memory",
+    "parameters",
+    "system_prompt",
+    "documentation",
+];
+const MEMORY_KEYS: &[&str] = &[
+    "enabled",
+    "scope",
+    "search_limit",
+    "workspace",
+    "global_write",
+];
+const RESOURCE_LIMIT_KEYS: &[&str] = &[
+    "fuel",
+    "memory_mb",
+    "execution_timeout",
+    "max_conversations",
+    "max_memory_entities",
+    "tool_call_timeout",
+    "memory_search_timeout",
+];
+
+/// A key the operators' guide shows that this host accepts but does not act
+/// on. Rejecting them would break manifests written from the guide; ignoring
+/// them silently would let operators believe they took effect.
+struct Hint {
+    path: &'static [&'static str],
+    /// Why the host does not act on it, shown in the warning.
+    reason: &'static str,
+}
+
+/// Kept to what the guide's agent template shows; anything else unknown is
+/// a problem, since it is far more often a typo than a hint.
+const HINTS: &[Hint] = &[
+    Hint {
+        path: &["performance"],
+        reason: "the host has no per-agent performance switches; tune [resource_limits] instead",
+    },
+    Hint {
+        path: &["memory", "auto_store"],
+        reason: "the host never stores memory on an agent's behalf; agents write with explicit memory calls",
+    },
+    Hint {
+        path: &["resource_limits", "context_switch_limit"],
+        reason: "the host has no context switches to limit; each message runs on a fresh instance",
+    },
+];
 
 impl Manifest {
     /// Reads and validates a manifest; `component` comes back resolved
@@ -115,99 +232,387 @@ impl Manifest {
         Self::parse(&text, path)
     }
 
-    /// Parses manifest text; `path` names it in errors and anchors `component`.
+    /// Parses manifest text; `path` names it in errors and anchors
+    /// `component`. Warnings are logged; any problem fails the whole manifest.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
-        let invalid = |problems| ManifestError::Invalid {
-            path: path.to_owned(),
-            problems,
-        };
-        let mut manifest: Manifest =
-            toml::from_str(text).map_err(|e| invalid(vec![e.to_string().trim().to_owned()]))?;
-        let problems = manifest.problems();
-        if !problems.is_empty() {
-            return Err(invalid(problems));
+        let report = Self::parse_report(text, path);
+        for warning in &report.warnings {
+            tracing::warn!(manifest = %path.display(), "{warning}");
         }
-        if manifest.component.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            manifest.component = base.join(&manifest.component);
+        match report.manifest {
+            Some(manifest) if report.problems.is_empty() => Ok(manifest),
+            _ => Err(ManifestError::Invalid {
+                path: path.to_owned(),
+                problems: report.problems.iter().map(ToString::to_string).collect(),
+            }),
         }
-        Ok(manifest)
     }
 
-    fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        match self.kind {
-            PluginKind::Agent => {
-                if !is_kebab_case(&self.name) || !(3..=64).contains(&self.name.len()) {
-                    problems.push(format!(
-                        "name {:?}: agent names are kebab-case, 3-64 characters (e.g. \"data-analyst\")",
-                        self.name
-                    ));
-                }
-                if self.capabilities.is_empty() {
-                    problems.push(
-                        "capabilities: an agent needs at least one, e.g. capabilities = [\"echo\"]"
-                            .into(),
-                    );
-                }
-                for capability in &self.capabilities {
-                    if !is_kebab_case(capability) {
-                        problems.push(format!(
-                            "capabilities: {capability:?} must be kebab-case (e.g. \"data-processing\")"
-                        ));
-                    }
-                }
-                for grant in &self.grants {
-                    if !GRANTABLE_INTERFACES.contains(&grant.as_str()) {
-                        problems.push(format!(
-                            "grants: unknown interface {grant:?}; choose from {GRANTABLE_INTERFACES:?}"
-                        ));
-                    }
-                }
-                if !self.tools.is_empty() && !self.grants.iter().any(|g| g == "tools") {
-                    problems.push(
-                        "tools: listing tools needs the \"tools\" grant; add it to `grants`".into(),
-                    );
-                }
-            }
-            PluginKind::Tool => {
-                if !is_tool_name(&self.name) {
-                    problems.push(format!(
-                        "name {:?}: tool names are lowercase letters, digits, `_` or `-`, 2-64 characters (e.g. \"csv_parser\")",
-                        self.name
-                    ));
-                }
-                for (field, empty) in [
-                    ("capabilities", self.capabilities.is_empty()),
-                    ("tools", self.tools.is_empty()),
-                    ("grants", self.grants.is_empty()),
-                ] {
-                    if !empty {
-                        problems.push(format!(
-                            "{field}: tools cannot have {field}; remove the field (tools may only log)"
-                        ));
-                    }
-                }
-            }
+    /// Parses and checks manifest text, collecting every problem and warning
+    /// instead of stopping at the first. `manifest` is set only when there
+    /// are no problems. A TOML syntax or type error is reported alone (with
+    /// any unknown keys seen before it): past it there is nothing to check.
+    pub fn parse_report(text: &str, path: &Path) -> ManifestReport {
+        let mut report = ManifestReport::default();
+        let mut unknown = Vec::new();
+        let raw = toml::Deserializer::parse(text).and_then(|document| {
+            serde_ignored::deserialize::<_, _, RawManifest>(document, |key| {
+                unknown.push(key_path(&key));
+            })
+        });
+        for keys in &unknown {
+            report.classify_unknown(text, keys);
         }
-        if self.memory.scope == Scope::Global && !self.memory.global_write {
-            problems.push(
-                "memory.scope: \"global\" needs memory.global_write = true (every agent reads global memory)"
-                    .into(),
+        let raw: RawManifest = match raw {
+            Ok(raw) => raw,
+            Err(error) => {
+                report.problems.push(Problem::from_toml(text, &error));
+                report.sort();
+                return report;
+            }
+        };
+        let mut checker = Checker {
+            text,
+            problems: Vec::new(),
+        };
+        let version = checker.required(&raw);
+        match raw.kind {
+            PluginKind::Agent => checker.agent(&raw),
+            PluginKind::Tool => checker.tool(&raw),
+        }
+        checker.memory(&raw.memory);
+        checker.limits(&raw.resource_limits);
+        report.problems.extend(checker.problems);
+        report.sort();
+        if report.problems.is_empty() {
+            report.manifest = raw.into_manifest(version, path);
+        }
+        report
+    }
+}
+
+impl ManifestReport {
+    /// Turns a key the structs did not take into a warning (a known hint)
+    /// or a problem (anything else, with the closest known key).
+    fn classify_unknown(&mut self, text: &str, keys: &[String]) {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let Some((key, table)) = keys.split_last() else {
+            return;
+        };
+        if let Some(hint) = HINTS.iter().find(|hint| hint.path == keys.as_slice()) {
+            let message = format!(
+                "`{}` is accepted but not acted on: {}",
+                keys.join("."),
+                hint.reason
+            );
+            self.warnings.push(Problem::at(text, &keys, message));
+            self.warnings.extend(top_level_keys_inside(text, &keys));
+        } else {
+            let message = unknown_field_message(table, key);
+            self.problems.push(Problem::at(text, &keys, message));
+        }
+    }
+
+    /// File order reads best; unplaced problems (missing keys) go last.
+    fn sort(&mut self) {
+        for list in [&mut self.problems, &mut self.warnings] {
+            list.sort_by_key(|p| (p.line == 0, p.line, p.column));
+        }
+    }
+}
+
+impl RawManifest {
+    /// The validated manifest; `None` if a required field is absent (which
+    /// the checks have already reported).
+    fn into_manifest(self, version: Option<semver::Version>, path: &Path) -> Option<Manifest> {
+        let mut component = self.component?;
+        if component.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            component = base.join(component);
+        }
+        Some(Manifest {
+            name: self.name?,
+            version: version?,
+            kind: self.kind,
+            description: self.description,
+            capabilities: self.capabilities,
+            tools: self.tools,
+            component,
+            grants: self.grants,
+            resource_limits: self.resource_limits,
+            memory: self.memory,
+            parameters: self.parameters,
+            system_prompt: self.system_prompt,
+            documentation: self.documentation,
+        })
+    }
+}
+
+/// Collects located problems while checking a [`RawManifest`].
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    /// A problem at the key `path`, or unplaced if the key is absent.
+    fn flag(&mut self, path: &[&str], message: impl Into<String>) {
+        self.problems.push(Problem::at(self.text, path, message));
+    }
+
+    /// Checks that `name`, `version` and `component` are there, returning
+    /// the version when it is valid semver.
+    fn required(&mut self, raw: &RawManifest) -> Option<semver::Version> {
+        if raw.name.is_none() {
+            let example = match raw.kind {
+                PluginKind::Agent => "name = \"data-analyst\" (kebab-case, 3-64 characters)",
+                PluginKind::Tool => "name = \"csv_parser\"",
+            };
+            self.flag(
+                &["name"],
+                format!("missing field `name`; add e.g. {example}"),
             );
         }
-        let limits = &self.resource_limits;
-        if limits.fuel == Some(0) {
-            problems.push("resource_limits.fuel: must be above zero".into());
+        if raw.component.is_none() {
+            let stem = raw
+                .name
+                .as_deref()
+                .filter(|n| is_agent_name(n) || (raw.kind == PluginKind::Tool && is_tool_name(n)))
+                .unwrap_or("my-agent");
+            self.flag(
+                &["component"],
+                format!(
+                    "missing field `component`; add the path to the .wasm, relative to this file, e.g. component = \"{stem}.wasm\""
+                ),
+            );
         }
-        if limits.memory_mb == Some(0) {
-            problems.push("resource_limits.memory_mb: must be above zero".into());
-        }
-        if limits.execution_timeout.is_some_and(|t| t.is_zero()) {
-            problems.push("resource_limits.execution_timeout: must be above zero".into());
-        }
-        problems
+        let Some(text) = &raw.version else {
+            self.flag(
+                &["version"],
+                "missing field `version`; add e.g. version = \"0.1.0\"",
+            );
+            return None;
+        };
+        semver::Version::parse(text)
+            .map_err(|e| {
+                self.flag(
+                    &["version"],
+                    format!(
+                        "version {text:?} is not a semantic version ({e}); write all three parts, e.g. version = \"1.0.0\""
+                    ),
+                );
+            })
+            .ok()
     }
+
+    /// An agent's name, capabilities, grants and tools.
+    fn agent(&mut self, raw: &RawManifest) {
+        if let Some(name) = raw.name.as_deref().filter(|n| !is_agent_name(n)) {
+            let example = Some(to_kebab_case(name))
+                .filter(|n| is_agent_name(n))
+                .unwrap_or_else(|| "data-analyst".into());
+            self.flag(
+                &["name"],
+                format!(
+                    "name {name:?}: agent names are kebab-case, 3-64 characters; e.g. name = \"{example}\""
+                ),
+            );
+        }
+        if raw.capabilities.is_empty() {
+            self.flag(
+                &["capabilities"],
+                "capabilities: an agent needs at least one, e.g. capabilities = [\"data-processing\"]",
+            );
+        }
+        for capability in raw.capabilities.iter().filter(|c| !is_kebab_case(c)) {
+            self.flag(
+                &["capabilities"],
+                format!(
+                    "capabilities: {capability:?} must be kebab-case (e.g. \"data-processing\")"
+                ),
+            );
+        }
+        for grant in raw
+            .grants
+            .iter()
+            .filter(|g| !GRANTABLE_INTERFACES.contains(&g.as_str()))
+        {
+            self.flag(
+                &["grants"],
+                format!(
+                    "grants: unknown interface {grant:?}; choose from {GRANTABLE_INTERFACES:?}"
+                ),
+            );
+        }
+        for tool in raw.tools.iter().filter(|t| !is_tool_name(t)) {
+            self.flag(
+                &["tools"],
+                format!("tools: {tool:?} is not a tool name (lowercase letters, digits, `_` or `-`, 2-64 characters)"),
+            );
+        }
+        if !raw.tools.is_empty() && !raw.grants.iter().any(|g| g == "tools") {
+            self.flag(
+                &["tools"],
+                "tools: listing tools needs the \"tools\" grant; add it to `grants`, e.g. grants = [\"log\", \"tools\"]",
+            );
+        }
+    }
+
+    /// A tool's name; tools may only log, so they take no capabilities,
+    /// tools or grants.
+    fn tool(&mut self, raw: &RawManifest) {
+        if let Some(name) = raw.name.as_deref().filter(|n| !is_tool_name(n)) {
+            self.flag(
+                &["name"],
+                format!(
+                    "name {name:?}: tool names are lowercase letters, digits, `_` or `-`, 2-64 characters (e.g. \"csv_parser\")"
+                ),
+            );
+        }
+        for (field, empty) in [
+            ("capabilities", raw.capabilities.is_empty()),
+            ("tools", raw.tools.is_empty()),
+            ("grants", raw.grants.is_empty()),
+        ] {
+            if !empty {
+                self.flag(
+                    &[field],
+                    format!(
+                        "{field}: tools cannot have {field}; remove the field (tools may only log)"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn memory(&mut self, memory: &MemorySettings) {
+        if memory.scope == Scope::Global && !memory.global_write {
+            self.flag(
+                &["memory", "scope"],
+                "memory.scope: \"global\" needs memory.global_write = true (every agent reads global memory)",
+            );
+        }
+        if memory.search_limit == 0 {
+            self.flag(
+                &["memory", "search_limit"],
+                "memory.search_limit: must be above zero (a search could never return anything)",
+            );
+        }
+    }
+
+    /// A zero limit would refuse every call; leaving it out takes the default.
+    fn limits(&mut self, limits: &ResourceLimits) {
+        let zero_duration = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
+        for (key, zero) in [
+            ("fuel", limits.fuel == Some(0)),
+            ("memory_mb", limits.memory_mb == Some(0)),
+            ("execution_timeout", zero_duration(limits.execution_timeout)),
+            ("max_conversations", limits.max_conversations == Some(0)),
+            ("max_memory_entities", limits.max_memory_entities == Some(0)),
+            ("tool_call_timeout", zero_duration(limits.tool_call_timeout)),
+            (
+                "memory_search_timeout",
+                zero_duration(limits.memory_search_timeout),
+            ),
+        ] {
+            if zero {
+                self.flag(
+                    &["resource_limits", key],
+                    format!("resource_limits.{key}: must be above zero; remove it to take the host default"),
+                );
+            }
+        }
+    }
+}
+
+/// The keys from the document root down to an ignored key.
+fn key_path(path: &serde_ignored::Path<'_>) -> Vec<String> {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => Vec::new(),
+        P::Map { parent, key } => {
+            let mut keys = key_path(parent);
+            keys.push(key.clone());
+            keys
+        }
+        P::Seq { parent, index } => {
+            let mut keys = key_path(parent);
+            keys.push(index.to_string());
+            keys
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            key_path(parent)
+        }
+    }
+}
+
+/// "unknown field" with the fix: a top-level key written under a table
+/// header, the closest known key, or the keys allowed there.
+fn unknown_field_message(table: &[&str], key: &str) -> String {
+    let place = if table.is_empty() {
+        String::new()
+    } else {
+        format!(" in [{}]", table.join("."))
+    };
+    let known = known_keys(table);
+    let fix = if !table.is_empty() && TOP_LEVEL_KEYS.contains(&key) {
+        format!("`{key}` is a top-level field: move it above the first [table] header")
+    } else if let Some(suggestion) = closest(key, &known) {
+        format!("did you mean `{suggestion}`?")
+    } else {
+        let known: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        format!("remove it; the fields here are {}", known.join(", "))
+    };
+    format!("unknown field `{key}`{place}; {fix}")
+}
+
+/// The keys the host knows in `table` (the root when empty), hints included
+/// so that a misspelt hint is suggested too.
+fn known_keys(table: &[&str]) -> Vec<&'static str> {
+    let fields: &[&str] = match table {
+        [] => TOP_LEVEL_KEYS,
+        ["memory"] => MEMORY_KEYS,
+        ["resource_limits"] => RESOURCE_LIMIT_KEYS,
+        _ => &[],
+    };
+    let hints = HINTS
+        .iter()
+        .filter_map(|hint| hint.path.split_last())
+        .filter(|(_, parent)| *parent == table)
+        .map(|(key, _)| *key);
+    fields.iter().copied().chain(hints).collect()
+}
+
+/// The known key most like `given`, when one is close enough to be a typo.
+fn closest<'k>(given: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|candidate| (strsim::jaro_winkler(given, candidate), *candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
+/// Top-level keys written after a hint table's header land inside that
+/// table, where the host never looks; the guide's own template does this
+/// with `system_prompt` and `documentation` under `[performance]`.
+fn top_level_keys_inside(text: &str, table: &[&str]) -> Vec<Problem> {
+    TOP_LEVEL_KEYS
+        .iter()
+        .filter_map(|key| {
+            let path: Vec<&str> = table.iter().copied().chain([*key]).collect();
+            locate(text, &path)?;
+            let message = format!(
+                "`{key}` is inside [{}] because it comes after that header, so the host does not see it; move it above the first [table] header",
+                table.join(".")
+            );
+            Some(Problem::at(text, &path, message))
+        })
+        .collect()
+}
+
+fn is_agent_name(s: &str) -> bool {
+    is_kebab_case(s) && (3..=64).contains(&s.len())
 }
 
 fn is_kebab_case(s: &str) -> bool {
@@ -228,14 +633,24 @@ fn is_tool_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-mod optional_duration {
-    use std::time::Duration;
-
-    use serde::Deserializer;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        crate::config::duration_text::deserialize(d).map(Some)
+/// A kebab-case spelling of `name` ("OptimizedDataProcessor" →
+/// "optimized-data-processor"), offered as the fix for a bad agent name.
+fn to_kebab_case(name: &str) -> String {
+    let mut kebab = String::new();
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            if c.is_ascii_uppercase() && previous_lower {
+                kebab.push('-');
+            }
+            kebab.push(c.to_ascii_lowercase());
+            previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        } else if !kebab.ends_with('-') {
+            kebab.push('-');
+            previous_lower = false;
+        }
     }
+    kebab.trim_matches('-').to_owned()
 }
 
 #[cfg(test)]
@@ -281,6 +696,7 @@ grants = ["filesystem"]
 "#;
         let message = problems_of(text);
         assert!(message.contains("kebab-case"), "{message}");
+        assert!(message.contains("name = \"echo-agent\""), "{message}");
         assert!(message.contains("at least one"), "{message}");
         assert!(message.contains("\"filesystem\""), "{message}");
     }
@@ -288,10 +704,15 @@ grants = ["filesystem"]
     #[test]
     fn unknown_fields_and_bad_versions_say_where() {
         let message = problems_of(&ECHO.replace("grants", "grant"));
-        assert!(message.contains("unknown field `grant`"), "{message}");
-        assert!(message.contains("line"), "{message}");
+        assert!(
+            message.contains("line 6, column 1: unknown field `grant`; did you mean `grants`?"),
+            "{message}"
+        );
         let message = problems_of(&ECHO.replace("0.1.0", "one"));
-        assert!(message.contains("version"), "{message}");
+        assert!(
+            message.contains("line 3, column 1: version \"one\" is not a semantic version"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -304,5 +725,154 @@ component = "csv.wasm"
 grants = ["memory"]
 "#;
         assert!(problems_of(text).contains("grants: tools cannot"));
+    }
+
+    #[test]
+    fn every_key_the_lists_name_is_one_the_structs_take() {
+        let text = r#"
+name = "full"
+version = "1.0.0"
+kind = "agent"
+description = "d"
+capabilities = ["c"]
+tools = ["tt"]
+component = "c.wasm"
+grants = ["tools"]
+system_prompt = "p"
+documentation = "d"
+[parameters]
+anything = 1
+[memory]
+enabled = true
+scope = "workspace"
+search_limit = 5
+workspace = "w"
+global_write = false
+[resource_limits]
+fuel = 1
+memory_mb = 1
+execution_timeout = "1s"
+max_conversations = 1
+max_memory_entities = 1
+tool_call_timeout = "1s"
+memory_search_timeout = "1ms"
+"#;
+        let report = Manifest::parse_report(text, Path::new("full.toml"));
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        let written = text.parse::<toml::Table>().unwrap();
+        let mut keys: Vec<&str> = written.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut listed = TOP_LEVEL_KEYS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(keys, listed);
+        for (table, listed) in [
+            ("memory", MEMORY_KEYS),
+            ("resource_limits", RESOURCE_LIMIT_KEYS),
+        ] {
+            let written: Vec<&str> = written[table]
+                .as_table()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(written.len(), listed.len(), "{table}");
+            assert!(listed.iter().all(|k| written.contains(k)), "{table}");
+        }
+        let manifest = report.manifest.unwrap();
+        assert_eq!(manifest.parameters["anything"].as_integer(), Some(1));
+        assert_eq!(
+            manifest.resource_limits.memory_search_timeout,
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(manifest.system_prompt.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn kebab_case_suggestions_follow_word_boundaries() {
+        assert_eq!(
+            to_kebab_case("OptimizedDataProcessor"),
+            "optimized-data-processor"
+        );
+        assert_eq!(to_kebab_case("Echo_Agent v2"), "echo-agent-v2");
+        assert_eq!(to_kebab_case("CSVParser"), "csvparser");
+    }
+
+    #[test]
+    fn the_example_agents_parse_without_problems_or_warnings() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agents");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let report = Manifest::parse_report(&text, &path);
+                assert!(
+                    report.problems.is_empty() && report.warnings.is_empty(),
+                    "{}: {report:?}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    /// Each fixture states what the report must contain: `# expect: <text>`
+    /// lines are found in the problems (or `# expect: valid` means it
+    /// parses), `# warn: <text>` lines in the warnings; a fixture without
+    /// `# warn:` must have no warnings.
+    #[test]
+    fn fixtures_report_what_their_comments_expect() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/manifests");
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        paths.sort();
+        assert!(paths.len() >= 9, "fixtures missing in {}", dir.display());
+        for path in paths {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let report = Manifest::parse_report(&text, &path);
+            let join = |list: &[Problem]| {
+                list.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let (problems, warnings) = (join(&report.problems), join(&report.warnings));
+            let context = format!(
+                "{}:\nproblems:\n{problems}\nwarnings:\n{warnings}",
+                path.display()
+            );
+            let expects: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# expect: "))
+                .collect();
+            let warns: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# warn: "))
+                .collect();
+            assert!(!expects.is_empty(), "{context}\nhas no `# expect:` line");
+            if expects == ["valid"] {
+                assert!(
+                    report.problems.is_empty() && report.manifest.is_some(),
+                    "{context}"
+                );
+            } else {
+                assert!(report.manifest.is_none(), "{context}");
+                for expected in expects {
+                    assert!(problems.contains(expected), "{context}\nlacks: {expected}");
+                }
+            }
+            for expected in &warns {
+                assert!(
+                    warnings.contains(expected),
+                    "{context}\nlacks warning: {expected}"
+                );
+            }
+            assert!(
+                !warns.is_empty() || warnings.is_empty(),
+                "{context}\nunexpected warnings"
+            );
+        }
     }
 }

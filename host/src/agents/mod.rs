@@ -2,6 +2,10 @@
 
 mod manifest;
 mod registry;
+mod reload;
 
-pub use manifest::{Manifest, ManifestError, MemorySettings, PluginKind, ResourceLimits};
-pub use registry::{AgentError, AgentRegistry, DeployedAgent, DeployedTool, LoadReport};
+pub use manifest::{
+    Manifest, ManifestError, ManifestReport, MemorySettings, PluginKind, ResourceLimits,
+};
+pub use registry::{AgentError, AgentRegistry, DeployedAgent, DeployedTool, LoadReport, Prepared};
+pub use reload::{HotReload, OnRemoved, watch};

@@ -40,11 +40,28 @@ pub enum AgentError {
 pub struct DeployedAgent {
     pub manifest: Manifest,
     pub component: AgentComponent,
+    /// The manifest file it came from.
+    pub source: PathBuf,
+    pub deployed_at: std::time::SystemTime,
 }
 
 pub struct DeployedTool {
     pub manifest: Manifest,
     pub component: ToolComponent,
+    pub source: PathBuf,
+}
+
+/// A plugin compiled and checked, ready to be installed.
+pub struct Prepared {
+    path: PathBuf,
+    manifest: Manifest,
+    loaded: Loaded,
+}
+
+impl Prepared {
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
 }
 
 /// What loading a directory did: a broken manifest is reported and skipped,
@@ -61,6 +78,8 @@ pub struct AgentRegistry {
     memory: Option<Arc<Memory>>,
     agents: RwLock<HashMap<String, Arc<DeployedAgent>>>,
     tools: RwLock<HashMap<String, Arc<DeployedTool>>>,
+    /// Why the last reload of a manifest file was refused, by file.
+    reload_errors: RwLock<HashMap<PathBuf, String>>,
 }
 
 impl AgentRegistry {
@@ -70,6 +89,7 @@ impl AgentRegistry {
             memory,
             agents: RwLock::default(),
             tools: RwLock::default(),
+            reload_errors: RwLock::default(),
         })
     }
 
@@ -163,7 +183,8 @@ impl AgentRegistry {
         Ok(report)
     }
 
-    /// Compiles (or reads from cache), checks and registers one plugin.
+    /// Compiles (or reads from cache), checks and registers one plugin;
+    /// a name already deployed is refused.
     pub async fn deploy(&self, path: &Path, manifest: Manifest) -> Result<(), AgentError> {
         let name = manifest.name.clone();
         if self.agent(&name).is_some() || self.tool(&name).is_some() {
@@ -172,10 +193,18 @@ impl AgentRegistry {
                 name,
             });
         }
+        let prepared = self.prepare(path, manifest).await?;
+        self.install(prepared);
+        Ok(())
+    }
+
+    /// Compiles (or reads from cache) and checks a plugin without touching
+    /// what is deployed: the first half of a hot reload.
+    pub async fn prepare(&self, path: &Path, manifest: Manifest) -> Result<Prepared, AgentError> {
         if let Some(tool) = manifest.tools.iter().find(|t| self.tool(t).is_none()) {
             return Err(AgentError::UnknownTool {
                 path: path.to_owned(),
-                agent: name,
+                agent: manifest.name.clone(),
                 tool: tool.clone(),
             });
         }
@@ -186,7 +215,7 @@ impl AgentRegistry {
             source,
         };
         // Compiling is CPU-bound: keep it off the async workers.
-        let loaded = tokio::task::spawn_blocking(move || {
+        let (loaded, manifest) = tokio::task::spawn_blocking(move || {
             let spec = PluginSpec {
                 name: &manifest.name,
                 component: &manifest.component,
@@ -202,30 +231,137 @@ impl AgentRegistry {
         .await
         .expect("component loading panicked")
         .map_err(load_error)?;
+        Ok(Prepared {
+            path: path.to_owned(),
+            manifest,
+            loaded,
+        })
+    }
 
+    /// Puts a prepared plugin in place, replacing any of the same name in
+    /// one map insert: calls in flight keep the `Arc` of the old version.
+    pub fn install(&self, prepared: Prepared) {
+        let Prepared {
+            path,
+            manifest,
+            loaded,
+        } = prepared;
+        let name = manifest.name.clone();
         match loaded {
-            (Loaded::Agent(component), manifest) => {
+            Loaded::Agent(component) => {
                 tracing::info!(agent = %name, version = %manifest.version, "agent deployed");
                 self.agents.write().expect("agents lock").insert(
                     name,
                     Arc::new(DeployedAgent {
                         manifest,
                         component,
+                        source: path,
+                        deployed_at: std::time::SystemTime::now(),
                     }),
                 );
             }
-            (Loaded::Tool(component), manifest) => {
+            Loaded::Tool(component) => {
                 tracing::info!(tool = %name, version = %manifest.version, "tool deployed");
                 self.tools.write().expect("tools lock").insert(
                     name,
                     Arc::new(DeployedTool {
                         manifest,
                         component,
+                        source: path,
                     }),
                 );
             }
         }
-        Ok(())
+    }
+
+    /// Removes the agent or tool `name`; true when something was removed.
+    pub fn remove(&self, name: &str) -> bool {
+        let agent = self.agents.write().expect("agents lock").remove(name);
+        let tool = self.tools.write().expect("tools lock").remove(name);
+        if agent.is_some() || tool.is_some() {
+            tracing::info!(name, "plugin removed");
+        }
+        agent.is_some() || tool.is_some()
+    }
+
+    /// Names of the plugins deployed from manifest `path`.
+    pub fn deployed_from(&self, path: &Path) -> Vec<String> {
+        let agents = self.agents.read().expect("agents lock");
+        let tools = self.tools.read().expect("tools lock");
+        agents
+            .values()
+            .filter(|a| a.source == path)
+            .map(|a| a.manifest.name.clone())
+            .chain(
+                tools
+                    .values()
+                    .filter(|t| t.source == path)
+                    .map(|t| t.manifest.name.clone()),
+            )
+            .collect()
+    }
+
+    /// Manifest files of plugins whose component is `component`.
+    pub fn using_component(&self, component: &Path) -> Vec<PathBuf> {
+        let agents = self.agents.read().expect("agents lock");
+        let tools = self.tools.read().expect("tools lock");
+        agents
+            .values()
+            .filter(|a| a.manifest.component == component)
+            .map(|a| a.source.clone())
+            .chain(
+                tools
+                    .values()
+                    .filter(|t| t.manifest.component == component)
+                    .map(|t| t.source.clone()),
+            )
+            .collect()
+    }
+
+    /// Records (or clears) why reloading `path` was refused.
+    pub fn set_reload_error(&self, path: &Path, error: Option<String>) {
+        let mut errors = self.reload_errors.write().expect("reload errors lock");
+        match error {
+            Some(error) => errors.insert(path.to_owned(), error),
+            None => errors.remove(path),
+        };
+    }
+
+    /// Why the last change to `path` was refused, if it was.
+    pub fn reload_error(&self, path: &Path) -> Option<String> {
+        self.reload_errors
+            .read()
+            .expect("reload errors lock")
+            .get(path)
+            .cloned()
+    }
+
+    /// Every deployed agent, by name.
+    pub fn agents(&self) -> Vec<Arc<DeployedAgent>> {
+        let mut agents: Vec<_> = self
+            .agents
+            .read()
+            .expect("agents lock")
+            .values()
+            .cloned()
+            .collect();
+        agents.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        agents
+    }
+
+    /// Directories holding deployed components (watched for changes).
+    pub fn component_dirs(&self) -> Vec<PathBuf> {
+        let agents = self.agents.read().expect("agents lock");
+        let tools = self.tools.read().expect("tools lock");
+        let mut dirs: Vec<PathBuf> = agents
+            .values()
+            .map(|a| &a.manifest.component)
+            .chain(tools.values().map(|t| &t.manifest.component))
+            .filter_map(|c| c.parent().map(Path::to_owned))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
     }
 
     /// The manifest's limits over the host defaults, refusing a memory cap

@@ -232,7 +232,7 @@ impl Messenger {
         else {
             return Ok(());
         };
-        let Some(limit) = max_conversations(&deployed) else {
+        let Some(limit) = deployed.manifest.resource_limits.max_conversations else {
             return Ok(());
         };
         if conversations.is_participant(conversation, agent).await? {
@@ -381,11 +381,6 @@ impl Messenger {
         message.receiver = Some(agent.to_owned());
         message.conversation_id = Some(context.conversation_id.clone());
     }
-}
-
-// Placeholder until the manifest gains `resource_limits.max_conversations`.
-fn max_conversations(_agent: &crate::agents::DeployedAgent) -> Option<u32> {
-    None
 }
 
 /// What a running agent's imports reach: the registry's tools and memory,

@@ -1,0 +1,163 @@
+//! Hot reload: watches the agents directory (and the directories of the
+//! deployed components) and swaps changed plugins in while serving.
+//!
+//! A change is validated and compiled before anything is replaced; the
+//! swap is one map insert, so calls in flight finish on the old version
+//! and new calls get the new one. An invalid change leaves the old version
+//! serving and is reported in the log, the metrics and the agent's status.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::manifest::Manifest;
+use super::registry::{AgentError, AgentRegistry};
+use crate::metrics::metrics;
+
+/// Called with the name of each plugin a reload removed.
+pub type OnRemoved = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Keeps the watch alive; dropping it stops hot reload.
+pub struct HotReload {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HotReload {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts watching `dir` for manifest changes.
+pub fn watch(
+    registry: Arc<AgentRegistry>,
+    dir: &Path,
+    debounce: Duration,
+    on_removed: OnRemoved,
+) -> notify::Result<HotReload> {
+    let (events, mut changes) = mpsc::unbounded_channel::<(PathBuf, Instant)>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        // Reads and opens change nothing.
+        if matches!(event.kind, EventKind::Access(notify::event::AccessKind::Open(_)) | EventKind::Access(notify::event::AccessKind::Read)) {
+            return;
+        }
+        let now = Instant::now();
+        for path in event.paths {
+            let _ = events.send((path, now));
+        }
+    })?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    for component_dir in registry.component_dirs() {
+        if component_dir != dir
+            && let Err(error) = watcher.watch(&component_dir, RecursiveMode::NonRecursive)
+        {
+            tracing::warn!(%error, dir = %component_dir.display(), "cannot watch a component directory; its changes need a restart");
+        }
+    }
+    let dir = dir.to_owned();
+    let task = tokio::spawn(async move {
+        while let Some((first, since)) = changes.recv().await {
+            let mut paths = BTreeSet::from([first]);
+            // Editors write a file in several steps: wait for quiet.
+            loop {
+                match tokio::time::timeout(debounce, changes.recv()).await {
+                    Ok(Some((path, _))) => {
+                        paths.insert(path);
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            for manifest in affected_manifests(&registry, &dir, &paths) {
+                reload(&registry, &manifest, since, &on_removed).await;
+            }
+        }
+    });
+    Ok(HotReload {
+        _watcher: watcher,
+        task,
+    })
+}
+
+/// Manifests to reload for these changed paths: changed manifests in the
+/// agents dir, and the manifests of plugins whose component changed.
+fn affected_manifests(
+    registry: &AgentRegistry,
+    dir: &Path,
+    paths: &BTreeSet<PathBuf>,
+) -> BTreeSet<PathBuf> {
+    let mut manifests = BTreeSet::new();
+    for path in paths {
+        if path.extension().is_some_and(|e| e == "toml") && path.parent() == Some(dir) {
+            manifests.insert(path.clone());
+        } else {
+            manifests.extend(registry.using_component(path));
+        }
+    }
+    manifests
+}
+
+/// Reloads the plugin(s) of one manifest file.
+async fn reload(registry: &AgentRegistry, path: &Path, since: Instant, on_removed: &OnRemoved) {
+    let previous = registry.deployed_from(path);
+    if !path.exists() {
+        for name in previous {
+            registry.remove(&name);
+            on_removed(&name);
+        }
+        registry.set_reload_error(path, None);
+        return;
+    }
+    let outcome = match Manifest::load(path) {
+        Err(error) => Err(AgentError::from(error)),
+        Ok(manifest) => {
+            let taken = registry
+                .agent(&manifest.name)
+                .map(|a| a.source.clone())
+                .or_else(|| registry.tool(&manifest.name).map(|t| t.source.clone()));
+            match taken {
+                Some(other) if other != path => Err(AgentError::Duplicate {
+                    path: path.to_owned(),
+                    name: manifest.name.clone(),
+                }),
+                _ => registry.prepare(path, manifest).await,
+            }
+        }
+    };
+    match outcome {
+        Ok(prepared) => {
+            let name = prepared.name().to_owned();
+            registry.install(prepared);
+            for old in previous.iter().filter(|old| **old != name) {
+                registry.remove(old);
+                on_removed(old);
+            }
+            registry.set_reload_error(path, None);
+            let elapsed = since.elapsed();
+            metrics()
+                .agent_reload_duration
+                .observe(elapsed.as_secs_f64());
+            tracing::info!(
+                agent = %name,
+                file = %path.display(),
+                reload_ms = elapsed.as_secs_f64() * 1e3,
+                "agent reloaded"
+            );
+        }
+        Err(error) => {
+            metrics().agent_reload_errors.inc();
+            tracing::error!(
+                file = %path.display(),
+                serving = ?previous,
+                "reload refused, the previous version keeps serving: {error}"
+            );
+            registry.set_reload_error(path, Some(error.to_string()));
+        }
+    }
+}
