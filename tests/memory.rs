@@ -111,7 +111,7 @@ async fn agent_scoped_memory_is_private_through_wit() {
 
     let ask = json!({"performative": "query", "content": {"question": "what does alice drink?"}});
     let reply = server.send("recall-a", &ask).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
     let answers = &reply.body["reply"]["content"]["answers"];
     assert_eq!(
         answers[0]["observation"],

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use warp::Filter;
 
-use crate::agents::AgentRegistry;
+use crate::agents::{AgentRegistry, Deployments};
 use crate::api::{self, ApiState};
 use crate::config::{AgentsConfig, CleanupConfig, Config};
 use crate::embed::{EmbedError, EmbeddingEngine};
@@ -71,6 +71,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "plugins loaded"
     );
 
+    // Agents deployed through the API come back after the directory's.
+    let deployments = Arc::new(Deployments::new(memory.clone(), data_dir.join("deployed")));
+    for stored in deployments.list().await? {
+        let report = crate::agents::parse_with_component(
+            &stored.manifest,
+            &deployments.manifest_path(&stored.name),
+            &stored.component,
+        );
+        let outcome = match report.manifest {
+            Some(manifest) => registry
+                .deploy(&deployments.manifest_path(&stored.name), manifest)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err(report
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")),
+        };
+        if let Err(error) = outcome {
+            tracing::error!(agent = %stored.name, "an API deployment could not be restored: {error}");
+        }
+    }
+
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| {
@@ -109,8 +134,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         messenger.clone(),
         config.agents.clone(),
     ));
+    let hot_reload = if config.agents.hot_reload {
+        let on_removed: crate::agents::OnRemoved = {
+            let messenger = messenger.clone();
+            Arc::new(move |name: &str| messenger.remove(name))
+        };
+        match crate::agents::watch(
+            registry.clone(),
+            &agents_dir,
+            config.agents.reload_debounce,
+            on_removed,
+        ) {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::warn!(%error, dir = %agents_dir.display(), "hot reload is off: cannot watch the agents directory");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let state = ApiState {
         messenger,
+        deployments: Some(deployments),
+        agents_dir: agents_dir.clone(),
         registry,
         embeddings,
         memory: Some(memory),
@@ -137,6 +184,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("caxton listening on http://{address}");
 
     http::serve(listener, pipeline, &config.http_server, shutdown_signal()).await;
+    drop(hot_reload);
     for task in [cleanup, metrics_task, Some(expiry)].into_iter().flatten() {
         task.abort();
     }

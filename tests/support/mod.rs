@@ -26,15 +26,18 @@ pub fn manifest(name: &str, component_name: &str, extra: &str) -> String {
 /// Config text that turns semantic search off.
 pub const NO_EMBEDDINGS: &str = "[memory.embedding_config]\nenabled = false\n";
 
-/// A directory of manifests for one server.
+/// A directory of manifests for one server. Clones share the directory,
+/// which lives until the last clone (the server keeps one: with hot
+/// reload, a vanished directory would unload every agent).
+#[derive(Clone)]
 pub struct AgentsDir {
-    pub dir: tempfile::TempDir,
+    pub dir: Arc<tempfile::TempDir>,
 }
 
 impl AgentsDir {
     pub fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir: Arc::new(tempfile::tempdir().unwrap()),
         }
     }
 
@@ -77,6 +80,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The API token the server generated (None when auth is off).
     pub token: Option<String>,
+    _agents: AgentsDir,
     /// `http://ADDR/metrics`, when the metrics listener is on.
     pub metrics_url: Option<String>,
     _data: Option<tempfile::TempDir>,
@@ -174,6 +178,7 @@ impl Server {
             data_dir: data_dir.to_owned(),
             token,
             metrics_url,
+            _agents: agents.clone(),
             _data: None,
         }
     }

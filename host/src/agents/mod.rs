@@ -1,9 +1,11 @@
 //! Agents and tools: their manifests and the registry of what is deployed.
 
+mod deployments;
 mod manifest;
 mod registry;
 mod reload;
 
+pub use deployments::{Deployments, Stored, parse_with_component};
 pub use manifest::{
     Manifest, ManifestError, ManifestReport, MemorySettings, PluginKind, ResourceLimits,
 };

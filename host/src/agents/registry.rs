@@ -80,6 +80,41 @@ pub struct AgentRegistry {
     tools: RwLock<HashMap<String, Arc<DeployedTool>>>,
     /// Why the last reload of a manifest file was refused, by file.
     reload_errors: RwLock<HashMap<PathBuf, String>>,
+    /// Per-agent counters; they survive reloads (same name, same counters).
+    stats: RwLock<HashMap<String, Arc<AgentStats>>>,
+}
+
+/// What an agent has done since the server started.
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    pub messages: std::sync::atomic::AtomicU64,
+    pub failures: std::sync::atomic::AtomicU64,
+    pub total_wall_us: std::sync::atomic::AtomicU64,
+    pub fuel: std::sync::atomic::AtomicU64,
+}
+
+impl AgentStats {
+    fn record(&self, usage: &crate::runtime::CallUsage, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.messages.fetch_add(1, Relaxed);
+        if !ok {
+            self.failures.fetch_add(1, Relaxed);
+        }
+        self.total_wall_us.fetch_add(usage.wall_time_us, Relaxed);
+        self.fuel.fetch_add(usage.fuel_consumed, Relaxed);
+    }
+
+    /// The counters as JSON.
+    pub fn snapshot(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let messages = self.messages.load(Relaxed);
+        serde_json::json!({
+            "messages": messages,
+            "failures": self.failures.load(Relaxed),
+            "fuel_consumed": self.fuel.load(Relaxed),
+            "mean_wall_time_us": self.total_wall_us.load(Relaxed).checked_div(messages).unwrap_or(0),
+        })
+    }
 }
 
 impl AgentRegistry {
@@ -90,6 +125,7 @@ impl AgentRegistry {
             agents: RwLock::default(),
             tools: RwLock::default(),
             reload_errors: RwLock::default(),
+            stats: RwLock::default(),
         })
     }
 
@@ -318,6 +354,32 @@ impl AgentRegistry {
             .collect()
     }
 
+    /// The counters of agent `name`.
+    pub fn stats_of(&self, name: &str) -> Arc<AgentStats> {
+        if let Some(stats) = self.stats.read().expect("stats lock").get(name) {
+            return stats.clone();
+        }
+        self.stats
+            .write()
+            .expect("stats lock")
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Every deployed tool, by name.
+    pub fn tools(&self) -> Vec<Arc<DeployedTool>> {
+        let mut tools: Vec<_> = self
+            .tools
+            .read()
+            .expect("tools lock")
+            .values()
+            .cloned()
+            .collect();
+        tools.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        tools
+    }
+
     /// Records (or clears) why reloading `path` was refused.
     pub fn set_reload_error(&self, path: &Path, error: Option<String>) {
         let mut errors = self.reload_errors.write().expect("reload errors lock");
@@ -444,6 +506,8 @@ impl AgentRegistry {
             }
         };
         m.messages_processed.with_label_values(&[processed]).inc();
+        self.stats_of(agent)
+            .record(&outcome.usage, processed == "ok");
         Ok(outcome)
     }
 }
@@ -486,7 +550,18 @@ impl HostServices for AgentRegistry {
             let deployed = self
                 .tool(tool)
                 .ok_or_else(|| WitError::NotFound(format!("no tool named {tool:?} is deployed")))?;
-            let outcome = self.runtime.invoke_tool(&deployed.component, input).await;
+            let deadline = self
+                .agent(caller)
+                .and_then(|a| a.manifest.resource_limits.tool_call_timeout);
+            let call = self.runtime.invoke_tool(&deployed.component, input);
+            let outcome = match deadline {
+                None => call.await,
+                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
+                    WitError::Timeout(format!(
+                        "tool {tool:?} did not answer within {limit:?} (resource_limits.tool_call_timeout)"
+                    ))
+                })?,
+            };
             metrics()
                 .tool_call_duration
                 .with_label_values(&[tool])
@@ -513,6 +588,21 @@ impl HostServices for AgentRegistry {
     ) -> BoxFuture<'a, Result<(), WitError>> {
         Box::pin(async move {
             let (memory, identity) = self.memory_for(caller)?;
+            let limit = self
+                .agent(caller)
+                .and_then(|a| a.manifest.resource_limits.max_memory_entities);
+            if let Some(limit) = limit
+                && memory
+                    .entities(&identity, std::slice::from_ref(&name))
+                    .await
+                    .map_err(to_wit)?
+                    .is_empty()
+                && memory.owned_entities(caller).await.map_err(to_wit)? >= limit
+            {
+                return Err(WitError::Denied(format!(
+                    "agent {caller:?} has {limit} entities, its resource_limits.max_memory_entities; forget some first"
+                )));
+            }
             memory
                 .remember(&identity, None, &name, &entity_type, &observations)
                 .await
@@ -553,10 +643,19 @@ impl HostServices for AgentRegistry {
                 limit: limit.min(cap) as usize,
                 entity_type: None,
             };
-            let hits = memory
-                .search(&identity, &query, &options)
-                .await
-                .map_err(to_wit)?;
+            let deadline = self
+                .agent(caller)
+                .and_then(|a| a.manifest.resource_limits.memory_search_timeout);
+            let search = memory.search(&identity, &query, &options);
+            let hits = match deadline {
+                None => search.await,
+                Some(limit) => tokio::time::timeout(limit, search).await.map_err(|_| {
+                    WitError::Timeout(format!(
+                        "memory search did not finish within {limit:?} (resource_limits.memory_search_timeout)"
+                    ))
+                })?,
+            }
+            .map_err(to_wit)?;
             Ok(hits
                 .into_iter()
                 .map(|hit| WitSearchHit {

@@ -44,7 +44,11 @@ pub fn watch(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         // Reads and opens change nothing.
-        if matches!(event.kind, EventKind::Access(notify::event::AccessKind::Open(_)) | EventKind::Access(notify::event::AccessKind::Read)) {
+        if matches!(
+            event.kind,
+            EventKind::Access(notify::event::AccessKind::Open(_))
+                | EventKind::Access(notify::event::AccessKind::Read)
+        ) {
             return;
         }
         let now = Instant::now();

@@ -1,6 +1,7 @@
 //! The HTTP API: thin warp routes over the services. Every error leaves in
 //! the one shape defined in [`error`].
 
+mod agents;
 mod embeddings;
 mod error;
 mod memory;
@@ -20,7 +21,7 @@ use warp::{Filter, Reply};
 
 pub use error::ApiError;
 
-use crate::agents::AgentRegistry;
+use crate::agents::{AgentRegistry, Deployments};
 use crate::embed::{EmbedError, EmbeddingEngine};
 use crate::memory::Memory;
 use crate::messaging::Messenger;
@@ -30,6 +31,10 @@ use crate::messaging::Messenger;
 pub struct ApiState {
     pub registry: Arc<AgentRegistry>,
     pub messenger: Arc<Messenger>,
+    /// Where API deployments are kept (None: the API cannot deploy).
+    pub deployments: Option<Arc<Deployments>>,
+    /// Agents defined by files here are changed through the files.
+    pub agents_dir: std::path::PathBuf,
     /// The embedding engine, or why there is none (disabled, model missing).
     pub embeddings: Result<Arc<EmbeddingEngine>, EmbedError>,
     pub memory: Option<Arc<Memory>>,
@@ -72,6 +77,56 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(with_state.clone())
         .then(|agent: String, body: Bytes, state: ApiState| async move {
             respond(messages::send_to_agent(&state, &agent, &body).await)
+        });
+    let list_agents = warp::path!("api" / "v1" / "agents")
+        .and(warp::get())
+        .and(warp::query::<agents::ListQuery>())
+        .and(with_state.clone())
+        .map(
+            |query: agents::ListQuery, state: ApiState| match agents::list(&state, &query) {
+                Ok((body, total, page_size)) => {
+                    let mut response = warp::reply::json(&body).into_response();
+                    let headers = response.headers_mut();
+                    headers.insert("x-total-count", total.into());
+                    headers.insert("x-page-size", page_size.into());
+                    response
+                }
+                Err(error) => error.into_response(),
+            },
+        );
+    let deploy_agent = warp::path!("api" / "v1" / "agents")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(state.max_import_size))
+        .and(warp::body::bytes())
+        .and(with_state.clone())
+        .then(|body: Bytes, state: ApiState| async move {
+            respond(agents::deploy(&state, &body, None).await)
+        });
+    let validate_agent = warp::path!("api" / "v1" / "agents" / "validate")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(state.max_request_size))
+        .and(warp::body::bytes())
+        .and(with_state.clone())
+        .then(|body: Bytes, state: ApiState| async move {
+            respond(agents::validate(&state, &body).await)
+        });
+    let show_agent = warp::path!("api" / "v1" / "agents" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|name: String, state: ApiState| respond(agents::show(&state, &name)));
+    let replace_agent = warp::path!("api" / "v1" / "agents" / String)
+        .and(warp::put())
+        .and(warp::body::content_length_limit(state.max_import_size))
+        .and(warp::body::bytes())
+        .and(with_state.clone())
+        .then(|name: String, body: Bytes, state: ApiState| async move {
+            respond(agents::deploy(&state, &body, Some(&name)).await)
+        });
+    let remove_agent = warp::path!("api" / "v1" / "agents" / String)
+        .and(warp::delete())
+        .and(with_state.clone())
+        .then(|name: String, state: ApiState| async move {
+            respond(agents::remove(&state, &name).await)
         });
     let send_message = warp::path!("api" / "v1" / "messages")
         .and(warp::post())
@@ -192,6 +247,12 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
     let routes: Vec<BoxedFilter<(Response,)>> = vec![
         health.boxed(),
         send_to_agent.boxed(),
+        list_agents.boxed(),
+        deploy_agent.boxed(),
+        validate_agent.boxed(),
+        show_agent.boxed(),
+        replace_agent.boxed(),
+        remove_agent.boxed(),
         send_message.boxed(),
         conversation.boxed(),
         thread.boxed(),

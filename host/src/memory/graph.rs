@@ -814,6 +814,18 @@ impl Memory {
         Ok(out)
     }
 
+    /// Entities in agent `owner`'s own scope.
+    pub async fn owned_entities(&self, owner: &str) -> Result<u64, MemoryError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT count(*) FROM entities WHERE scope = 'agent' AND owner = ?1",
+                [owner],
+            )
+            .await?;
+        Ok(rows.next().await?.map_or(Ok(0), |r| r.get::<i64>(0))? as u64)
+    }
+
     pub async fn stats(&self) -> Result<Stats, MemoryError> {
         let conn = self.db.reader().await?;
         let mut rows = conn

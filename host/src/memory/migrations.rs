@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_conversations.sql",
         include_str!("../../../migrations/0002_conversations.sql"),
     ),
+    (
+        3,
+        "0003_deployments.sql",
+        include_str!("../../../migrations/0003_deployments.sql"),
+    ),
 ];
 
 /// Brings the schema up to date; returns how many migrations ran.

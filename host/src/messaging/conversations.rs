@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::memory::{Memory, MemoryError};
+use crate::memory::{Memory, MemoryError, now_ms};
 use crate::runtime::Message;
 
 use super::message::PerformativeName;
@@ -36,12 +36,6 @@ pub struct ConversationView {
 
 pub struct Conversations {
     memory: Arc<Memory>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Conversations {
