@@ -333,3 +333,134 @@ async fn validation_reports_every_problem_with_its_place() {
         reply.body
     );
 }
+
+fn caxton(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(args)
+        .env_remove("CAXTON_TOKEN")
+        .env_remove("CAXTON_SERVER")
+        .output()
+        .expect("running caxton")
+}
+
+#[test]
+fn agents_validate_works_offline_and_locates_problems() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/manifests");
+    let broken = caxton(&[
+        "agents",
+        "validate",
+        fixtures.join("several-problems.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(broken.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("several-problems.toml: line "), "{stderr}");
+
+    // A real manifest with its real component, compiled and checked.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("ok.toml");
+    std::fs::write(
+        &manifest,
+        support::manifest(
+            "ok-agent",
+            "echo",
+            "capabilities = [\"echo\"]\ngrants = [\"log\"]",
+        ),
+    )
+    .unwrap();
+    let ok = caxton(&["agents", "validate", manifest.to_str().unwrap()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // The relay component imports messaging, which this manifest does not grant.
+    std::fs::write(
+        &manifest,
+        support::manifest(
+            "ok-agent",
+            "relay",
+            "capabilities = [\"echo\"]\ngrants = [\"log\"]",
+        ),
+    )
+    .unwrap();
+    let refused = caxton(&["agents", "validate", manifest.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("messaging"));
+}
+
+#[tokio::test]
+async fn the_cli_deploys_sends_and_reads_conversations() {
+    let server = Server::start(&AgentsDir::with_examples());
+    let data_dir = server.data_dir.to_str().unwrap().to_owned();
+    let common = [
+        "--server",
+        server.base.as_str(),
+        "--data-dir",
+        data_dir.as_str(),
+    ];
+    let run = |args: &[&str]| caxton(&[args, &common[..]].concat());
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("shouter.toml");
+    std::fs::write(
+        &manifest,
+        support::manifest(
+            "shouter",
+            "echo",
+            "capabilities = [\"shout\"]\ngrants = [\"log\"]",
+        ),
+    )
+    .unwrap();
+    let deployed = run(&["agents", "deploy", manifest.to_str().unwrap()]);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&deployed.stdout).contains("deployed shouter 0.1.0"));
+
+    let listed = run(&["agents", "list", "--capability", "shout"]);
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("shouter") && !table.contains("analyst"),
+        "{table}"
+    );
+    let status = run(&["agents", "status", "shouter"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("shouter 0.1.0 running"));
+
+    let sent = run(&[
+        "send",
+        "--capability",
+        "shout",
+        "--content",
+        "{\"hey\": 1}",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&sent.stdout).unwrap();
+    assert_eq!(answer["reply"]["content"], json!({"hey": 1}));
+    let conversation = answer["conversation_id"].as_str().unwrap();
+    let thread = run(&["conversations", "show", conversation]);
+    let text = String::from_utf8_lossy(&thread.stdout);
+    assert!(
+        text.contains("client → shouter") && text.contains("shouter → client"),
+        "{text}"
+    );
+
+    let summary = run(&["agents", "performance-summary", "--show-slowest", "2"]);
+    assert!(String::from_utf8_lossy(&summary.stdout).starts_with("AGENT"));
+    let health = run(&["health"]);
+    assert!(String::from_utf8_lossy(&health.stdout).starts_with("ok"));
+    let removed = run(&["agents", "remove", "shouter"]);
+    assert!(removed.status.success());
+    let missing = run(&["agents", "show", "shouter"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("agent_not_found"));
+}

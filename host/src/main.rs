@@ -39,6 +39,11 @@ fn main() -> std::process::ExitCode {
         Command::Config(command) => command.run(),
         Command::Embed(args) => args.run(),
         Command::Memory(command) => block_on(command.run()),
+        Command::Agents(command) => block_on(command.run()),
+        Command::Send(args) => block_on(args.run()),
+        Command::Conversations(command) => block_on(command.run()),
+        Command::System(command) => block_on(command.run()),
+        Command::Health(server) => block_on(caxton::cli::health(&server)),
         Command::Auth(caxton::cli::AuthCommand::Token(args)) => args.run(),
         Command::Benchmark(caxton::cli::BenchmarkCommand::Memory(args)) => block_on(args.run()),
         Command::Storage(caxton::cli::StorageCommand::Maintenance(args)) => {

@@ -92,6 +92,16 @@ impl ApiClient {
         self.json(path, response).await
     }
 
+    pub async fn put_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let response = self.send(self.http.put(self.url(path)).json(body)).await?;
+        self.json(path, response).await
+    }
+
+    pub async fn delete_json(&self, path: &str) -> Result<Value, ClientError> {
+        let response = self.send(self.http.delete(self.url(path))).await?;
+        self.json(path, response).await
+    }
+
     pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
         let response = self.send(self.http.post(self.url(path)).body(body)).await?;
         self.json(path, response).await

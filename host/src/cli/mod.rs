@@ -1,12 +1,16 @@
 //! The `caxton` command line.
 
+mod agents;
 pub mod client;
 mod config;
 mod memory;
 mod output;
+mod remote;
 
+pub use agents::AgentsCommand;
 pub use config::ConfigCommand;
 pub use memory::MemoryCommand;
+pub use remote::{ConversationsCommand, SendArgs, SystemCommand, health};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +42,19 @@ pub enum Command {
     /// The API token.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// The agents of a running server; `validate` works offline.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Send one message (by capability or to an agent) and print the reply.
+    Send(SendArgs),
+    /// Conversations recorded by a running server.
+    #[command(subcommand)]
+    Conversations(ConversationsCommand),
+    /// Resource use of a running server.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Is the server up? Exits 0 when healthy, 3 when no server answers.
+    Health(client::ServerArgs),
     /// The knowledge graph of a running server.
     #[command(subcommand)]
     Memory(MemoryCommand),

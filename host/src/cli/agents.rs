@@ -1,0 +1,329 @@
+//! `caxton agents ...`: the agents of a running server, and offline
+//! validation of a manifest with its component.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::client::{ApiClient, ServerArgs};
+use super::output;
+use crate::agents::{Manifest, PluginKind};
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Deployed agents, filtered by capability or status.
+    List {
+        #[arg(long)]
+        capability: Option<String>,
+        /// `running` or `degraded`.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Everything about one agent: manifest facts, status, queue, counters.
+    Show {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// One line: running or degraded (and why). Exits 1 when degraded.
+    Status {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Deploy (or with --replace, replace) an agent from its manifest; the
+    /// component is the manifest's `component` unless --component is given.
+    Deploy {
+        manifest: PathBuf,
+        #[arg(long)]
+        component: Option<PathBuf>,
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove an agent deployed through the API.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Check a manifest and its component without a server: every problem
+    /// with its line and column. Exits 1 when there are problems.
+    Validate { manifest: PathBuf },
+    /// Agents by mean handling time, slowest first.
+    PerformanceSummary {
+        #[arg(long, default_value_t = 10)]
+        show_slowest: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+impl AgentsCommand {
+    pub async fn run(&self) -> anyhow::Result<()> {
+        match self {
+            AgentsCommand::List {
+                capability,
+                status,
+                server,
+            } => {
+                let mut query = String::from("/api/v1/agents?page_size=500");
+                if let Some(capability) = capability {
+                    query.push_str(&format!("&capability={capability}"));
+                }
+                if let Some(status) = status {
+                    query.push_str(&format!("&status={status}"));
+                }
+                let listed = ApiClient::new(server).get_json(&query).await?;
+                output::print(server.output, &listed, |listed| {
+                    let rows: Vec<Vec<String>> = listed["agents"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| {
+                            vec![
+                                output::plain(&a["name"]),
+                                output::plain(&a["version"]),
+                                output::plain(&a["status"]),
+                                capabilities(&a["capabilities"]),
+                            ]
+                        })
+                        .collect();
+                    output::table(&["NAME", "VERSION", "STATUS", "CAPABILITIES"], &rows);
+                });
+            }
+            AgentsCommand::Show { name, server } => {
+                let shown = ApiClient::new(server)
+                    .get_json(&format!("/api/v1/agents/{name}"))
+                    .await?;
+                output::print(server.output, &shown, output::fields);
+            }
+            AgentsCommand::Status { name, server } => {
+                let shown = ApiClient::new(server)
+                    .get_json(&format!("/api/v1/agents/{name}"))
+                    .await?;
+                output::print(server.output, &shown, |shown| {
+                    match shown["reload_error"].as_str() {
+                        Some(error) => println!(
+                            "{name} {} {}: last change refused: {error}",
+                            output::plain(&shown["version"]),
+                            output::plain(&shown["status"])
+                        ),
+                        None => println!(
+                            "{name} {} {}",
+                            output::plain(&shown["version"]),
+                            output::plain(&shown["status"])
+                        ),
+                    }
+                });
+                if shown["status"] == "degraded" {
+                    anyhow::bail!("{name} is degraded");
+                }
+            }
+            AgentsCommand::Deploy {
+                manifest,
+                component,
+                replace,
+                server,
+            } => deploy(manifest, component.as_deref(), *replace, server).await?,
+            AgentsCommand::Remove { name, server } => {
+                let client = ApiClient::new(server);
+                let removed = client
+                    .delete_json(&format!("/api/v1/agents/{name}"))
+                    .await?;
+                output::print(server.output, &removed, |_| println!("removed {name}"));
+            }
+            AgentsCommand::Validate { manifest } => validate(manifest)?,
+            AgentsCommand::PerformanceSummary {
+                show_slowest,
+                server,
+            } => performance_summary(*show_slowest, server).await?,
+        }
+        Ok(())
+    }
+}
+
+fn capabilities(list: &Value) -> String {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn deploy(
+    path: &Path,
+    component: Option<&Path>,
+    replace: bool,
+    server: &ServerArgs,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let component = match component {
+        Some(component) => component.to_owned(),
+        None => {
+            let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {}",
+                    path.display(),
+                    crate::toml_check::Problem::from_toml(&text, &e)
+                )
+            })?;
+            let named = table
+                .get("component")
+                .and_then(|c| c.as_str())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} names no component; pass --component FILE",
+                        path.display()
+                    )
+                })?;
+            path.parent().unwrap_or(Path::new(".")).join(named)
+        }
+    };
+    let bytes = std::fs::read(&component)
+        .map_err(|e| anyhow::anyhow!("cannot read the component {}: {e}", component.display()))?;
+    eprintln!(
+        "uploading {} ({:.0} KB)…",
+        component.display(),
+        bytes.len() as f64 / 1024.0
+    );
+    let body = json!({
+        "manifest": text,
+        "component": base64::engine::general_purpose::STANDARD.encode(&bytes),
+    });
+    let client = ApiClient::new(server);
+    let deployed = if replace {
+        let name = toml::from_str::<toml::Table>(&text)?
+            .get("name")
+            .and_then(|n| n.as_str().map(str::to_owned))
+            .ok_or_else(|| anyhow::anyhow!("{} has no name", path.display()))?;
+        client
+            .put_json(&format!("/api/v1/agents/{name}"), &body)
+            .await?
+    } else {
+        client.post_json("/api/v1/agents", &body).await?
+    };
+    output::print(server.output, &deployed, |deployed| {
+        println!(
+            "deployed {} {}",
+            output::plain(&deployed["agent"]["name"]),
+            output::plain(&deployed["agent"]["version"])
+        );
+        for warning in deployed["warnings"].as_array().into_iter().flatten() {
+            println!("warning: {}", output::plain(&warning["message"]));
+        }
+    });
+    Ok(())
+}
+
+/// Parses the manifest, then compiles its component and checks its world
+/// and imports against the grants, as the server would at deployment.
+fn validate(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut report = Manifest::parse_report(&text, path);
+    if let Some(manifest) = &report.manifest {
+        if !manifest.component.exists() {
+            report.problems.push(crate::toml_check::Problem::at(
+                &text,
+                &["component"],
+                format!("{} does not exist; build the plugin or fix the path (relative to the manifest)", manifest.component.display()),
+            ));
+        } else if let Err(error) = compile_check(manifest) {
+            report
+                .problems
+                .push(crate::toml_check::Problem::at(&text, &["component"], error));
+        }
+    }
+    for warning in &report.warnings {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
+    for problem in &report.problems {
+        eprintln!("{}: {problem}", path.display());
+    }
+    if !report.problems.is_empty() {
+        anyhow::bail!("{} problem(s) in {}", report.problems.len(), path.display());
+    }
+    println!("{}: ok", path.display());
+    Ok(())
+}
+
+fn compile_check(manifest: &Manifest) -> Result<(), String> {
+    let cache = tempfile_dir().map_err(|e| e.to_string())?;
+    let settings = crate::config::WasmRuntimeConfig {
+        pool_size: 1,
+        ..Default::default()
+    };
+    let runtime =
+        crate::runtime::Runtime::new(&settings, cache.clone()).map_err(|e| e.to_string())?;
+    let spec = crate::runtime::PluginSpec {
+        name: &manifest.name,
+        component: &manifest.component,
+        grants: &manifest.grants,
+        limits: runtime.default_limits(),
+    };
+    let checked = match manifest.kind {
+        PluginKind::Agent => runtime.load_agent(&spec).map(|_| ()),
+        PluginKind::Tool => runtime.load_tool(&spec).map(|_| ()),
+    };
+    let _ = std::fs::remove_dir_all(&cache);
+    checked.map_err(|e| e.to_string())
+}
+
+/// A scratch component cache for one validation.
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("caxton-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn performance_summary(slowest: usize, server: &ServerArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(server);
+    let listed = client.get_json("/api/v1/agents?page_size=500").await?;
+    let mut rows = Vec::new();
+    for agent in listed["agents"].as_array().into_iter().flatten() {
+        let name = output::plain(&agent["name"]);
+        let shown = client.get_json(&format!("/api/v1/agents/{name}")).await?;
+        rows.push(json!({
+            "name": name,
+            "messages": shown["counters"]["messages"],
+            "failures": shown["counters"]["failures"],
+            "mean_wall_time_us": shown["counters"]["mean_wall_time_us"],
+            "queued": shown["queue"]["queued"],
+        }));
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r["mean_wall_time_us"].as_u64().unwrap_or(0)));
+    rows.truncate(slowest);
+    let summary = json!({ "slowest": rows });
+    output::print(server.output, &summary, |summary| {
+        let rows: Vec<Vec<String>> = summary["slowest"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                vec![
+                    output::plain(&r["name"]),
+                    format!(
+                        "{:.2}",
+                        r["mean_wall_time_us"].as_f64().unwrap_or(0.0) / 1000.0
+                    ),
+                    output::plain(&r["messages"]),
+                    output::plain(&r["failures"]),
+                    output::plain(&r["queued"]),
+                ]
+            })
+            .collect();
+        output::table(
+            &["AGENT", "MEAN_MS", "MESSAGES", "FAILURES", "QUEUED"],
+            &rows,
+        );
+    });
+    Ok(())
+}
