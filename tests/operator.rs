@@ -477,3 +477,22 @@ fn config_init_show_and_validate_work_together() {
     assert!(stderr.contains("line 2, column 1"), "{stderr}");
     assert!(stderr.contains("did you mean `pool_size`?"), "{stderr}");
 }
+
+#[tokio::test]
+async fn readiness_needs_no_token_and_bad_queries_are_400() {
+    let server = Server::start(&AgentsDir::new());
+    let ready = reqwest::get(server.url("/api/v1/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["embeddings"], "disabled");
+    let health = server.get_json("/api/v1/health").await;
+    assert!(health["resident_memory_bytes"].as_u64().unwrap() > 1_000_000);
+    for path in [
+        "/api/v1/agents?foo=1",
+        "/api/v1/agents?page=abc",
+        "/api/v1/memory/export?embeddings=maybe",
+    ] {
+        let reply = Reply::read(server.client().get(server.url(path)).send().await.unwrap()).await;
+        assert_eq!((reply.status, reply.code()), (400, "bad_request"), "{path}");
+    }
+}

@@ -46,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Health(server) => block_on(caxton::cli::health(&server)),
         Command::Auth(caxton::cli::AuthCommand::Token(args)) => args.run(),
         Command::Benchmark(caxton::cli::BenchmarkCommand::Memory(args)) => block_on(args.run()),
+        Command::Benchmark(caxton::cli::BenchmarkCommand::Agents(args)) => block_on(args.run()),
         Command::Storage(caxton::cli::StorageCommand::Maintenance(args)) => {
             block_on(args.maintenance())
         }

@@ -195,6 +195,11 @@ impl Metrics {
     }
 }
 
+/// Resident set size of this process, where the platform tells.
+pub fn resident_memory_bytes() -> Option<u64> {
+    process::rss_bytes()
+}
+
 /// The process's own resource use, read from `/proc/self` (Linux; other
 /// systems report nothing rather than something wrong).
 mod process {

@@ -1,7 +1,6 @@
 //! `/api/v1/agents`: list, inspect, deploy, replace, remove and validate
 //! agents and tools while the server runs.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use base64::Engine;
@@ -321,11 +320,17 @@ pub async fn remove(state: &ApiState, name: &str) -> Result<(StatusCode, Value),
 /// `POST /api/v1/agents/validate`: the manifest (JSON `{"manifest"}` or
 /// raw TOML) checked as a deployment would, without deploying.
 pub async fn validate(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
-    let text = match serde_json::from_slice::<HashMap<String, String>>(body) {
-        Ok(mut fields) => fields.remove("manifest").ok_or_else(|| {
-            ApiError::bad_request("send {\"manifest\": \"<TOML text>\"} or the TOML itself")
-        })?,
-        Err(_) => String::from_utf8(body.to_vec())
+    let text = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => match fields.get("manifest") {
+            Some(Value::String(text)) => text.clone(),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "send {\"manifest\": \"<TOML text>\"} or the TOML itself",
+                ));
+            }
+        },
+        // Not a JSON object: the body is the TOML text.
+        _ => String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::bad_request("the manifest must be UTF-8 text"))?,
     };
     let mut report =

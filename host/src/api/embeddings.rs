@@ -95,6 +95,11 @@ fn from_embed(error: &EmbedError) -> ApiError {
         EmbedError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "embeddings_busy"),
         EmbedError::Disabled => (StatusCode::SERVICE_UNAVAILABLE, "embeddings_disabled"),
         EmbedError::Tokenize(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        // The model is not there to use: a host condition, not a fault.
+        EmbedError::UnknownModel(_)
+        | EmbedError::MissingFile { .. }
+        | EmbedError::Checksum { .. }
+        | EmbedError::Model { .. } => (StatusCode::SERVICE_UNAVAILABLE, "embeddings_unavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "embeddings_failed"),
     };
     let mut api = ApiError::new(status, code, error.to_string());

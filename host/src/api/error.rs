@@ -1,6 +1,6 @@
 //! The one error shape of the HTTP API:
-//! `{"error": {"code", "message", "details"}}`, with a fitting status and,
-//! for backpressure, a `Retry-After` header.
+//! `{"error": {"code", "message", "details", "request_id"}}`, with a fitting
+//! status and, for backpressure, a `Retry-After` header.
 
 use std::convert::Infallible;
 
@@ -117,7 +117,9 @@ impl Reply for ApiError {
 /// Turns warp's own rejections (no route, wrong method, body too large...)
 /// into the same error shape.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    use warp::reject::{LengthRequired, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType};
+    use warp::reject::{
+        InvalidQuery, LengthRequired, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType,
+    };
 
     let error = if rejection.is_not_found() {
         ApiError::new(
@@ -136,6 +138,12 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             StatusCode::LENGTH_REQUIRED,
             "length_required",
             "send a Content-Length header with the body",
+        )
+    } else if rejection.find::<InvalidQuery>().is_some() {
+        // Checked before the method: warp also reports the other routes
+        // of the path as "wrong method" when the query is what failed.
+        ApiError::bad_request(
+            "invalid query string: unknown parameter or a value of the wrong type; see /api/v1/openapi.json",
         )
     } else if rejection.find::<MethodNotAllowed>().is_some() {
         ApiError::new(

@@ -26,6 +26,40 @@ use crate::embed::{EmbedError, EmbeddingEngine};
 use crate::memory::Memory;
 use crate::messaging::Messenger;
 
+/// Every route of the API as (method, path template), with `{name}` and
+/// `{id}` standing for path segments. A new route must be added here and
+/// to `openapi.json` beside this file: `tests/openapi.rs` checks that the
+/// two list the same routes and that each one answers on a live server.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/ready"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/agents"),
+    ("POST", "/api/v1/agents"),
+    ("POST", "/api/v1/agents/validate"),
+    ("GET", "/api/v1/agents/{name}"),
+    ("PUT", "/api/v1/agents/{name}"),
+    ("DELETE", "/api/v1/agents/{name}"),
+    ("POST", "/api/v1/agents/{name}/messages"),
+    ("POST", "/api/v1/messages"),
+    ("GET", "/api/v1/conversations/{id}"),
+    ("GET", "/api/v1/conversations/{id}/messages"),
+    ("POST", "/api/v1/embeddings"),
+    ("POST", "/api/v1/memory/entities"),
+    ("POST", "/api/v1/memory/observations"),
+    ("POST", "/api/v1/memory/relations"),
+    ("POST", "/api/v1/memory/search"),
+    ("GET", "/api/v1/memory/entities/{name}"),
+    ("DELETE", "/api/v1/memory/entities/{name}"),
+    ("GET", "/api/v1/memory/graph/{name}"),
+    ("GET", "/api/v1/memory/stats"),
+    ("GET", "/api/v1/memory/export"),
+    ("POST", "/api/v1/memory/import"),
+];
+
+/// The OpenAPI document of [`ROUTES`], served at `GET /api/v1/openapi.json`.
+const OPENAPI: &str = include_str!("openapi.json");
+
 /// What the routes need: the services, shared.
 #[derive(Clone)]
 pub struct ApiState {
@@ -69,6 +103,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::get())
         .and(with_state.clone())
         .map(health);
+    let ready = warp::path!("api" / "v1" / "ready")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(ready);
 
     let send_to_agent = warp::path!("api" / "v1" / "agents" / String / "messages")
         .and(warp::post())
@@ -149,6 +187,12 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             .then(|id: String, state: ApiState| async move {
                 respond(messages::thread(&state, &id).await)
             });
+
+    let openapi = warp::path!("api" / "v1" / "openapi.json")
+        .and(warp::get())
+        .map(|| {
+            warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response()
+        });
 
     let body = warp::body::content_length_limit(state.max_request_size).and(warp::body::bytes());
     let memory_post = |route: &'static str| {
@@ -246,6 +290,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
     // nested future types shallow enough for the compiler.
     let routes: Vec<BoxedFilter<(Response,)>> = vec![
         health.boxed(),
+        ready.boxed(),
+        openapi.boxed(),
         send_to_agent.boxed(),
         list_agents.boxed(),
         deploy_agent.boxed(),
@@ -304,6 +350,26 @@ pub async fn sample_gauges(state: &ApiState) {
     }
 }
 
+/// Ready once the embedding model is loaded (or semantic search is off):
+/// what a load balancer or supervisor should wait for after a start.
+fn ready(state: ApiState) -> Response {
+    let embeddings = match &state.embeddings {
+        Ok(engine) if engine.load_time().is_none() => {
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "loading",
+                "the embedding model is still loading",
+            );
+            error.retry_after_secs = Some(1);
+            return error.into_response();
+        }
+        Ok(_) => "ready",
+        Err(EmbedError::Disabled) => "disabled",
+        Err(_) => "unavailable",
+    };
+    warp::reply::json(&json!({ "ready": true, "embeddings": embeddings })).into_response()
+}
+
 /// The route a path belongs to, with names replaced by `:placeholders`:
 /// bounded label values for metrics, whatever paths clients send.
 pub fn route_template(path: &str) -> String {
@@ -321,7 +387,11 @@ pub fn route_template(path: &str) -> String {
     let mut depth = 0;
     while let Some(segment) = segments.next() {
         depth += 1;
-        if depth > 4 || !segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        if depth > 4
+            || !segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
+        {
             return "other".into();
         }
         template.push('/');
@@ -354,6 +424,7 @@ fn health(state: ApiState) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "agents": state.registry.agent_count(),
+        "resident_memory_bytes": crate::metrics::resident_memory_bytes(),
         "embeddings": match &state.embeddings {
             Ok(engine) if engine.load_time().is_some() => "ready",
             Ok(_) => "loading",

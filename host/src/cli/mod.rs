@@ -150,9 +150,50 @@ impl StorageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchmarkCommand {
+    /// Agents: messages/s and latency through HTTP by capability for 1, 10
+    /// and 50 echo agents at concurrency 16 and 64, beside direct sends;
+    /// hot-reload latency.
+    Agents(AgentsBenchArgs),
     /// Memory: insert rate with embedding, search latency and recall@10 at
     /// each size beside an exact scan, index RAM, disk per observation.
     Memory(MemoryBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AgentsBenchArgs {
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50")]
+    pub agents: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "16,64")]
+    pub concurrency: Vec<usize>,
+    /// Messages per measurement.
+    #[arg(long, default_value_t = 5000)]
+    pub messages: usize,
+    /// Manifest rewrites timed for the hot-reload distribution.
+    #[arg(long, default_value_t = 50)]
+    pub reloads: usize,
+    /// Write the JSON results here (also printed).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+impl AgentsBenchArgs {
+    pub async fn run(&self) -> anyhow::Result<()> {
+        let benchmark = crate::benchmark::AgentsBenchmark {
+            agent_counts: self.agents.clone(),
+            concurrencies: self.concurrency.clone(),
+            messages: self.messages.max(100),
+            reloads: self.reloads.max(5),
+            work_dir: std::env::temp_dir()
+                .join(format!("caxton-bench-agents-{}", std::process::id())),
+        };
+        let results = benchmark.run().await?;
+        let text = serde_json::to_string_pretty(&results)?;
+        if let Some(path) = &self.output {
+            std::fs::write(path, &text)?;
+        }
+        println!("{text}");
+        Ok(())
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,11 +1,12 @@
-//! `caxton benchmark ...`: end-to-end measurements on this machine, each
-//! beside a baseline measured in the same run.
+//! `caxton benchmark memory`: insert rate, search latency and recall of
+//! the knowledge graph beside an exact scan, at growing sizes.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use super::percentiles;
 use crate::config::{EmbeddingConfig, SqliteConfig};
 use crate::embed::EmbeddingEngine;
 use crate::memory::{Caller, EntityKey, ExportLine, Memory, ObservationLine, Scope, SearchOptions};
@@ -60,13 +61,6 @@ fn clustered(random: &mut Random, centers: &[Vec<f32>], spread: f32) -> Vec<f32>
     let center = &centers[random.below(centers.len())];
     let scale = spread / (center.len() as f32).sqrt();
     normalized(center.iter().map(|c| c + random.normal() * scale).collect())
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> Value {
-    samples.sort();
-    let at =
-        |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
-    json!({"median_ms": at(0.5), "p99_ms": at(0.99), "n": samples.len()})
 }
 
 const WORDS: [&str; 16] = [
