@@ -127,7 +127,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let messenger = Messenger::new(
         registry.clone(),
-        Some(Conversations::new(memory.clone())),
+        Some(Conversations::start(memory.clone())),
         config.agents.clone(),
     );
     let expiry = tokio::spawn(expire_conversations(

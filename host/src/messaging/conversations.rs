@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::memory::{Memory, MemoryError, now_ms};
 use crate::runtime::Message;
@@ -34,61 +35,85 @@ pub struct ConversationView {
     pub last_activity: i64,
 }
 
+/// Messages waiting to be written, at most: past this, recording waits
+/// (backpressure) instead of growing memory.
+const PENDING: usize = 4096;
+/// Messages written per transaction at most.
+const BATCH: usize = 256;
+
+struct Pending {
+    /// `None` for a flush marker: nothing to write, only to acknowledge.
+    record: Option<(String, Message)>,
+    written: Option<oneshot::Sender<Result<(), String>>>,
+}
+
 pub struct Conversations {
     memory: Arc<Memory>,
+    writes: mpsc::Sender<Pending>,
 }
 
 impl Conversations {
-    pub fn new(memory: Arc<Memory>) -> Self {
-        Self { memory }
+    /// Starts the writer task. Messages are written in batches, one
+    /// transaction each (group commit): one writer lock and one commit for
+    /// many messages instead of one each, which was the ceiling on
+    /// messages per second.
+    pub fn start(memory: Arc<Memory>) -> Self {
+        let (writes, mut pending) = mpsc::channel::<Pending>(PENDING);
+        let writer = memory.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while pending.recv_many(&mut batch, BATCH).await > 0 {
+                let outcome = write_batch(&writer, &batch).await;
+                if let Err(error) = &outcome {
+                    tracing::error!(%error, messages = batch.len(), "recording messages failed");
+                }
+                for item in batch.drain(..) {
+                    if let Some(written) = item.written {
+                        let _ =
+                            written.send(outcome.as_ref().map(|_| ()).map_err(ToString::to_string));
+                    }
+                }
+            }
+        });
+        Self { memory, writes }
     }
 
-    /// Appends `message` to conversation `id` (creating or reopening it)
-    /// and adds its sender and receiver as participants, in one transaction.
-    pub async fn record(&self, id: &str, message: &Message) -> Result<(), MemoryError> {
-        let now = now_ms();
-        let writer = self.memory.db().writer().await;
-        let tx = writer.transaction().await?;
-        tx.execute(
-            "INSERT INTO conversations (id, status, created_at, last_activity)
-             VALUES (?1, 'active', ?2, ?2)
-             ON CONFLICT (id) DO UPDATE SET last_activity = ?2, status = 'active'",
-            libsql::params![id, now],
-        )
-        .await?;
-        for agent in [Some(&message.sender), message.receiver.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            tx.execute(
-                "INSERT INTO conversation_participants (conversation_id, agent)
-                 VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                libsql::params![id, agent.as_str()],
-            )
-            .await?;
+    /// Appends `message` to conversation `id` (creating or reopening it,
+    /// adding its sender and receiver as participants) and waits until it
+    /// is committed, with every message queued before it.
+    pub async fn record(&self, id: &str, message: &Message) -> Result<(), String> {
+        self.send(Some((id.to_owned(), message.clone())), true)
+            .await
+    }
+
+    /// Queues `message` without waiting for the commit; a later
+    /// [`Self::record`] or [`Self::flush`] returns only once it is written.
+    pub async fn record_later(&self, id: &str, message: &Message) -> Result<(), String> {
+        self.send(Some((id.to_owned(), message.clone())), false)
+            .await
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) -> Result<(), String> {
+        self.send(None, true).await
+    }
+
+    async fn send(&self, record: Option<(String, Message)>, wait: bool) -> Result<(), String> {
+        let stopped = || "the conversation writer stopped".to_owned();
+        let (written, done) = if wait {
+            let (sender, receiver) = oneshot::channel();
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        self.writes
+            .send(Pending { record, written })
+            .await
+            .map_err(|_| stopped())?;
+        match done {
+            Some(done) => done.await.map_err(|_| stopped())?,
+            None => Ok(()),
         }
-        let performative = serde_json::to_value(PerformativeName::from(message.performative))
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        tx.execute(
-            "INSERT INTO conversation_messages
-                 (conversation_id, message_id, performative, sender, receiver, in_reply_to, content, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            libsql::params![
-                id,
-                message.id.as_str(),
-                performative,
-                message.sender.as_str(),
-                message.receiver.clone(),
-                message.in_reply_to.clone(),
-                message.content.as_str(),
-                now
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Active conversations `agent` takes part in.
@@ -216,4 +241,58 @@ impl Conversations {
             .await?;
         Ok((closed, deleted))
     }
+}
+
+/// Writes a batch of messages in one transaction.
+async fn write_batch(memory: &Memory, batch: &[Pending]) -> Result<(), MemoryError> {
+    let records: Vec<&(String, Message)> = batch.iter().filter_map(|p| p.record.as_ref()).collect();
+    if records.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let writer = memory.db().writer().await;
+    let tx = writer.transaction().await?;
+    for (id, message) in records {
+        let id = id.as_str();
+        tx.execute(
+            "INSERT INTO conversations (id, status, created_at, last_activity)
+             VALUES (?1, 'active', ?2, ?2)
+             ON CONFLICT (id) DO UPDATE SET last_activity = ?2, status = 'active'",
+            libsql::params![id, now],
+        )
+        .await?;
+        for agent in [Some(&message.sender), message.receiver.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            tx.execute(
+                "INSERT INTO conversation_participants (conversation_id, agent)
+                 VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                libsql::params![id, agent.as_str()],
+            )
+            .await?;
+        }
+        let performative = serde_json::to_value(PerformativeName::from(message.performative))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        tx.execute(
+            "INSERT INTO conversation_messages
+                 (conversation_id, message_id, performative, sender, receiver, in_reply_to, content, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            libsql::params![
+                id,
+                message.id.as_str(),
+                performative,
+                message.sender.as_str(),
+                message.receiver.clone(),
+                message.in_reply_to.clone(),
+                message.content.as_str(),
+                now
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -292,7 +292,12 @@ impl Messenger {
     /// services that know this chain, records and returns the reply.
     async fn execute(&self, agent: &str, message: Message, context: CallContext) -> Delivery {
         let conversation = context.conversation_id.clone();
-        self.record(&conversation, &message).await;
+        // Queued now, committed with the reply below (or by the flush).
+        if let Some(conversations) = &self.conversations
+            && let Err(error) = conversations.record_later(&conversation, &message).await
+        {
+            tracing::error!(%error, conversation, "recording a message failed");
+        }
         let mut chain = context.chain.clone();
         chain.push(agent.to_owned());
         let services: Arc<dyn HostServices> = Arc::new(AgentServices {
@@ -323,6 +328,12 @@ impl Messenger {
             }
             let reply = reply.clone();
             self.record(&conversation, &reply).await;
+        } else if let Some(conversations) = &self.conversations
+            && let Err(error) = conversations.flush().await
+        {
+            // No reply: still wait for the message itself, so what the
+            // sender is told has happened is on disk.
+            tracing::error!(%error, conversation, "recording a message failed");
         }
         Delivery {
             agent: agent.to_owned(),
