@@ -148,6 +148,41 @@ async fn hot_reload_swaps_under_load_without_a_failed_request() {
     assert!(server.log().contains("reload refused"));
     eprintln!("reload latencies (file write to new version visible): {reloads:?}");
 
+    // Saving the same content again swaps nothing.
+    let reloads_before = server.log().matches("agent reloaded").count();
+    let same = std::fs::read(agents.path().join("hot.toml")).unwrap();
+    std::fs::write(agents.path().join("hot.toml"), &same).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reloads_after = server.log().matches("agent reloaded").count();
+    assert!(
+        reloads_after <= reloads_before + 1,
+        "{reloads_before} -> {reloads_after}"
+    );
+    std::fs::write(agents.path().join("hot.toml"), &same).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.log().matches("agent reloaded").count(),
+        reloads_after
+    );
+
+    // An explicit reload through the CLI.
+    let data_dir = server.data_dir.to_str().unwrap().to_owned();
+    let reloaded = caxton(&[
+        "agents",
+        "reload",
+        "hot",
+        "--server",
+        &server.base,
+        "--data-dir",
+        &data_dir,
+    ]);
+    assert!(
+        reloaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reloaded.stderr)
+    );
+    assert!(String::from_utf8_lossy(&reloaded.stdout).starts_with("reloaded hot in"));
+
     // Deleting the file removes the agent.
     std::fs::remove_file(agents.path().join("hot.toml")).unwrap();
     let view = wait_for(&server, "hot", |v| v["error"]["code"] == "agent_not_found").await;

@@ -288,3 +288,24 @@ async fn priorities_are_accepted_and_checked() {
             .contains("urgent")
     );
 }
+
+#[tokio::test]
+async fn an_agent_reads_its_manifest_parameters() {
+    let agents = AgentsDir::new().with(
+        "configured",
+        &manifest(
+            "configured",
+            "relay",
+            "capabilities = [\"relay\"]\ngrants = [\"log\", \"messaging\"]\n[parameters]\ngreeting = \"hej\"\nretries = 3\n[parameters.limits]\nmax = 1.5\n",
+        ),
+    );
+    let server = Server::start(&agents);
+    let reply = server
+        .send("configured", &json!({"content": {"show": "parameters"}}))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(
+        reply.body["reply"]["content"],
+        json!({"name": "configured", "parameters": {"greeting": "hej", "retries": 3, "limits": {"max": 1.5}}})
+    );
+}

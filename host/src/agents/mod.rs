@@ -10,4 +10,4 @@ pub use manifest::{
     Manifest, ManifestError, ManifestReport, MemorySettings, PluginKind, ResourceLimits,
 };
 pub use registry::{AgentError, AgentRegistry, DeployedAgent, DeployedTool, LoadReport, Prepared};
-pub use reload::{HotReload, OnRemoved, watch};
+pub use reload::{HotReload, OnRemoved, reload_now, watch};

@@ -579,6 +579,12 @@ impl HostServices for AgentRegistry {
         })
     }
 
+    fn parameters(&self, caller: &str) -> String {
+        self.agent(caller)
+            .and_then(|a| serde_json::to_string(&a.manifest.parameters).ok())
+            .unwrap_or_else(|| "{}".into())
+    }
+
     fn remember<'a>(
         &'a self,
         caller: &'a str,

@@ -6,12 +6,13 @@
 //! and new calls get the new one. An invalid change leaves the old version
 //! serving and is reported in the log, the metrics and the agent's status.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::manifest::Manifest;
@@ -66,6 +67,9 @@ pub fn watch(
     }
     let dir = dir.to_owned();
     let task = tokio::spawn(async move {
+        // What each manifest file and its component were when last
+        // installed: a touch or a save without changes swaps nothing.
+        let mut installed: HashMap<PathBuf, [u8; 32]> = HashMap::new();
         while let Some((first, since)) = changes.recv().await {
             let mut paths = BTreeSet::from([first]);
             // Editors write a file in several steps: wait for quiet.
@@ -79,7 +83,20 @@ pub fn watch(
                 }
             }
             for manifest in affected_manifests(&registry, &dir, &paths) {
-                reload(&registry, &manifest, since, &on_removed).await;
+                let current = fingerprint(&manifest);
+                if current.is_some()
+                    && current == installed.get(&manifest).copied()
+                    && registry.reload_error(&manifest).is_none()
+                {
+                    tracing::debug!(file = %manifest.display(), "unchanged; nothing to reload");
+                    continue;
+                }
+                if reload(&registry, &manifest, since, &on_removed).await {
+                    match current {
+                        Some(fingerprint) => installed.insert(manifest, fingerprint),
+                        None => installed.remove(&manifest),
+                    };
+                }
             }
         }
     });
@@ -107,8 +124,45 @@ fn affected_manifests(
     manifests
 }
 
-/// Reloads the plugin(s) of one manifest file.
-async fn reload(registry: &AgentRegistry, path: &Path, since: Instant, on_removed: &OnRemoved) {
+/// Reloads the plugin defined by manifest `path` now (`caxton agents
+/// reload`): the same checks and swap as a file change.
+pub async fn reload_now(
+    registry: &AgentRegistry,
+    path: &Path,
+    on_removed: &OnRemoved,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    if reload(registry, path, started, on_removed).await {
+        Ok(started.elapsed())
+    } else {
+        Err(registry
+            .reload_error(path)
+            .unwrap_or_else(|| "the reload was refused".into()))
+    }
+}
+
+/// The content of a manifest and of the component it names, hashed.
+fn fingerprint(manifest: &Path) -> Option<[u8; 32]> {
+    let text = std::fs::read(manifest).ok()?;
+    let mut hash = Sha256::new();
+    hash.update(&text);
+    let component = toml::from_str::<toml::Table>(std::str::from_utf8(&text).ok()?)
+        .ok()?
+        .get("component")?
+        .as_str()
+        .map(|c| manifest.parent().unwrap_or(Path::new(".")).join(c))?;
+    hash.update(std::fs::read(component).ok()?);
+    Some(hash.finalize().into())
+}
+
+/// Reloads the plugin(s) of one manifest file; true when the result is
+/// installed (or the plugin removed).
+async fn reload(
+    registry: &AgentRegistry,
+    path: &Path,
+    since: Instant,
+    on_removed: &OnRemoved,
+) -> bool {
     let previous = registry.deployed_from(path);
     if !path.exists() {
         for name in previous {
@@ -116,7 +170,7 @@ async fn reload(registry: &AgentRegistry, path: &Path, since: Instant, on_remove
             on_removed(&name);
         }
         registry.set_reload_error(path, None);
-        return;
+        return true;
     }
     let outcome = match Manifest::load(path) {
         Err(error) => Err(AgentError::from(error)),
@@ -153,6 +207,7 @@ async fn reload(registry: &AgentRegistry, path: &Path, since: Instant, on_remove
                 reload_ms = elapsed.as_secs_f64() * 1e3,
                 "agent reloaded"
             );
+            true
         }
         Err(error) => {
             metrics().agent_reload_errors.inc();
@@ -162,6 +217,7 @@ async fn reload(registry: &AgentRegistry, path: &Path, since: Instant, on_remove
                 "reload refused, the previous version keeps serving: {error}"
             );
             registry.set_reload_error(path, Some(error.to_string()));
+            false
         }
     }
 }

@@ -372,3 +372,36 @@ pub async fn validate(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Valu
         }),
     ))
 }
+
+/// `POST /api/v1/agents/{name}/reload`: re-read the agent's manifest file
+/// and component now, as a file change would.
+pub async fn reload(state: &ApiState, name: &str) -> Result<(StatusCode, Value), ApiError> {
+    let source = state
+        .registry
+        .agent(name)
+        .map(|a| a.source.clone())
+        .or_else(|| state.registry.tool(name).map(|t| t.source.clone()))
+        .ok_or_else(|| ApiError::from_agent(&AgentError::NotFound(name.to_owned())))?;
+    if !source.starts_with(&state.agents_dir) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "deployed_by_api",
+            format!("{name:?} was deployed through the API; PUT /api/v1/agents/{name} replaces it"),
+        ));
+    }
+    let on_removed: crate::agents::OnRemoved = {
+        let messenger = state.messenger.clone();
+        std::sync::Arc::new(move |removed: &str| messenger.remove(removed))
+    };
+    match crate::agents::reload_now(&state.registry, &source, &on_removed).await {
+        Ok(took) => Ok((
+            StatusCode::OK,
+            json!({ "reloaded": name, "reload_ms": took.as_secs_f64() * 1e3 }),
+        )),
+        Err(error) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reload_refused",
+            format!("the previous version keeps serving: {error}"),
+        )),
+    }
+}

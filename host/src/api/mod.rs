@@ -41,6 +41,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/agents/{name}"),
     ("DELETE", "/api/v1/agents/{name}"),
     ("POST", "/api/v1/agents/{name}/messages"),
+    ("POST", "/api/v1/agents/{name}/reload"),
     ("POST", "/api/v1/messages"),
     ("GET", "/api/v1/conversations/{id}"),
     ("GET", "/api/v1/conversations/{id}/messages"),
@@ -159,6 +160,12 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(with_state.clone())
         .then(|name: String, body: Bytes, state: ApiState| async move {
             respond(agents::deploy(&state, &body, Some(&name)).await)
+        });
+    let reload_agent = warp::path!("api" / "v1" / "agents" / String / "reload")
+        .and(warp::post())
+        .and(with_state.clone())
+        .then(|name: String, state: ApiState| async move {
+            respond(agents::reload(&state, &name).await)
         });
     let remove_agent = warp::path!("api" / "v1" / "agents" / String)
         .and(warp::delete())
@@ -299,6 +306,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         show_agent.boxed(),
         replace_agent.boxed(),
         remove_agent.boxed(),
+        reload_agent.boxed(),
         send_message.boxed(),
         conversation.boxed(),
         thread.boxed(),

@@ -46,6 +46,13 @@ pub enum AgentsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Re-read an agent's manifest file and component now (hot reload does
+    /// this by itself when the files change).
+    Reload {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Remove an agent deployed through the API.
     Remove {
         name: String,
@@ -137,6 +144,17 @@ impl AgentsCommand {
                     .delete_json(&format!("/api/v1/agents/{name}"))
                     .await?;
                 output::print(server.output, &removed, |_| println!("removed {name}"));
+            }
+            AgentsCommand::Reload { name, server } => {
+                let reloaded = ApiClient::new(server)
+                    .post_json(&format!("/api/v1/agents/{name}/reload"), &json!({}))
+                    .await?;
+                output::print(server.output, &reloaded, |r| {
+                    println!(
+                        "reloaded {name} in {:.1} ms",
+                        r["reload_ms"].as_f64().unwrap_or(0.0)
+                    );
+                });
             }
             AgentsCommand::Validate { manifest } => validate(manifest)?,
             AgentsCommand::PerformanceSummary {

@@ -403,6 +403,10 @@ struct AgentServices {
 }
 
 impl HostServices for AgentServices {
+    fn parameters(&self, caller: &str) -> String {
+        self.registry.parameters(caller)
+    }
+
     fn call_tool<'a>(
         &'a self,
         caller: &'a str,

@@ -13,7 +13,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::agent::caxton::agent::{log, memory, messaging, tools, types};
+use super::bindings::agent::caxton::agent::{context, log, memory, messaging, tools, types};
 use super::bindings::{Message, WitError};
 use super::limits::MemoryLimiter;
 
@@ -74,6 +74,12 @@ pub trait HostServices: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<memory::Entity>, WitError>> {
         let _ = (caller, names);
         Box::pin(async { Err(memory_unavailable()) })
+    }
+
+    /// The `[parameters]` of plugin `caller`'s manifest as JSON text.
+    fn parameters(&self, caller: &str) -> String {
+        let _ = caller;
+        "{}".into()
     }
 
     /// `messaging.send` for plugin `caller`: deliver without waiting.
@@ -250,6 +256,16 @@ impl memory::Host for HostState {
     async fn forget(&mut self, name: String) -> Result<(), WitError> {
         let (services, plugin) = (self.services.clone(), self.plugin.clone());
         services.forget(&plugin, name).await
+    }
+}
+
+impl context::Host for HostState {
+    async fn name(&mut self) -> String {
+        self.plugin.to_string()
+    }
+
+    async fn parameters(&mut self) -> String {
+        self.services.parameters(&self.plugin)
     }
 }
 

@@ -367,6 +367,7 @@ fn check_imports(
         let interface = rest.split('@').next().unwrap_or(rest);
         let allowed = match (world, interface) {
             (_, "types") => true,
+            (World::Agent, "context") => true,
             (World::Tool, "log") => true,
             (World::Tool, _) => false,
             (World::Agent, name) => granted.iter().any(|g| g == name),

@@ -5,14 +5,15 @@
 //! - `{"ask": "echo", "content": {...}}` requests agent `echo` with `content`;
 //! - `{"ask_capability": "echo", "content": {...}}` requests whoever offers it;
 //! - `{"tell": "echo", "content": {...}}` sends without waiting;
+//! - `{"show": "parameters"}` replies with its name and manifest `[parameters]`;
 //! - `{"cycle": ["relay-a", "relay-b"], "hop": 0}` forwards to
 //!   `cycle[hop % len]` with `hop + 1`, forever: the host's depth limit has
 //!   to end it.
 
 wit_bindgen::generate!({ world: "agent", path: "../../wit" });
 
-use caxton::agent::messaging;
 use caxton::agent::types::Performative;
+use caxton::agent::{context, messaging};
 use serde_json::{Value, json};
 
 struct Relay;
@@ -36,7 +37,11 @@ impl Guest for Relay {
         let request: Value = serde_json::from_str(&message.content)
             .map_err(|e| Error::InvalidInput(format!("content is not JSON: {e}")))?;
         let inner = request.get("content").cloned().unwrap_or(Value::Null);
-        let heard = if let Some(target) = request.get("ask").and_then(Value::as_str) {
+        let heard = if request.get("show").and_then(Value::as_str) == Some("parameters") {
+            let parameters: Value =
+                serde_json::from_str(&context::parameters()).unwrap_or(Value::Null);
+            json!({"name": context::name(), "parameters": parameters})
+        } else if let Some(target) = request.get("ask").and_then(Value::as_str) {
             let reply = messaging::request(&outgoing(Some(target.into()), None, &inner), 5_000)?;
             json!({"from": reply.sender, "reply": serde_json::from_str::<Value>(&reply.content).unwrap_or(Value::Null)})
         } else if let Some(capability) = request.get("ask_capability").and_then(Value::as_str) {
@@ -48,7 +53,9 @@ impl Guest for Relay {
             json!({"told": target})
         } else if let Some(cycle) = request.get("cycle").and_then(Value::as_array) {
             let hop = request.get("hop").and_then(Value::as_u64).unwrap_or(0);
-            let Some(next) = cycle.get(hop as usize % cycle.len().max(1)).and_then(Value::as_str)
+            let Some(next) = cycle
+                .get(hop as usize % cycle.len().max(1))
+                .and_then(Value::as_str)
             else {
                 return Err(Error::InvalidInput("cycle must list agent names".into()));
             };
