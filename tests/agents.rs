@@ -499,3 +499,28 @@ async fn the_cli_deploys_sends_and_reads_conversations() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("agent_not_found"));
 }
+
+#[tokio::test]
+async fn max_agents_is_enforced_for_api_deployments() {
+    let config = format!("{}[agents]\nmax_agents = 3\n", support::NO_EMBEDDINGS);
+    // echo, csv_parser and analyst fill the three places.
+    let server = Server::start_fresh(&AgentsDir::with_examples(), Some(&config));
+    let manifest =
+        "name = \"one-more\"\nversion = \"1.0.0\"\ncapabilities = [\"x\"]\ngrants = [\"log\"]\n";
+    let refused = Reply::read(
+        server
+            .client()
+            .post(server.url("/api/v1/agents"))
+            .json(&deploy_body(manifest, "echo"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "agent_limit"),
+        "{:?}",
+        refused.body
+    );
+}

@@ -50,6 +50,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let registry = AgentRegistry::new(runtime.clone(), Some(memory.clone()));
+    registry.set_max_agents(config.agents.max_agents);
     let cleanup = config
         .memory
         .cleanup

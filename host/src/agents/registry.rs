@@ -30,6 +30,10 @@ pub enum AgentError {
     Duplicate { path: PathBuf, name: String },
     #[error("no agent named {0:?} is deployed")]
     NotFound(String),
+    #[error(
+        "{path}: this host already runs {limit} agents and tools ([agents] max_agents); remove one first"
+    )]
+    Limit { path: PathBuf, limit: usize },
     #[error("cannot read agents directory {path}: {source}")]
     ReadDir {
         path: PathBuf,
@@ -82,6 +86,8 @@ pub struct AgentRegistry {
     reload_errors: RwLock<HashMap<PathBuf, String>>,
     /// Per-agent counters; they survive reloads (same name, same counters).
     stats: RwLock<HashMap<String, Arc<AgentStats>>>,
+    /// Agents and tools deployed at most.
+    max_agents: std::sync::atomic::AtomicUsize,
 }
 
 /// What an agent has done since the server started.
@@ -126,6 +132,7 @@ impl AgentRegistry {
             tools: RwLock::default(),
             reload_errors: RwLock::default(),
             stats: RwLock::default(),
+            max_agents: std::sync::atomic::AtomicUsize::new(usize::MAX),
         })
     }
 
@@ -234,9 +241,24 @@ impl AgentRegistry {
         Ok(())
     }
 
+    /// Caps how many agents and tools may be deployed (`[agents] max_agents`).
+    pub fn set_max_agents(&self, limit: usize) {
+        self.max_agents
+            .store(limit, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Compiles (or reads from cache) and checks a plugin without touching
     /// what is deployed: the first half of a hot reload.
     pub async fn prepare(&self, path: &Path, manifest: Manifest) -> Result<Prepared, AgentError> {
+        let limit = self.max_agents.load(std::sync::atomic::Ordering::Relaxed);
+        let (agents, tools) = self.counts();
+        let replacing = self.agent(&manifest.name).is_some() || self.tool(&manifest.name).is_some();
+        if !replacing && agents + tools >= limit {
+            return Err(AgentError::Limit {
+                path: path.to_owned(),
+                limit,
+            });
+        }
         if let Some(tool) = manifest.tools.iter().find(|t| self.tool(t).is_none()) {
             return Err(AgentError::UnknownTool {
                 path: path.to_owned(),

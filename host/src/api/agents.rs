@@ -177,6 +177,9 @@ fn from_deploy(error: AgentError) -> ApiError {
         AgentError::Duplicate { .. } => {
             ApiError::new(StatusCode::CONFLICT, "agent_exists", error.to_string())
         }
+        AgentError::Limit { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "agent_limit", error.to_string())
+        }
         AgentError::NotFound(_) => ApiError::from_agent(&error),
         AgentError::Manifest(_) | AgentError::Load { .. } | AgentError::UnknownTool { .. } => {
             ApiError::new(
