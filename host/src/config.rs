@@ -67,6 +67,9 @@ pub struct AgentsConfig {
     pub reload_debounce: Duration,
     /// Agents deployed at most (directory and API together).
     pub max_agents: usize,
+    /// Largest reply content an agent may return, in bytes; a bigger one
+    /// fails that call instead of flowing through the host.
+    pub max_reply_size: usize,
 }
 
 impl Default for AgentsConfig {
@@ -81,6 +84,7 @@ impl Default for AgentsConfig {
             hot_reload: true,
             reload_debounce: Duration::from_millis(10),
             max_agents: 200,
+            max_reply_size: 1024 * 1024,
         }
     }
 }

@@ -51,6 +51,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await?;
     let registry = AgentRegistry::new(runtime.clone(), Some(memory.clone()));
     registry.set_max_agents(config.agents.max_agents);
+    registry.set_max_reply_bytes(config.agents.max_reply_size);
     let cleanup = config
         .memory
         .cleanup

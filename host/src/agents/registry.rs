@@ -88,6 +88,8 @@ pub struct AgentRegistry {
     stats: RwLock<HashMap<String, Arc<AgentStats>>>,
     /// Agents and tools deployed at most.
     max_agents: std::sync::atomic::AtomicUsize,
+    /// Largest reply content accepted from an agent, in bytes.
+    max_reply_bytes: std::sync::atomic::AtomicUsize,
 }
 
 /// What an agent has done since the server started.
@@ -133,6 +135,7 @@ impl AgentRegistry {
             reload_errors: RwLock::default(),
             stats: RwLock::default(),
             max_agents: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            max_reply_bytes: std::sync::atomic::AtomicUsize::new(usize::MAX),
         })
     }
 
@@ -239,6 +242,12 @@ impl AgentRegistry {
         let prepared = self.prepare(path, manifest).await?;
         self.install(prepared);
         Ok(())
+    }
+
+    /// Caps the size of a reply's content (`[agents] max_reply_size`).
+    pub fn set_max_reply_bytes(&self, limit: usize) {
+        self.max_reply_bytes
+            .store(limit, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Caps how many agents and tools may be deployed (`[agents] max_agents`).
@@ -508,10 +517,23 @@ impl AgentRegistry {
         let deployed = self
             .agent(agent)
             .ok_or_else(|| AgentError::NotFound(agent.to_owned()))?;
-        let outcome = self
+        let mut outcome = self
             .runtime
             .call_agent(&deployed.component, message, services)
             .await;
+        // A reply bigger than the host passes on is the plugin's error: it
+        // would otherwise be copied through conversations and responses.
+        let limit = self
+            .max_reply_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if let Ok(Ok(Some(reply))) = &outcome.result
+            && reply.content.len() > limit
+        {
+            outcome.result = Ok(Err(WitError::InvalidInput(format!(
+                "reply of {} bytes is larger than [agents] max_reply_size ({limit} bytes)",
+                reply.content.len()
+            ))));
+        }
         let m = metrics();
         m.agent_response_time
             .with_label_values(&[agent])

@@ -1,7 +1,10 @@
 //! Test-only agent that misbehaves on request, to prove the host survives
 //! runaway plugins. Content `{"fault": "<kind>"}` selects the fault:
 //! `loop` (never returns), `alloc` (allocates without bound), `panic`,
-//! `recurse` (overflows the stack). Anything else is answered normally.
+//! `recurse` (overflows the stack), `flood` (1 MiB of stderr), `huge_reply`
+//! (a 6 MiB reply),
+//! `escape` (tries to read a host file, the environment and the network,
+//! and reports what happened). Anything else is answered normally.
 
 wit_bindgen::generate!({ world: "agent", path: "../../wit" });
 
@@ -37,6 +40,26 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1).wrapping_add(black_box(depth))
 }
 
+/// Tries each way out of the sandbox and says what each attempt got.
+fn try_to_escape() -> String {
+    let file = match std::fs::read_to_string("/etc/passwd") {
+        Ok(text) => format!("READ {} bytes", text.len()),
+        Err(error) => format!("denied: {error}"),
+    };
+    let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    let args: Vec<String> = std::env::args().collect();
+    let network = match std::net::TcpStream::connect("127.0.0.1:22") {
+        Ok(_) => "CONNECTED".to_owned(),
+        Err(error) => format!("denied: {error}"),
+    };
+    let dns = match std::net::ToSocketAddrs::to_socket_addrs("localhost:80") {
+        Ok(addresses) => format!("RESOLVED {}", addresses.count()),
+        Err(error) => format!("denied: {error}"),
+    };
+    serde_json::json!({"file": file, "env": env, "args": args, "network": network, "dns": dns})
+        .to_string()
+}
+
 impl Guest for Faults {
     fn handle(message: Message) -> Result<Option<Message>, Error> {
         let request: serde_json::Value =
@@ -50,19 +73,37 @@ impl Guest for Faults {
             Some("recurse") => {
                 recurse(0);
             }
+            Some("escape") => {
+                return Ok(Some(reply(&message, try_to_escape())));
+            }
+            Some("flood") => {
+                // 1 MiB of stderr, far past what the host keeps.
+                for _ in 0..1024 {
+                    eprintln!("{}", "x".repeat(1023));
+                }
+            }
+            Some("huge_reply") => {
+                let blob = "y".repeat(6 << 20);
+                let content = serde_json::json!({ "blob": blob }).to_string();
+                return Ok(Some(reply(&message, content)));
+            }
             _ => {}
         }
-        Ok(Some(Message {
-            id: String::new(),
-            performative: Performative::Inform,
-            sender: String::new(),
-            receiver: Some(message.sender),
-            capability: None,
-            conversation_id: message.conversation_id,
-            reply_with: None,
-            in_reply_to: message.reply_with.or(Some(message.id)),
-            content: r#"{"ok":true}"#.into(),
-        }))
+        Ok(Some(reply(&message, r#"{"ok":true}"#.into())))
+    }
+}
+
+fn reply(message: &Message, content: String) -> Message {
+    Message {
+        id: String::new(),
+        performative: Performative::Inform,
+        sender: String::new(),
+        receiver: Some(message.sender.clone()),
+        capability: None,
+        conversation_id: message.conversation_id.clone(),
+        reply_with: None,
+        in_reply_to: message.reply_with.clone().or(Some(message.id.clone())),
+        content,
     }
 }
 

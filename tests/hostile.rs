@@ -1,0 +1,332 @@
+//! Proof under hostile conditions: plugins trying to leave the sandbox or
+//! flood the host, garbage input on every kind of door, slow clients, and
+//! the process killed while it acknowledges writes.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+use support::{AgentsDir, Reply, Server, component, manifest};
+
+fn faults() -> AgentsDir {
+    AgentsDir::with_examples().with(
+        "fault",
+        &manifest(
+            "fault",
+            "faults",
+            "capabilities = [\"faults\"]\n[resource_limits]\nmemory_mb = 64\nexecution_timeout = \"5s\"",
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_plugin_cannot_read_files_environment_or_network() {
+    let server = Server::start(&faults());
+    let reply = server
+        .send("fault", &json!({"content": {"fault": "escape"}}))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let seen = &reply.body["reply"]["content"];
+    for door in ["file", "network", "dns"] {
+        let outcome = seen[door].as_str().unwrap();
+        assert!(outcome.starts_with("denied"), "{door}: {outcome}");
+    }
+    assert_eq!(seen["env"], json!([]), "{seen}");
+    assert_eq!(seen["args"], json!([]), "{seen}");
+}
+
+#[tokio::test]
+async fn floods_from_a_plugin_end_that_call_only() {
+    let server = Server::start(&faults());
+    let flood = server
+        .send("fault", &json!({"content": {"fault": "flood"}}))
+        .await;
+    assert_ne!(flood.status, 500, "{:?}", flood.body);
+    let huge = server
+        .send("fault", &json!({"content": {"fault": "huge_reply"}}))
+        .await;
+    assert_eq!(
+        (huge.status, huge.code()),
+        (422, "plugin_error"),
+        "{}",
+        huge.body
+    );
+    assert!(
+        huge.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_reply_size")
+    );
+    let echo = server.send("echo", &json!({"content": 1})).await;
+    assert_eq!(echo.status, 200);
+}
+
+fn deploy(server: &Server, manifest: &str, bytes: &[u8]) -> reqwest::RequestBuilder {
+    server
+        .client()
+        .post(server.url("/api/v1/agents"))
+        .json(&json!({
+            "manifest": manifest,
+            "component": base64::engine::general_purpose::STANDARD.encode(bytes),
+        }))
+}
+
+#[tokio::test]
+async fn garbage_on_every_door_gets_a_clear_4xx_and_changes_nothing() {
+    let server = Server::start(&AgentsDir::with_examples());
+    let listed = |server: &Server| {
+        let url = server.url("/api/v1/agents");
+        let client = server.client();
+        async move {
+            client.get(url).send().await.unwrap().headers()["x-total-count"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let before = listed(&server).await;
+    let agent =
+        "name = \"intruder\"\nversion = \"1.0.0\"\ncapabilities = [\"x\"]\ngrants = [\"log\"]\n";
+    let tool = "name = \"intruder\"\nversion = \"1.0.0\"\nkind = \"tool\"\n";
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    let csv_tool = std::fs::read(component("csv_parser")).unwrap();
+    let echo_agent = std::fs::read(component("echo")).unwrap();
+    for (what, manifest, bytes, expect) in [
+        (
+            "garbage bytes",
+            agent,
+            b"not wasm at all".to_vec(),
+            "component",
+        ),
+        ("a core module", agent, core_module, "component"),
+        (
+            "a tool component deployed as an agent",
+            agent,
+            csv_tool,
+            "agent",
+        ),
+        (
+            "an agent component deployed as a tool",
+            tool,
+            echo_agent,
+            "tool",
+        ),
+    ] {
+        let reply = Reply::read(deploy(&server, manifest, &bytes).send().await.unwrap()).await;
+        assert_eq!(reply.status, 422, "{what}: {:?}", reply.body);
+        let message = reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase();
+        assert!(message.contains(expect), "{what}: {message}");
+    }
+    let huge_manifest = format!("{agent}description = \"{}\"\n", "z".repeat(2 << 20));
+    let reply = Reply::read(
+        server
+            .client()
+            .post(server.url("/api/v1/agents/validate"))
+            .body(huge_manifest)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 413);
+
+    let raw = |body: Vec<u8>| {
+        server
+            .client()
+            .post(server.url("/api/v1/messages"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let invalid_utf8 = Reply::read(
+        raw(b"{\"receiver\": \"echo\", \"content\": \"\xff\xfe\"}".to_vec())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(invalid_utf8.status, 400, "{:?}", invalid_utf8.body);
+    let nested = format!(
+        "{{\"receiver\": \"echo\", \"content\": {}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let deep = Reply::read(raw(nested.into_bytes()).send().await.unwrap()).await;
+    assert_eq!(deep.status, 400, "{:?}", deep.body);
+    assert!(
+        deep.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("recursion"),
+        "{:?}",
+        deep.body
+    );
+
+    let toml_garbage = Reply::read(
+        server
+            .client()
+            .post(server.url("/api/v1/agents/validate"))
+            .body(vec![0xff, 0x00, 0x12])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(toml_garbage.status, 400);
+
+    assert_eq!(listed(&server).await, before);
+    let echo = server.send("echo", &json!({"content": "still here"})).await;
+    assert_eq!(echo.status, 200);
+}
+
+#[tokio::test]
+async fn slow_clients_cannot_hold_every_connection() {
+    let config = format!(
+        "{}[http_server]\nmax_connections = 4\nheader_read_timeout = \"500ms\"\n",
+        support::NO_EMBEDDINGS
+    );
+    let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
+    let address = server.base.trim_start_matches("http://").to_owned();
+    // Take every connection and never finish the headers.
+    let mut slow: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            stream
+                .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(server.url("/api/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server hung up on the slow ones.
+    for stream in &mut slow {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buffer = Vec::new();
+        let _ = stream.read_to_end(&mut buffer);
+        let text = String::from_utf8_lossy(&buffer);
+        assert!(buffer.is_empty() || text.contains("408"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9_every_time() {
+    let data = tempfile::tempdir().unwrap();
+    let agents = AgentsDir::with_examples();
+    let mut acknowledged_entities: Vec<String> = Vec::new();
+    let mut acknowledged_conversations: Vec<String> = Vec::new();
+    // Checking every acknowledged write is far above the default rate limit.
+    let config = format!(
+        "{}[http_server.rate_limit]\nenabled = false\n",
+        support::NO_EMBEDDINGS
+    );
+    // What the last round acknowledged is checked after the kill that
+    // ended it; the last start checks everything once more.
+    let (mut fresh_entities, mut fresh_conversations) = (0, 0);
+    for round in 0..=20 {
+        let server = Server::start_with(&agents, data.path(), Some(&config));
+        let everything = round == 20;
+        let entities = if everything { 0 } else { fresh_entities };
+        let conversations = if everything { 0 } else { fresh_conversations };
+        for name in &acknowledged_entities[entities..] {
+            let reply = server
+                .get_json(&format!("/api/v1/memory/entities/{name}"))
+                .await;
+            assert_eq!(reply["name"], name.as_str(), "round {round}: lost {name}");
+        }
+        for id in &acknowledged_conversations[conversations..] {
+            let thread = server
+                .get_json(&format!("/api/v1/conversations/{id}/messages"))
+                .await;
+            assert_eq!(
+                thread["messages"].as_array().map(Vec::len),
+                Some(2),
+                "round {round}: {id}: {thread}"
+            );
+        }
+        if everything {
+            break;
+        }
+        (fresh_entities, fresh_conversations) = (
+            acknowledged_entities.len(),
+            acknowledged_conversations.len(),
+        );
+        // Write from several clients, then kill -9 in the middle of it.
+        let writers: Vec<_> = (0..4)
+            .map(|writer| {
+                let (client, base) = (server.client(), server.base.clone());
+                tokio::spawn(async move {
+                    let mut entities = Vec::new();
+                    let mut conversations = Vec::new();
+                    for n in 0.. {
+                        let name = format!("r{round}-w{writer}-n{n}");
+                        let body = json!({"name": name, "entity_type": "note", "observations": [format!("fact {n}")]});
+                        match client.post(format!("{base}/api/v1/memory/entities")).json(&body).send().await {
+                            Ok(r) if r.status() == 201 => entities.push(name),
+                            _ => break,
+                        }
+                        let message = json!({"receiver": "echo", "content": {"n": n}});
+                        match client.post(format!("{base}/api/v1/messages")).json(&message).send().await {
+                            Ok(r) if r.status() == 200 => match r.json::<Value>().await {
+                                Ok(body) => conversations.push(body["conversation_id"].as_str().unwrap().to_owned()),
+                                Err(_) => break,
+                            },
+                            _ => break,
+                        }
+                    }
+                    (entities, conversations)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(150 + round * 10)).await;
+        drop(server); // SIGKILL
+        for writer in writers {
+            let (entities, conversations) = writer.await.unwrap();
+            acknowledged_entities.extend(entities);
+            acknowledged_conversations.extend(conversations);
+        }
+    }
+    assert!(
+        acknowledged_entities.len() > 100,
+        "{}",
+        acknowledged_entities.len()
+    );
+    // A last check, offline: the store is intact.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(["storage", "maintenance", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["integrity"], json!(["ok"]), "{report}");
+    eprintln!(
+        "{} entities and {} conversations acknowledged across 20 kills; none lost",
+        acknowledged_entities.len(),
+        acknowledged_conversations.len()
+    );
+}
