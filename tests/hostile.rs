@@ -330,3 +330,108 @@ async fn acknowledged_writes_survive_kill_9_every_time() {
         acknowledged_conversations.len()
     );
 }
+
+#[tokio::test]
+async fn healthy_traffic_sees_no_errors_while_every_fault_runs() {
+    let limits = "fuel = 2_000_000_000\nmemory_mb = 32\nexecution_timeout = \"1s\"";
+    let agents = AgentsDir::with_examples()
+        .with(
+            "fault",
+            &manifest(
+                "fault",
+                "faults",
+                &format!("capabilities = [\"faults\"]\n[resource_limits]\n{limits}"),
+            ),
+        )
+        .with(
+            "loop-a",
+            &manifest(
+                "loop-a",
+                "relay",
+                "capabilities = [\"cycle\"]\ngrants = [\"log\", \"messaging\"]",
+            ),
+        );
+    let config = format!(
+        "{}[http_server.rate_limit]\nenabled = false\n[wasm_runtime]\npool_size = 32\n",
+        support::NO_EMBEDDINGS
+    );
+    let server = Server::start_fresh(&agents, Some(&config));
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let faults: Vec<_> = [
+        "loop",
+        "alloc",
+        "panic",
+        "recurse",
+        "flood",
+        "huge_reply",
+        "escape",
+    ]
+    .into_iter()
+    .map(|fault| {
+        let (client, url) = (server.client(), server.url("/api/v1/agents/fault/messages"));
+        tokio::spawn(async move {
+            let mut answered = 0;
+            while Instant::now() < deadline {
+                let response = client
+                    .post(&url)
+                    .json(&json!({"content": {"fault": fault}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_ne!(response.status(), 500, "{fault}");
+                answered += 1;
+            }
+            answered
+        })
+    })
+    .chain(std::iter::once({
+        let (client, url) = (
+            server.client(),
+            server.url("/api/v1/agents/loop-a/messages"),
+        );
+        tokio::spawn(async move {
+            let mut answered = 0;
+            while Instant::now() < deadline {
+                let cycle = json!({"content": {"cycle": ["loop-a"], "hop": 0}});
+                let response = client.post(&url).json(&cycle).send().await.unwrap();
+                assert_eq!(response.status(), 422);
+                answered += 1;
+            }
+            answered
+        })
+    }))
+    .collect();
+    let mut healthy = Vec::new();
+    let mut failures = Vec::new();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let reply = server.send("echo", &json!({"content": {"ping": 1}})).await;
+        if reply.status == 200 {
+            healthy.push(started.elapsed());
+        } else {
+            failures.push(reply.body);
+        }
+    }
+    for fault in faults {
+        assert!(fault.await.unwrap() > 0);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} healthy requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    assert!(healthy.len() > 50, "{}", healthy.len());
+    let health = server.get_json("/api/v1/health").await;
+    let rss = health["resident_memory_bytes"].as_u64().unwrap();
+    // 32 slots of at most 32 MiB could reach 1 GiB; the host stays far below.
+    assert!(rss < 512 << 20, "RSS {rss}");
+    healthy.sort();
+    eprintln!(
+        "healthy echo under faults: {} calls, median {:?}, p99 {:?}, RSS {} MB",
+        healthy.len(),
+        healthy[healthy.len() / 2],
+        healthy[healthy.len() * 99 / 100],
+        rss >> 20
+    );
+}
