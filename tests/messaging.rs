@@ -309,3 +309,48 @@ async fn an_agent_reads_its_manifest_parameters() {
         json!({"name": "configured", "parameters": {"greeting": "hej", "retries": 3, "limits": {"max": 1.5}}})
     );
 }
+
+#[tokio::test]
+async fn max_conversations_is_enforced_per_agent() {
+    let agents = AgentsDir::new().with(
+        "solo",
+        &manifest(
+            "solo",
+            "echo",
+            "capabilities = [\"solo\"]\ngrants = [\"log\"]\n[resource_limits]\nmax_conversations = 2\n",
+        ),
+    );
+    let server = Server::start(&agents);
+    let mut conversations = Vec::new();
+    for n in 0..2 {
+        let reply = post(
+            &server,
+            "/api/v1/messages",
+            json!({"receiver": "solo", "content": n}),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        conversations.push(reply.body["conversation_id"].as_str().unwrap().to_owned());
+    }
+    let third = post(
+        &server,
+        "/api/v1/messages",
+        json!({"receiver": "solo", "content": 3}),
+    )
+    .await;
+    assert_eq!(
+        (third.status, third.code()),
+        (429, "conversation_limit"),
+        "{:?}",
+        third.body
+    );
+    assert!(third.retry_after.is_some());
+    // An open conversation goes on.
+    let more = post(
+        &server,
+        "/api/v1/messages",
+        json!({"receiver": "solo", "conversation_id": conversations[0], "content": 4}),
+    )
+    .await;
+    assert_eq!(more.status, 200, "{:?}", more.body);
+}

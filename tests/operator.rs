@@ -496,3 +496,52 @@ async fn readiness_needs_no_token_and_bad_queries_are_400() {
         assert_eq!((reply.status, reply.code()), (400, "bad_request"), "{path}");
     }
 }
+
+#[test]
+fn benchmark_results_render_and_regressions_fail_the_compare() {
+    support::plugins::plugin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("api.json");
+    let results = results.to_str().unwrap();
+    let run = caxton(&["benchmark", "api", "--requests", "100", "--output", results]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report = caxton(&["benchmark", "report", results]);
+    let markdown = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        markdown.contains("## api") && markdown.contains("| api.echo.c16.p99_ms |"),
+        "{markdown}"
+    );
+
+    let same = caxton(&["benchmark", "compare", "--baseline", results, results]);
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    // A baseline twice as fast makes the current run a regression.
+    let mut faster: Value =
+        serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
+    for metric in faster["metrics"].as_array_mut().unwrap() {
+        let value = metric["value"].as_f64().unwrap();
+        metric["value"] = json!(if metric["better"] == "lower" {
+            value / 2.0
+        } else {
+            value * 2.0
+        });
+    }
+    let baseline = dir.path().join("baseline.json");
+    std::fs::write(&baseline, faster.to_string()).unwrap();
+    let worse = caxton(&[
+        "benchmark",
+        "compare",
+        "--baseline",
+        baseline.to_str().unwrap(),
+        results,
+    ]);
+    assert_eq!(worse.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&worse.stdout).contains("regression: api.echo.c1.median_ms"));
+}

@@ -6,15 +6,13 @@
 //! Runs a real `caxton serve` (this binary) on loopback with its own data
 //! and agents directories, so what is measured is what operators run.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::percentiles;
+use super::served::{Served, echo_manifest, load, serve};
 
 pub struct AgentsBenchmark {
     pub agent_counts: Vec<usize>,
@@ -26,39 +24,12 @@ pub struct AgentsBenchmark {
     pub work_dir: PathBuf,
 }
 
-/// A server child process, killed on drop.
-struct Served {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn echo_component() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/target/wasm32-wasip2/release/echo.wasm")
-}
-
 fn manifest(name: &str, version: &str) -> String {
-    format!(
-        "name = \"{name}\"\nversion = \"{version}\"\ncapabilities = [\"echo\"]\ncomponent = {:?}\ngrants = [\"log\"]\n",
-        echo_component().display().to_string()
-    )
+    echo_manifest(name, version, "")
 }
 
 impl AgentsBenchmark {
     pub async fn run(&self) -> anyhow::Result<Value> {
-        if !echo_component().exists() {
-            anyhow::bail!(
-                "{} is missing; build the plugins first (./scripts/setup)",
-                echo_component().display()
-            );
-        }
         let result = self.measure().await;
         let _ = std::fs::remove_dir_all(&self.work_dir);
         result
@@ -112,57 +83,49 @@ impl AgentsBenchmark {
                 eprintln!("hot reload: {reload}");
             }
         }
-        Ok(json!({"throughput": throughput, "baseline": baseline, "hot_reload": reload}))
+        let mut metrics = Vec::new();
+        for row in &throughput {
+            let name = format!("agents.{}agents.c{}", row["agents"], row["concurrency"]);
+            metrics.push(super::metric(
+                &format!("{name}.per_s"),
+                row["messages_per_s"].as_f64().unwrap_or(0.0),
+                "msg/s",
+                "higher",
+            ));
+            metrics.push(super::metric(
+                &format!("{name}.p99_ms"),
+                row["latency"]["p99_ms"].as_f64().unwrap_or(f64::NAN),
+                "ms",
+                "lower",
+            ));
+        }
+        metrics.push(super::metric(
+            "agents.reload.median_ms",
+            reload["median_ms"].as_f64().unwrap_or(f64::NAN),
+            "ms",
+            "lower",
+        ));
+        metrics.push(super::metric(
+            "agents.reload.p99_ms",
+            reload["p99_ms"].as_f64().unwrap_or(f64::NAN),
+            "ms",
+            "lower",
+        ));
+        Ok(
+            json!({"suite": "agents", "throughput": throughput, "baseline": baseline, "hot_reload": reload, "metrics": metrics}),
+        )
     }
 
     fn serve(&self, agents: &Path, data: &Path) -> anyhow::Result<Served> {
-        std::fs::create_dir_all(data)?;
-        let config = data.join("bench.toml");
-        std::fs::write(
-            &config,
+        serve(
+            agents,
+            data,
             "[memory.embedding_config]\nenabled = false\n[http_server.rate_limit]\nenabled = false\n[wasm_runtime]\npool_size = 128\n[agents]\nqueue_capacity = 1024\n",
-        )?;
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--agents-dir")
-            .arg(agents)
-            .arg("--config")
-            .arg(&config)
-            .env("CAXTON_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut base = None;
-        for line in BufReader::new(stdout).lines() {
-            if let Some(address) = line?.strip_prefix("caxton listening on ") {
-                base = Some(address.to_owned());
-                break;
-            }
-        }
-        let base = base.ok_or_else(|| anyhow::anyhow!("the server did not start"))?;
-        let token = std::fs::read_to_string(data.join(crate::auth::TOKEN_FILE))?;
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", token.trim()).parse()?,
-        );
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .pool_max_idle_per_host(256)
-            .build()?;
-        Ok(Served {
-            child,
-            base,
-            client,
-        })
+        )
     }
 
     /// Sends `total` messages from `concurrency` tasks; returns each
-    /// latency and the messages per second.
+    /// latency and the messages per second. Any failure fails the run.
     async fn load(
         &self,
         served: &Served,
@@ -171,44 +134,21 @@ impl AgentsBenchmark {
         path: &str,
         by_capability: bool,
     ) -> anyhow::Result<(Vec<Duration>, f64)> {
-        let url = format!("{}{path}", served.base);
         let body = if by_capability {
             json!({"capability": "echo", "content": {"n": 1}})
         } else {
             json!({"content": {"n": 1}})
         };
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (client, url, body, next) = (
-                    served.client.clone(),
-                    url.clone(),
-                    body.clone(),
-                    next.clone(),
-                );
-                tokio::spawn(async move {
-                    let mut samples = Vec::new();
-                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
-                        let sent = Instant::now();
-                        let response = client.post(&url).json(&body).send().await?;
-                        let status = response.status();
-                        response.bytes().await?;
-                        if !status.is_success() {
-                            anyhow::bail!("{url} answered {status}");
-                        }
-                        samples.push(sent.elapsed());
-                    }
-                    Ok(samples)
-                })
-            })
-            .collect();
-        let mut samples = Vec::with_capacity(total);
-        for task in tasks {
-            samples.extend(task.await??);
+        let run = load(served, path, body, total, concurrency).await?;
+        if run.accepted.len() != total {
+            anyhow::bail!(
+                "{path}: only {} of {total} succeeded: {:?}",
+                run.accepted.len(),
+                run.statuses
+            );
         }
-        let rate = samples.len() as f64 / started.elapsed().as_secs_f64();
-        Ok((samples, rate))
+        let rate = run.accepted.len() as f64 / run.elapsed.as_secs_f64();
+        Ok((run.accepted, rate))
     }
 
     /// Rewrites echo-0's manifest with a new version and times until the

@@ -163,7 +163,36 @@ impl MemoryBenchmark {
                     .await?,
             );
         }
+        let mut metrics = vec![super::metric(
+            "memory.insert_with_embedding.per_s",
+            rate,
+            "obs/s",
+            "higher",
+        )];
+        for row in &checkpoints {
+            let name = format!("memory.{}obs", row["observations"]);
+            metrics.push(super::metric(
+                &format!("{name}.hybrid_p99_ms"),
+                row["hybrid_search"]["p99_ms"].as_f64().unwrap_or(f64::NAN),
+                "ms",
+                "lower",
+            ));
+            metrics.push(super::metric(
+                &format!("{name}.index_p99_ms"),
+                row["index_search"]["p99_ms"].as_f64().unwrap_or(f64::NAN),
+                "ms",
+                "lower",
+            ));
+            metrics.push(super::metric(
+                &format!("{name}.recall_at_10"),
+                row["recall_at_10"].as_f64().unwrap_or(0.0),
+                "",
+                "higher",
+            ));
+        }
         results.insert("checkpoints".into(), Value::Array(checkpoints));
+        results.insert("suite".into(), json!("memory"));
+        results.insert("metrics".into(), Value::Array(metrics));
         Ok(Value::Object(results))
     }
 

@@ -3,9 +3,12 @@
 
 mod agents;
 mod memory;
+mod served;
+mod suite;
 
 pub use agents::AgentsBenchmark;
 pub use memory::MemoryBenchmark;
+pub use suite::{api, compare, embeddings, metric, report, system};
 
 use std::time::Duration;
 

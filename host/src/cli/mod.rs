@@ -150,6 +150,44 @@ impl StorageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchmarkCommand {
+    /// API: HTTP echo round trip at concurrency 1 and 16 beside /health.
+    Api {
+        #[arg(long, default_value_t = 3000)]
+        requests: usize,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// System: startup, idle RSS, load at 10x the pool; with
+    /// --find-breaking-points a ramp until the SLA breaks.
+    System {
+        #[arg(long)]
+        find_breaking_points: bool,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Embeddings: single short sentences and texts sent together.
+    Embeddings {
+        #[arg(long, default_value_t = 200)]
+        texts: usize,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Markdown from benchmark JSON files.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Exits 1 when a metric of CURRENT is worse than in the baseline by
+    /// more than the threshold (0.1 = 10%).
+    Compare {
+        #[arg(long)]
+        baseline: PathBuf,
+        current: PathBuf,
+        #[arg(long, default_value_t = 0.1)]
+        threshold: f64,
+    },
     /// Agents: messages/s and latency through HTTP by capability for 1, 10
     /// and 50 echo agents at concurrency 16 and 64, beside direct sends;
     /// hot-reload latency.
@@ -174,6 +212,73 @@ pub struct AgentsBenchArgs {
     /// Write the JSON results here (also printed).
     #[arg(long)]
     pub output: Option<PathBuf>,
+}
+
+impl BenchmarkCommand {
+    /// The suites that are not `memory` or `agents`, plus report and compare.
+    pub async fn run_other(&self) -> anyhow::Result<()> {
+        let work = std::env::temp_dir().join(format!("caxton-bench-{}", std::process::id()));
+        let (results, output) = match self {
+            BenchmarkCommand::Api { requests, output } => (
+                crate::benchmark::api(&work, (*requests).max(100)).await,
+                output,
+            ),
+            BenchmarkCommand::System {
+                find_breaking_points,
+                output,
+            } => (
+                crate::benchmark::system(&work, *find_breaking_points).await,
+                output,
+            ),
+            BenchmarkCommand::Embeddings { texts, output } => {
+                (crate::benchmark::embeddings((*texts).max(10)).await, output)
+            }
+            BenchmarkCommand::Report { files, output } => {
+                let markdown = crate::benchmark::report(files)?;
+                match output {
+                    Some(path) => std::fs::write(path, markdown)?,
+                    None => print!("{markdown}"),
+                }
+                return Ok(());
+            }
+            BenchmarkCommand::Compare {
+                baseline,
+                current,
+                threshold,
+            } => {
+                let read = |path: &PathBuf| -> anyhow::Result<serde_json::Value> {
+                    Ok(serde_json::from_str(
+                        &std::fs::read_to_string(path)
+                            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+                    )?)
+                };
+                let regressions =
+                    crate::benchmark::compare(&read(baseline)?, &read(current)?, *threshold);
+                for line in &regressions {
+                    println!("regression: {line}");
+                }
+                if !regressions.is_empty() {
+                    anyhow::bail!(
+                        "{} metric(s) regressed by more than {:.0}%",
+                        regressions.len(),
+                        threshold * 100.0
+                    );
+                }
+                println!("no regression beyond {:.0}%", threshold * 100.0);
+                return Ok(());
+            }
+            BenchmarkCommand::Memory(_) | BenchmarkCommand::Agents(_) => {
+                unreachable!("run by their own args")
+            }
+        };
+        let _ = std::fs::remove_dir_all(&work);
+        let text = serde_json::to_string_pretty(&results?)?;
+        if let Some(path) = output {
+            std::fs::write(path, &text)?;
+        }
+        println!("{text}");
+        Ok(())
+    }
 }
 
 impl AgentsBenchArgs {

@@ -1,0 +1,170 @@
+//! A real `caxton serve` (this binary) on loopback for the end-to-end
+//! suites, with its own data and agents directories; killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub struct Served {
+    child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// From spawning the process to its "listening" line.
+    pub startup: Duration,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The echo component built from `plugins/`.
+pub fn echo_component() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/target/wasm32-wasip2/release/echo.wasm")
+}
+
+/// A manifest for echo named `name`.
+pub fn echo_manifest(name: &str, version: &str, limits: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"{version}\"\ncapabilities = [\"echo\"]\ncomponent = {:?}\ngrants = [\"log\"]\n{limits}",
+        echo_component().display().to_string()
+    )
+}
+
+/// Starts a server on `agents` and `data` with `config` (TOML text).
+pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served> {
+    if !echo_component().exists() {
+        anyhow::bail!(
+            "{} is missing; build the plugins first (./scripts/setup)",
+            echo_component().display()
+        );
+    }
+    std::fs::create_dir_all(data)?;
+    let config_path = data.join("bench.toml");
+    std::fs::write(&config_path, config)?;
+    let started = Instant::now();
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--agents-dir")
+        .arg(agents)
+        .arg("--config")
+        .arg(&config_path)
+        .env("CAXTON_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut base = None;
+    for line in BufReader::new(stdout).lines() {
+        if let Some(address) = line?.strip_prefix("caxton listening on ") {
+            base = Some(address.to_owned());
+            break;
+        }
+    }
+    let startup = started.elapsed();
+    let base = base.ok_or_else(|| anyhow::anyhow!("the server did not start"))?;
+    let token = std::fs::read_to_string(data.join(crate::auth::TOKEN_FILE))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.trim()).parse()?,
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(512)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    Ok(Served {
+        child,
+        base,
+        client,
+        startup,
+    })
+}
+
+/// What one load run saw.
+pub struct Load {
+    /// Latencies of 2xx answers.
+    pub accepted: Vec<Duration>,
+    /// Answers by status code.
+    pub statuses: std::collections::BTreeMap<u16, usize>,
+    /// Refusals (429/503) without a Retry-After header: should be none.
+    pub refusals_without_retry_after: usize,
+    pub elapsed: Duration,
+}
+
+impl Load {
+    pub fn summary(&self) -> Value {
+        let total: usize = self.statuses.values().sum();
+        json!({
+            "latency_accepted": super::percentiles(self.accepted.clone()),
+            "accepted_per_s": self.accepted.len() as f64 / self.elapsed.as_secs_f64(),
+            "statuses": self.statuses,
+            "error_rate": 1.0 - self.accepted.len() as f64 / total.max(1) as f64,
+            "refusals_without_retry_after": self.refusals_without_retry_after,
+        })
+    }
+}
+
+/// Sends `total` POSTs of `body` to `path` from `concurrency` tasks.
+pub async fn load(
+    served: &Served,
+    path: &str,
+    body: Value,
+    total: usize,
+    concurrency: usize,
+) -> anyhow::Result<Load> {
+    let url = format!("{}{path}", served.base);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, body, next) = (
+                served.client.clone(),
+                url.clone(),
+                body.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    let sent = Instant::now();
+                    let response = client.post(&url).json(&body).send().await?;
+                    let status = response.status().as_u16();
+                    let retry_after = response.headers().contains_key("retry-after");
+                    response.bytes().await?;
+                    seen.push((status, retry_after, sent.elapsed()));
+                }
+                anyhow::Ok(seen)
+            })
+        })
+        .collect();
+    let mut result = Load {
+        accepted: Vec::with_capacity(total),
+        statuses: Default::default(),
+        refusals_without_retry_after: 0,
+        elapsed: Duration::ZERO,
+    };
+    for task in tasks {
+        for (status, retry_after, latency) in task.await?? {
+            *result.statuses.entry(status).or_default() += 1;
+            if (200..300).contains(&status) {
+                result.accepted.push(latency);
+            } else if matches!(status, 429 | 503) && !retry_after {
+                result.refusals_without_retry_after += 1;
+            }
+        }
+    }
+    result.elapsed = started.elapsed();
+    Ok(result)
+}

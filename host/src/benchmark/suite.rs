@@ -1,0 +1,399 @@
+//! The `api`, `system` and `embeddings` suites, and what turns results
+//! into a report or a regression check. Every suite's JSON carries a flat
+//! `metrics` list (`name`, `value`, `unit`, `better`: `lower`|`higher`) so
+//! `report` and `compare` work on any of them.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::percentiles;
+use super::served::{echo_manifest, load, serve};
+
+/// One comparable figure.
+pub fn metric(name: &str, value: f64, unit: &str, better: &str) -> Value {
+    json!({"name": name, "value": value, "unit": unit, "better": better})
+}
+
+fn ms(summary: &Value, key: &str) -> f64 {
+    summary[key].as_f64().unwrap_or(f64::NAN)
+}
+
+const QUIET: &str = "[http_server.rate_limit]\nenabled = false\n";
+
+/// `caxton benchmark api`: the HTTP round trip to echo, sequential and at
+/// concurrency 16, beside `/api/v1/health` (no plugin call) as baseline.
+pub async fn api(work: &Path, requests: usize) -> anyhow::Result<Value> {
+    let agents = work.join("agents");
+    std::fs::create_dir_all(&agents)?;
+    std::fs::write(agents.join("echo.toml"), echo_manifest("echo", "1.0.0", ""))?;
+    let served = serve(
+        &agents,
+        &work.join("data"),
+        &format!("[memory.embedding_config]\nenabled = false\n{QUIET}"),
+    )?;
+    load(
+        &served,
+        "/api/v1/agents/echo/messages",
+        json!({"content": 1}),
+        200,
+        4,
+    )
+    .await?;
+    let mut metrics = Vec::new();
+    let mut runs = serde_json::Map::new();
+    for (label, concurrency) in [("c1", 1), ("c16", 16)] {
+        let echo = load(
+            &served,
+            "/api/v1/agents/echo/messages",
+            json!({"content": {"n": 1}}),
+            requests,
+            concurrency,
+        )
+        .await?;
+        let summary = echo.summary();
+        eprintln!("api echo {label}: {summary}");
+        let latency = &summary["latency_accepted"];
+        metrics.push(metric(
+            &format!("api.echo.{label}.median_ms"),
+            ms(latency, "median_ms"),
+            "ms",
+            "lower",
+        ));
+        metrics.push(metric(
+            &format!("api.echo.{label}.p99_ms"),
+            ms(latency, "p99_ms"),
+            "ms",
+            "lower",
+        ));
+        metrics.push(metric(
+            &format!("api.echo.{label}.per_s"),
+            summary["accepted_per_s"].as_f64().unwrap_or(0.0),
+            "req/s",
+            "higher",
+        ));
+        runs.insert(format!("echo_{label}"), summary);
+    }
+    // Baseline: the same HTTP path without a plugin call.
+    let started = Instant::now();
+    let mut health = Vec::new();
+    for _ in 0..requests.min(2000) {
+        let sent = Instant::now();
+        served
+            .client
+            .get(format!("{}/api/v1/health", served.base))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        health.push(sent.elapsed());
+    }
+    let health = percentiles(health);
+    eprintln!(
+        "api health c1 (baseline): {health} in {:?}",
+        started.elapsed()
+    );
+    metrics.push(metric(
+        "api.health.c1.median_ms",
+        ms(&health, "median_ms"),
+        "ms",
+        "lower",
+    ));
+    runs.insert("health_c1_baseline".into(), health);
+    Ok(json!({"suite": "api", "runs": runs, "metrics": metrics}))
+}
+
+/// `caxton benchmark system`: startup, idle memory, a loopback load at 10x
+/// the instance pool (only 2xx, or 429/503 with Retry-After, may come
+/// back), and with `find_breaking_points` a concurrency ramp until the
+/// SLA (p99 ≤ 200 ms, errors ≤ 1%) breaks.
+pub async fn system(work: &Path, find_breaking_points: bool) -> anyhow::Result<Value> {
+    let agents = work.join("agents");
+    std::fs::create_dir_all(&agents)?;
+    std::fs::write(agents.join("echo.toml"), echo_manifest("echo", "1.0.0", ""))?;
+    let mut metrics = Vec::new();
+    let mut report = serde_json::Map::new();
+
+    // Cold start compiles the component; warm start reads the cache.
+    let cold = serve(&agents, &work.join("data"), QUIET)?;
+    let cold_ms = cold.startup.as_secs_f64() * 1e3;
+    drop(cold);
+    let served = serve(&agents, &work.join("data"), QUIET)?;
+    let warm_ms = served.startup.as_secs_f64() * 1e3;
+    // Idle memory once the model has loaded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while served
+        .client
+        .get(format!("{}/api/v1/ready", served.base))
+        .send()
+        .await?
+        .status()
+        != 200
+    {
+        if Instant::now() > deadline {
+            anyhow::bail!("the server never became ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let health: Value = served
+        .client
+        .get(format!("{}/api/v1/health", served.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let idle_rss = health["resident_memory_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6;
+    eprintln!("startup cold {cold_ms:.0} ms, warm {warm_ms:.0} ms; idle RSS {idle_rss:.1} MB");
+    metrics.push(metric("system.startup.cold_ms", cold_ms, "ms", "lower"));
+    metrics.push(metric("system.startup.warm_ms", warm_ms, "ms", "lower"));
+    metrics.push(metric("system.idle_rss_mb", idle_rss, "MB", "lower"));
+    report.insert(
+        "startup".into(),
+        json!({"cold_ms": cold_ms, "warm_ms": warm_ms, "idle_rss_mb": idle_rss}),
+    );
+    drop(served);
+
+    // 10x the pool, with short queues, so refusals must happen.
+    let pool = 4;
+    let overload = serve(
+        &agents,
+        &work.join("data-overload"),
+        &format!(
+            "{QUIET}[wasm_runtime]\npool_size = {pool}\n[agents]\nqueue_capacity = 8\nworkers_per_agent = {pool}\n"
+        ),
+    )?;
+    let run = load(
+        &overload,
+        "/api/v1/agents/echo/messages",
+        json!({"content": {"n": 1}}),
+        20_000,
+        pool * 10,
+    )
+    .await?;
+    let health: Value = overload
+        .client
+        .get(format!("{}/api/v1/health", overload.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let peak_rss = health["resident_memory_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6;
+    let unexpected: usize = run
+        .statuses
+        .iter()
+        .filter(|(status, _)| !((200..300).contains(*status) || matches!(status, 429 | 503)))
+        .map(|(_, n)| n)
+        .sum();
+    let summary = run.summary();
+    eprintln!(
+        "load at 10x the pool ({} clients): {summary}; RSS after {peak_rss:.1} MB",
+        pool * 10
+    );
+    if unexpected > 0 || run.refusals_without_retry_after > 0 {
+        anyhow::bail!("the overload answered outside 2xx/429/503-with-Retry-After: {summary}");
+    }
+    let latency = &summary["latency_accepted"];
+    metrics.push(metric(
+        "system.overload.accepted_p99_ms",
+        ms(latency, "p99_ms"),
+        "ms",
+        "lower",
+    ));
+    metrics.push(metric(
+        "system.overload.accepted_per_s",
+        summary["accepted_per_s"].as_f64().unwrap_or(0.0),
+        "req/s",
+        "higher",
+    ));
+    metrics.push(metric("system.overload.rss_mb", peak_rss, "MB", "lower"));
+    report.insert(
+        "overload_10x_pool".into(),
+        json!({"clients": pool * 10, "load": summary, "rss_mb": peak_rss}),
+    );
+    drop(overload);
+
+    if find_breaking_points {
+        let served = serve(
+            &agents,
+            &work.join("data"),
+            &format!(
+                "{QUIET}[wasm_runtime]\npool_size = 64\n[agents]\nqueue_capacity = 4096\nworkers_per_agent = 16\n"
+            ),
+        )?;
+        let mut ramp = Vec::new();
+        let mut breaking = Value::Null;
+        let mut concurrency = 1;
+        while concurrency <= 1024 {
+            let run = load(
+                &served,
+                "/api/v1/agents/echo/messages",
+                json!({"content": 1}),
+                (concurrency * 50).max(500),
+                concurrency,
+            )
+            .await?;
+            let summary = run.summary();
+            let p99 = ms(&summary["latency_accepted"], "p99_ms");
+            let errors = summary["error_rate"].as_f64().unwrap_or(1.0);
+            eprintln!(
+                "ramp c{concurrency}: p99 {p99:.1} ms, errors {:.2}%, {:.0} req/s",
+                errors * 100.0,
+                summary["accepted_per_s"].as_f64().unwrap_or(0.0)
+            );
+            ramp.push(json!({"concurrency": concurrency, "load": summary}));
+            if p99 > 200.0 || errors > 0.01 {
+                let reason = if errors > 0.01 {
+                    "errors above 1%"
+                } else {
+                    "p99 above 200 ms"
+                };
+                breaking = json!({"concurrency": concurrency, "reason": reason});
+                break;
+            }
+            concurrency *= 2;
+        }
+        eprintln!("breaking point: {breaking}");
+        if let Some(at) = breaking["concurrency"].as_f64() {
+            metrics.push(metric(
+                "system.breaking_point.concurrency",
+                at,
+                "clients",
+                "higher",
+            ));
+        }
+        report.insert("ramp".into(), json!({"sla": {"p99_ms": 200, "error_rate": 0.01}, "steps": ramp, "breaking_point": breaking}));
+    }
+    Ok(json!({"suite": "system", "results": report, "metrics": metrics}))
+}
+
+/// `caxton benchmark embeddings`: one short sentence at a time (cache
+/// misses), and texts sent together.
+pub async fn embeddings(texts: usize) -> anyhow::Result<Value> {
+    let engine = crate::embed::EmbeddingEngine::start(&crate::config::EmbeddingConfig::default())?;
+    engine.embed(&["warm up".to_owned()]).await?;
+    let load_ms = engine
+        .load_time()
+        .map_or(f64::NAN, |t| t.as_secs_f64() * 1e3);
+    let mut single = Vec::new();
+    for n in 0..texts {
+        let text = format!("The quick brown fox number {n} jumps over the lazy dog.");
+        let sent = Instant::now();
+        engine.embed(&[text]).await?;
+        single.push(sent.elapsed());
+    }
+    let single = percentiles(single);
+    let batch: Vec<String> = (0..texts)
+        .map(|n| format!("A different sentence, number {n}, about sensors and rivers."))
+        .collect();
+    let started = Instant::now();
+    engine.embed(&batch).await?;
+    let per_s = texts as f64 / started.elapsed().as_secs_f64();
+    let hit = Instant::now();
+    engine.embed(&batch[..1]).await?;
+    let hit_us = hit.elapsed().as_secs_f64() * 1e6;
+    eprintln!(
+        "embeddings: load {load_ms:.0} ms, single {single}, together {per_s:.0}/s, cache hit {hit_us:.1} µs"
+    );
+    Ok(json!({
+        "suite": "embeddings",
+        "results": {"load_ms": load_ms, "single_short_sentence": single, "together_per_s": per_s, "cache_hit_us": hit_us},
+        "metrics": [
+            metric("embeddings.single.median_ms", ms(&single, "median_ms"), "ms", "lower"),
+            metric("embeddings.single.p99_ms", ms(&single, "p99_ms"), "ms", "lower"),
+            metric("embeddings.together.per_s", per_s, "texts/s", "higher"),
+            metric("embeddings.load_ms", load_ms, "ms", "lower"),
+        ],
+    }))
+}
+
+/// Markdown of one or more result files.
+pub fn report(files: &[std::path::PathBuf]) -> anyhow::Result<String> {
+    let mut out = String::from("# Caxton benchmark report\n");
+    for file in files {
+        let results: Value = serde_json::from_str(&std::fs::read_to_string(file)?)
+            .map_err(|e| anyhow::anyhow!("{}: not benchmark JSON: {e}", file.display()))?;
+        let suite = results["suite"].as_str().unwrap_or("unknown");
+        out.push_str(&format!(
+            "\n## {suite} ({})\n\n| metric | value | unit | better |\n|---|---|---|---|\n",
+            file.display()
+        ));
+        for m in results["metrics"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "| {} | {:.3} | {} | {} |\n",
+                m["name"].as_str().unwrap_or("?"),
+                m["value"].as_f64().unwrap_or(f64::NAN),
+                m["unit"].as_str().unwrap_or(""),
+                m["better"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Regressions of `current` against `baseline` beyond `threshold`
+/// (0.1 = 10%), as lines; metrics missing on either side are skipped.
+pub fn compare(baseline: &Value, current: &Value, threshold: f64) -> Vec<String> {
+    let by_name = |results: &Value| -> std::collections::HashMap<String, (f64, String)> {
+        results["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                Some((
+                    m["name"].as_str()?.to_owned(),
+                    (
+                        m["value"].as_f64()?,
+                        m["better"].as_str().unwrap_or("lower").to_owned(),
+                    ),
+                ))
+            })
+            .collect()
+    };
+    let (before, after) = (by_name(baseline), by_name(current));
+    let mut regressions = Vec::new();
+    let mut names: Vec<&String> = after.keys().collect();
+    names.sort();
+    for name in names {
+        let (Some((old, better)), Some((new, _))) = (before.get(name), after.get(name)) else {
+            continue;
+        };
+        let worse = match better.as_str() {
+            "higher" => *new < old * (1.0 - threshold),
+            _ => *new > old * (1.0 + threshold),
+        };
+        if worse {
+            regressions.push(format!(
+                "{name}: {old:.3} -> {new:.3} ({:+.1}%, {better} is better)",
+                (new - old) / old * 100.0
+            ));
+        }
+    }
+    regressions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_flags_only_changes_beyond_the_threshold_in_the_bad_direction() {
+        let baseline = json!({"metrics": [
+            metric("latency", 10.0, "ms", "lower"),
+            metric("rate", 100.0, "req/s", "higher"),
+            metric("stable", 5.0, "ms", "lower"),
+        ]});
+        let current = json!({"metrics": [
+            metric("latency", 11.5, "ms", "lower"),
+            metric("rate", 120.0, "req/s", "higher"),
+            metric("stable", 5.4, "ms", "lower"),
+            metric("new", 1.0, "ms", "lower"),
+        ]});
+        let regressions = compare(&baseline, &current, 0.1);
+        assert_eq!(regressions.len(), 1, "{regressions:?}");
+        assert!(regressions[0].starts_with("latency: 10.000 -> 11.500"));
+        let slower = json!({"metrics": [metric("rate", 85.0, "req/s", "higher")]});
+        assert_eq!(compare(&baseline, &slower, 0.1).len(), 1);
+    }
+}
