@@ -435,3 +435,127 @@ async fn healthy_traffic_sees_no_errors_while_every_fault_runs() {
         rss >> 20
     );
 }
+
+/// A small tmpfs, unmounted on drop (even when the test fails).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` when this machine does not let us mount (not root).
+    fn mount(megabytes: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Self { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_writes_clearly_keeps_reads_and_recovers() {
+    let Some(disk) = SmallDisk::mount(24) else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root; the disk-full proof did not run");
+        return;
+    };
+    let data = disk.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = format!(
+        "{}[http_server.rate_limit]\nenabled = false\n",
+        support::NO_EMBEDDINGS
+    );
+    let server = Server::start_with(&AgentsDir::with_examples(), &data, Some(&config));
+    let client = server.client();
+    let write = |n: usize| {
+        let body = json!({"name": format!("note-{n}"), "entity_type": "note", "observations": ["x".repeat(8000)]});
+        client
+            .post(server.url("/api/v1/memory/entities"))
+            .json(&body)
+            .send()
+    };
+    let mut written = Vec::new();
+    for n in 0..10 {
+        assert_eq!(write(n).await.unwrap().status(), 201);
+        written.push(n);
+    }
+    // Fill what is left of the disk with a ballast file we can delete later.
+    let ballast = disk.dir.path().join("ballast");
+    let mut file = std::fs::File::create(&ballast).unwrap();
+    let chunk = vec![0u8; 256 << 10];
+    while file.write_all(&chunk).is_ok() {}
+    drop(file);
+    let mut refusal = None;
+    for n in 10..2000 {
+        let reply = Reply::read(write(n).await.unwrap()).await;
+        match reply.status {
+            201 => written.push(n),
+            _ => {
+                refusal = Some(reply);
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("the disk never filled");
+    assert_eq!(
+        (refusal.status, refusal.code()),
+        (507, "storage_full"),
+        "{:?}",
+        refusal.body
+    );
+    assert!(
+        refusal.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("full")
+    );
+
+    // Reads keep working, and what was written is there.
+    let stats = server.get_json("/api/v1/memory/stats").await;
+    assert_eq!(
+        stats["entities"].as_u64(),
+        Some(written.len() as u64),
+        "{stats}"
+    );
+    if let Some(last) = written.last() {
+        let entity = server
+            .get_json(&format!("/api/v1/memory/entities/note-{last}"))
+            .await;
+        assert_eq!(entity["name"], format!("note-{last}"));
+    }
+    assert_eq!(
+        server.send("echo", &json!({"content": 1})).await.status,
+        200
+    );
+
+    // Space returns: writes succeed again.
+    std::fs::remove_file(&ballast).unwrap();
+    let again = Reply::read(write(9999).await.unwrap()).await;
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    drop(server);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(["storage", "maintenance", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!(
+        "disk full after {} entities; reads kept working; writes recovered",
+        written.len()
+    );
+}

@@ -17,9 +17,17 @@ fn from_memory(error: MemoryError) -> ApiError {
         MemoryError::Embed(crate::embed::EmbedError::Busy) => {
             (StatusCode::SERVICE_UNAVAILABLE, "embeddings_busy")
         }
+        error if error.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "memory_error"),
     };
-    let mut api = ApiError::new(status, code, error.to_string());
+    let message = if code == "storage_full" {
+        format!(
+            "{error}: the disk holding the store is full; reads still work, and writes work again once space is freed"
+        )
+    } else {
+        error.to_string()
+    };
+    let mut api = ApiError::new(status, code, message);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         api.retry_after_secs = Some(1);
     }

@@ -54,6 +54,22 @@ pub enum MemoryError {
     Embed(#[from] EmbedError),
 }
 
+impl MemoryError {
+    /// The store could not grow: the disk (or the file size limit) is full.
+    /// Reads still work; writes work again once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        const SQLITE_FULL: i32 = 13;
+        match self {
+            MemoryError::Sql(libsql::Error::SqliteFailure(code, message)) => {
+                code & 0xff == SQLITE_FULL || message.contains("disk is full")
+            }
+            MemoryError::Sql(other) => other.to_string().contains("disk is full"),
+            MemoryError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+}
+
 /// Unix time in milliseconds, as stored in the tables.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
