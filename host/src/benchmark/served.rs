@@ -38,6 +38,23 @@ pub fn echo_manifest(name: &str, version: &str, limits: &str) -> String {
     )
 }
 
+/// Lets this process open as many sockets as the system allows: a ramp to
+/// hundreds of clients needs more than the usual soft limit of 1024.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// Starts a server on `agents` and `data` with `config` (TOML text).
 pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served> {
     if !echo_component().exists() {
@@ -46,6 +63,7 @@ pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served>
             echo_component().display()
         );
     }
+    raise_open_file_limit();
     std::fs::create_dir_all(data)?;
     let config_path = data.join("bench.toml");
     std::fs::write(&config_path, config)?;
@@ -139,11 +157,20 @@ pub async fn load(
                 let mut seen = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < total {
                     let sent = Instant::now();
-                    let response = client.post(&url).json(&body).send().await?;
+                    // A connection that fails counts as status 0: an error
+                    // of the run, not the end of the benchmark.
+                    let Ok(response) = client.post(&url).json(&body).send().await else {
+                        seen.push((0, false, sent.elapsed()));
+                        continue;
+                    };
                     let status = response.status().as_u16();
                     let retry_after = response.headers().contains_key("retry-after");
-                    response.bytes().await?;
-                    seen.push((status, retry_after, sent.elapsed()));
+                    let complete = response.bytes().await.is_ok();
+                    seen.push((
+                        if complete { status } else { 0 },
+                        retry_after,
+                        sent.elapsed(),
+                    ));
                 }
                 anyhow::Ok(seen)
             })
