@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{AgentsDir, Reply, Server, component};
+use support::{AgentsDir, Reply, Server, caxton, component};
 
 fn hot_manifest(version: &str, extra: &str) -> String {
     format!(
@@ -367,15 +367,6 @@ async fn validation_reports_every_problem_with_its_place() {
         "{}",
         reply.body
     );
-}
-
-fn caxton(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
-        .args(args)
-        .env_remove("CAXTON_TOKEN")
-        .env_remove("CAXTON_SERVER")
-        .output()
-        .expect("running caxton")
 }
 
 #[test]

@@ -19,21 +19,6 @@ fn recall_agents() -> AgentsDir {
         .with("recall-b", &recall("recall-b"))
 }
 
-async fn post(server: &Server, path: &str, body: Value) -> Reply {
-    let response = server
-        .client()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    Reply::read(response).await
-}
-
-async fn get(server: &Server, path: &str) -> Reply {
-    Reply::read(server.client().get(server.url(path)).send().await.unwrap()).await
-}
-
 fn observations_of(hits: &Value) -> Vec<String> {
     hits["hits"]
         .as_array()
@@ -46,9 +31,7 @@ fn observations_of(hits: &Value) -> Vec<String> {
 #[tokio::test]
 async fn agent_scoped_memory_is_private_over_http() {
     let server = Server::start_fresh(&AgentsDir::new(), None);
-    let reply = post(
-        &server,
-        "/api/v1/memory/entities",
+    let reply = server.post("/api/v1/memory/entities",
         json!({"agent": "alpha", "name": "vault", "entity_type": "place", "observations": ["the vault code is 4711"]}),
     )
     .await;
@@ -56,48 +39,48 @@ async fn agent_scoped_memory_is_private_over_http() {
     assert_eq!(reply.body["scope"], "agent");
 
     let search = json!({"query": "vault code", "agent": "beta"});
-    let reply = post(&server, "/api/v1/memory/search", search).await;
+    let reply = server.post("/api/v1/memory/search", search).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(observations_of(&reply.body).is_empty(), "{}", reply.body);
-    let reply = get(&server, "/api/v1/memory/entities/vault?agent=beta").await;
+    let reply = server.get("/api/v1/memory/entities/vault?agent=beta").await;
     assert_eq!((reply.status, reply.code()), (404, "entity_not_found"));
-    let reply = post(
-        &server,
-        "/api/v1/memory/relations",
-        json!({"agent": "beta", "from": "vault", "to": "vault", "relation_type": "contains"}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/memory/relations",
+            json!({"agent": "beta", "from": "vault", "to": "vault", "relation_type": "contains"}),
+        )
+        .await;
     assert_eq!(reply.status, 404);
 
-    let reply = post(
-        &server,
-        "/api/v1/memory/search",
-        json!({"query": "vault code", "agent": "alpha"}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/memory/search",
+            json!({"query": "vault code", "agent": "alpha"}),
+        )
+        .await;
     assert_eq!(observations_of(&reply.body), vec!["the vault code is 4711"]);
-    let reply = get(&server, "/api/v1/memory/entities/vault?agent=alpha").await;
+    let reply = server
+        .get("/api/v1/memory/entities/vault?agent=alpha")
+        .await;
     assert_eq!(
         reply.body["observations"],
         json!(["the vault code is 4711"])
     );
 
     // Global memory: readable by all, writable only with the grant.
-    let reply = post(
-        &server,
-        "/api/v1/memory/entities",
+    let reply = server.post("/api/v1/memory/entities",
         json!({"agent": "beta", "scope": "global", "name": "x", "entity_type": "t", "observations": ["y"]}),
     )
     .await;
     assert_eq!((reply.status, reply.code()), (403, "forbidden"));
-    let reply = post(
-        &server,
-        "/api/v1/memory/entities",
+    let reply = server.post("/api/v1/memory/entities",
         json!({"scope": "global", "name": "office", "entity_type": "place", "observations": ["the office is in Oslo"]}),
     )
     .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
-    let reply = get(&server, "/api/v1/memory/entities/office?agent=beta").await;
+    let reply = server
+        .get("/api/v1/memory/entities/office?agent=beta")
+        .await;
     assert_eq!(reply.body["observations"], json!(["the office is in Oslo"]));
 }
 
@@ -122,9 +105,11 @@ async fn agent_scoped_memory_is_private_through_wit() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["reply"]["content"]["answers"], json!([]));
     // And over HTTP as recall-b, nothing either; the operator sees it.
-    let reply = get(&server, "/api/v1/memory/entities/alice?agent=recall-b").await;
+    let reply = server
+        .get("/api/v1/memory/entities/alice?agent=recall-b")
+        .await;
     assert_eq!(reply.status, 404);
-    let reply = get(&server, "/api/v1/memory/entities/alice").await;
+    let reply = server.get("/api/v1/memory/entities/alice").await;
     assert_eq!(reply.body["owner"], "recall-a");
 }
 
@@ -132,20 +117,22 @@ async fn agent_scoped_memory_is_private_through_wit() {
 async fn observations_and_relations_are_stored_once() {
     let server = Server::start_fresh(&AgentsDir::new(), None);
     let alice = json!({"agent": "a", "name": "alice", "entity_type": "person", "observations": ["likes tea", "likes tea"]});
-    let reply = post(&server, "/api/v1/memory/entities", alice.clone()).await;
+    let reply = server.post("/api/v1/memory/entities", alice.clone()).await;
     assert_eq!((reply.status, &reply.body["added"]), (201, &json!(1)));
-    let reply = post(&server, "/api/v1/memory/entities", alice).await;
+    let reply = server.post("/api/v1/memory/entities", alice).await;
     assert_eq!((reply.status, &reply.body["added"]), (200, &json!(0)));
     let bob = json!({"agent": "a", "name": "bob", "entity_type": "person", "observations": []});
-    post(&server, "/api/v1/memory/entities", bob).await;
+    server.post("/api/v1/memory/entities", bob).await;
 
     let manages = json!({"agent": "a", "from": "alice", "to": "bob", "relation_type": "manages"});
-    let reply = post(&server, "/api/v1/memory/relations", manages.clone()).await;
+    let reply = server
+        .post("/api/v1/memory/relations", manages.clone())
+        .await;
     assert_eq!((reply.status, &reply.body["created"]), (201, &json!(true)));
-    let reply = post(&server, "/api/v1/memory/relations", manages).await;
+    let reply = server.post("/api/v1/memory/relations", manages).await;
     assert_eq!((reply.status, &reply.body["created"]), (200, &json!(false)));
 
-    let stats = get(&server, "/api/v1/memory/stats").await.body;
+    let stats = server.get("/api/v1/memory/stats").await.body;
     assert_eq!(
         (stats["entities"].as_u64(), stats["observations"].as_u64()),
         (Some(2), Some(1))
@@ -166,14 +153,12 @@ async fn a_paraphrase_ranks_above_unrelated_text() {
         let body =
             json!({"agent": "a", "name": name, "entity_type": "note", "observations": [fact]});
         assert_eq!(
-            post(&server, "/api/v1/memory/entities", body).await.status,
+            server.post("/api/v1/memory/entities", body).await.status,
             201
         );
     }
     // No word in common with the stored sentence but meaning.
-    let reply = post(
-        &server,
-        "/api/v1/memory/search",
+    let reply = server.post("/api/v1/memory/search",
         json!({"agent": "a", "query": "which person enjoys a hot beverage at breakfast?", "limit": 4}),
     )
     .await;
@@ -182,12 +167,12 @@ async fn a_paraphrase_ranks_above_unrelated_text() {
     assert_eq!(hits[0]["entity"], "alice", "{}", reply.body);
     assert!(hits[0]["similarity"].as_f64().unwrap() > hits[1]["similarity"].as_f64().unwrap());
 
-    let reply = post(
-        &server,
-        "/api/v1/memory/search",
-        json!({"agent": "a", "query": "bicycle", "limit": 1, "entity_type": "note"}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/memory/search",
+            json!({"agent": "a", "query": "bicycle", "limit": 1, "entity_type": "note"}),
+        )
+        .await;
     assert_eq!(reply.body["hits"][0]["entity"], "bob");
 }
 
@@ -202,23 +187,25 @@ async fn memory_survives_a_restart_and_forget_cascades() {
     ] {
         let body =
             json!({"agent": "a", "name": name, "entity_type": "person", "observations": [fact]});
-        post(&server, "/api/v1/memory/entities", body).await;
+        server.post("/api/v1/memory/entities", body).await;
     }
     let knows = json!({"agent": "a", "from": "alice", "to": "bob", "relation_type": "knows"});
-    post(&server, "/api/v1/memory/relations", knows).await;
+    server.post("/api/v1/memory/relations", knows).await;
     assert!(server.terminate().success());
 
     let server = Server::start_with(&agents, data.path(), None);
-    let reply = get(&server, "/api/v1/memory/graph/alice?agent=a&depth=2").await;
+    let reply = server
+        .get("/api/v1/memory/graph/alice?agent=a&depth=2")
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["entities"].as_array().unwrap().len(), 2);
     assert_eq!(reply.body["relations"][0]["relation_type"], "knows");
-    let reply = post(
-        &server,
-        "/api/v1/memory/search",
-        json!({"agent": "a", "query": "tea drinker"}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/memory/search",
+            json!({"agent": "a", "query": "tea drinker"}),
+        )
+        .await;
     assert_eq!(
         reply.body["hits"][0]["entity"], "alice",
         "index reloaded: {}",
@@ -232,19 +219,19 @@ async fn memory_survives_a_restart_and_forget_cascades() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 200);
-    let stats = get(&server, "/api/v1/memory/stats").await.body;
+    let stats = server.get("/api/v1/memory/stats").await.body;
     assert_eq!(
         (stats["entities"].as_u64(), stats["relations"].as_u64()),
         (Some(1), Some(0))
     );
     assert_eq!(stats["observations"], 1);
     assert_eq!(stats["index_entries"], 1);
-    let reply = post(
-        &server,
-        "/api/v1/memory/search",
-        json!({"agent": "a", "query": "green tea"}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/memory/search",
+            json!({"agent": "a", "query": "green tea"}),
+        )
+        .await;
     assert!(
         observations_of(&reply.body)
             .iter()
@@ -279,18 +266,18 @@ async fn concurrent_writers_lose_nothing() {
     for writer in writers {
         writer.await.unwrap();
     }
-    let stats = get(&server, "/api/v1/memory/stats").await.body;
+    let stats = server.get("/api/v1/memory/stats").await.body;
     assert_eq!(
         (stats["entities"].as_u64(), stats["observations"].as_u64()),
         (Some(200), Some(200))
     );
     // Without a model, search is keyword-only and still scoped.
-    let reply = post(
-        &server,
-        "/api/v1/memory/search",
-        json!({"agent": "w3", "query": "item 7"}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/memory/search",
+            json!({"agent": "w3", "query": "item 7"}),
+        )
+        .await;
     let found = observations_of(&reply.body);
     assert!(found.contains(&"writer 3 item 7".to_owned()), "{found:?}");
     assert!(
@@ -330,19 +317,17 @@ async fn import_of_an_export_reproduces_the_graph() {
         json!({"scope": "global", "name": "office", "entity_type": "place", "observations": ["The office has a garden"]}),
     ] {
         assert_eq!(
-            post(&source, "/api/v1/memory/entities", body).await.status,
+            source.post("/api/v1/memory/entities", body).await.status,
             201
         );
     }
     let knows = json!({"agent": "a", "from": "alice", "to": "bob", "relation_type": "knows", "strength": 0.5});
     assert_eq!(
-        post(&source, "/api/v1/memory/relations", knows)
-            .await
-            .status,
+        source.post("/api/v1/memory/relations", knows).await.status,
         201
     );
     let more = json!({"agent": "a", "entity": "alice", "observations": ["Alice plays chess"]});
-    let reply = post(&source, "/api/v1/memory/observations", more).await;
+    let reply = source.post("/api/v1/memory/observations", more).await;
     assert_eq!((reply.status, &reply.body["added"]), (200, &json!(1)));
 
     let without_vectors = export(&source, false).await;
@@ -358,12 +343,12 @@ async fn import_of_an_export_reproduces_the_graph() {
         json!({"entities": 3, "observations_added": 5, "observations_embedded": 5, "relations": 1})
     );
     assert_eq!(export(&target, false).await, without_vectors);
-    let reply = post(
-        &target,
-        "/api/v1/memory/search",
-        json!({"agent": "a", "query": "board games"}),
-    )
-    .await;
+    let reply = target
+        .post(
+            "/api/v1/memory/search",
+            json!({"agent": "a", "query": "board games"}),
+        )
+        .await;
     assert_eq!(
         reply.body["hits"][0]["observation"], "Alice plays chess",
         "{}",
@@ -393,20 +378,16 @@ async fn the_operator_means_the_shared_entity_and_types_follow_updates() {
     let server = Server::start_fresh(&AgentsDir::new(), None);
     let private = json!({"agent": "a", "name": "alice", "entity_type": "person", "observations": ["private note about alice"]});
     assert_eq!(
-        post(&server, "/api/v1/memory/entities", private)
-            .await
-            .status,
+        server.post("/api/v1/memory/entities", private).await.status,
         201
     );
     let shared = json!({"scope": "global", "name": "alice", "entity_type": "person", "observations": ["alice is on the team page"]});
     assert_eq!(
-        post(&server, "/api/v1/memory/entities", shared)
-            .await
-            .status,
+        server.post("/api/v1/memory/entities", shared).await.status,
         201
     );
 
-    let reply = get(&server, "/api/v1/memory/entities/alice").await;
+    let reply = server.get("/api/v1/memory/entities/alice").await;
     assert_eq!(reply.body["scope"], "global", "{}", reply.body);
     let response = server
         .client()
@@ -415,7 +396,7 @@ async fn the_operator_means_the_shared_entity_and_types_follow_updates() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let reply = get(&server, "/api/v1/memory/entities/alice?agent=a").await;
+    let reply = server.get("/api/v1/memory/entities/alice?agent=a").await;
     assert_eq!(
         reply.body["observations"],
         json!(["private note about alice"])
@@ -425,19 +406,17 @@ async fn the_operator_means_the_shared_entity_and_types_follow_updates() {
     let retyped =
         json!({"agent": "a", "name": "alice", "entity_type": "robot", "observations": []});
     assert_eq!(
-        post(&server, "/api/v1/memory/entities", retyped)
-            .await
-            .status,
+        server.post("/api/v1/memory/entities", retyped).await.status,
         200
     );
     let search = |entity_type: &str| json!({"agent": "a", "query": "note about alice", "entity_type": entity_type});
-    let reply = post(&server, "/api/v1/memory/search", search("robot")).await;
+    let reply = server.post("/api/v1/memory/search", search("robot")).await;
     assert_eq!(
         observations_of(&reply.body),
         vec!["private note about alice"]
     );
     for nothing in ["person", "never-seen-type"] {
-        let reply = post(&server, "/api/v1/memory/search", search(nothing)).await;
+        let reply = server.post("/api/v1/memory/search", search(nothing)).await;
         assert!(
             observations_of(&reply.body).is_empty(),
             "{nothing}: {}",
@@ -450,7 +429,7 @@ async fn the_operator_means_the_shared_entity_and_types_follow_updates() {
 async fn wait_for_entities(server: &Server, want: u64) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let stats = get(server, "/api/v1/memory/stats").await.body;
+        let stats = server.get("/api/v1/memory/stats").await.body;
         if stats["entities"].as_u64() == Some(want) || std::time::Instant::now() > deadline {
             return stats;
         }
@@ -467,35 +446,30 @@ async fn cleanup_keeps_each_agent_within_its_limit_dropping_the_stalest() {
     let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
     let remember = |agent: &str, name: String| json!({"agent": agent, "name": name, "entity_type": "note", "observations": [format!("{agent} wrote {name}")]});
     for n in 0..5 {
-        let reply = post(
-            &server,
-            "/api/v1/memory/entities",
-            remember("alpha", format!("n{n}")),
-        )
-        .await;
+        let reply = server
+            .post(
+                "/api/v1/memory/entities",
+                remember("alpha", format!("n{n}")),
+            )
+            .await;
         assert_eq!(reply.status, 201, "{:?}", reply.body);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     // Touching the oldest makes it the freshest: n1 and n2 are now stalest.
-    let reply = post(
-        &server,
-        "/api/v1/memory/observations",
-        json!({"agent": "alpha", "entity": "n0", "observations": ["alpha touched n0"]}),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
-    for n in 0..2 {
-        post(
-            &server,
-            "/api/v1/memory/entities",
-            remember("beta", format!("b{n}")),
+    let reply = server
+        .post(
+            "/api/v1/memory/observations",
+            json!({"agent": "alpha", "entity": "n0", "observations": ["alpha touched n0"]}),
         )
         .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    for n in 0..2 {
+        server
+            .post("/api/v1/memory/entities", remember("beta", format!("b{n}")))
+            .await;
     }
     // Shared entities are not any agent's own and are not counted.
-    post(
-        &server,
-        "/api/v1/memory/entities",
+    server.post("/api/v1/memory/entities",
         json!({"name": "shared", "entity_type": "note", "observations": ["everyone reads this"]}),
     )
     .await;
@@ -504,11 +478,9 @@ async fn cleanup_keeps_each_agent_within_its_limit_dropping_the_stalest() {
     assert_eq!(stats["entities"].as_u64(), Some(6), "{stats}");
     let mut kept = Vec::new();
     for n in 0..5 {
-        let reply = get(
-            &server,
-            &format!("/api/v1/memory/entities/n{n}?agent=alpha"),
-        )
-        .await;
+        let reply = server
+            .get(&format!("/api/v1/memory/entities/n{n}?agent=alpha"))
+            .await;
         if reply.status == 200 {
             kept.push(format!("n{n}"));
         }
@@ -524,20 +496,18 @@ async fn cleanup_forgets_entities_older_than_max_age() {
         support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
-    let reply = post(
-        &server,
-        "/api/v1/memory/entities",
+    let reply = server.post("/api/v1/memory/entities",
         json!({"agent": "alpha", "name": "fleeting", "entity_type": "note", "observations": ["gone soon"]}),
     )
     .await;
     assert_eq!(reply.status, 201);
     let stats = wait_for_entities(&server, 0).await;
     assert_eq!(stats["observations"].as_u64(), Some(0), "{stats}");
-    let reply = post(
-        &server,
-        "/api/v1/memory/search",
-        json!({"agent": "alpha", "query": "gone soon"}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/memory/search",
+            json!({"agent": "alpha", "query": "gone soon"}),
+        )
+        .await;
     assert!(observations_of(&reply.body).is_empty(), "{:?}", reply.body);
 }

@@ -29,29 +29,18 @@ fn agents() -> AgentsDir {
         .with("relay-b", &relay("relay-b"))
 }
 
-async fn post(server: &Server, path: &str, body: Value) -> Reply {
-    let response = server
-        .client()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    Reply::read(response).await
-}
-
 #[tokio::test]
 async fn capability_routing_spreads_over_providers_and_broadcast_reaches_all() {
     let server = Server::start(&agents());
     for strategy in ["round-robin", "best"] {
         let mut served = std::collections::BTreeSet::new();
         for n in 0..6 {
-            let reply = post(
-                &server,
-                "/api/v1/messages",
-                json!({"capability": "echo", "strategy": strategy, "content": {"n": n}}),
-            )
-            .await;
+            let reply = server
+                .post(
+                    "/api/v1/messages",
+                    json!({"capability": "echo", "strategy": strategy, "content": {"n": n}}),
+                )
+                .await;
             assert_eq!(reply.status, 200, "{:?}", reply.body);
             assert_eq!(reply.body["reply"]["content"], json!({"n": n}));
             assert_eq!(reply.body["reply"]["sender"], reply.body["agent"]);
@@ -64,12 +53,12 @@ async fn capability_routing_spreads_over_providers_and_broadcast_reaches_all() {
         );
     }
 
-    let reply = post(
-        &server,
-        "/api/v1/messages",
-        json!({"capability": "echo", "strategy": "broadcast", "content": "all"}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/messages",
+            json!({"capability": "echo", "strategy": "broadcast", "content": "all"}),
+        )
+        .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     let mut senders: Vec<&str> = reply.body["replies"]
         .as_array()
@@ -84,12 +73,12 @@ async fn capability_routing_spreads_over_providers_and_broadcast_reaches_all() {
 #[tokio::test]
 async fn no_provider_is_a_failure_reply_naming_the_capability() {
     let server = Server::start(&agents());
-    let reply = post(
-        &server,
-        "/api/v1/messages",
-        json!({"capability": "translation", "content": "bonjour"}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/messages",
+            json!({"capability": "translation", "content": "bonjour"}),
+        )
+        .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.body["reply"]["performative"], "failure");
     assert_eq!(reply.body["reply"]["sender"], "caxton");
@@ -100,17 +89,15 @@ async fn no_provider_is_a_failure_reply_naming_the_capability() {
 #[tokio::test]
 async fn a_conversation_is_recorded_in_order_with_reply_links() {
     let server = Server::start(&agents());
-    let first = post(
-        &server,
-        "/api/v1/messages",
-        json!({"receiver": "echo-a", "id": "m-1", "content": {"step": 1}}),
-    )
-    .await;
+    let first = server
+        .post(
+            "/api/v1/messages",
+            json!({"receiver": "echo-a", "id": "m-1", "content": {"step": 1}}),
+        )
+        .await;
     assert_eq!(first.status, 200, "{:?}", first.body);
     let conversation = first.body["conversation_id"].as_str().unwrap().to_owned();
-    let second = post(
-        &server,
-        "/api/v1/messages",
+    let second = server.post("/api/v1/messages",
         json!({"receiver": "echo-b", "id": "m-2", "conversation_id": conversation, "content": {"step": 2}}),
     )
     .await;
@@ -267,19 +254,19 @@ async fn a_full_queue_answers_429_and_memory_stays_bounded() {
 #[tokio::test]
 async fn priorities_are_accepted_and_checked() {
     let server = Server::start(&agents());
-    let reply = post(
-        &server,
-        "/api/v1/messages",
-        json!({"receiver": "echo-a", "priority": "critical", "content": 1}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/messages",
+            json!({"receiver": "echo-a", "priority": "critical", "content": 1}),
+        )
+        .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    let reply = post(
-        &server,
-        "/api/v1/messages",
-        json!({"receiver": "echo-a", "priority": "urgent", "content": 1}),
-    )
-    .await;
+    let reply = server
+        .post(
+            "/api/v1/messages",
+            json!({"receiver": "echo-a", "priority": "urgent", "content": 1}),
+        )
+        .await;
     assert_eq!(reply.status, 400);
     assert!(
         reply.body["error"]["message"]
@@ -323,21 +310,21 @@ async fn max_conversations_is_enforced_per_agent() {
     let server = Server::start(&agents);
     let mut conversations = Vec::new();
     for n in 0..2 {
-        let reply = post(
-            &server,
-            "/api/v1/messages",
-            json!({"receiver": "solo", "content": n}),
-        )
-        .await;
+        let reply = server
+            .post(
+                "/api/v1/messages",
+                json!({"receiver": "solo", "content": n}),
+            )
+            .await;
         assert_eq!(reply.status, 200, "{:?}", reply.body);
         conversations.push(reply.body["conversation_id"].as_str().unwrap().to_owned());
     }
-    let third = post(
-        &server,
-        "/api/v1/messages",
-        json!({"receiver": "solo", "content": 3}),
-    )
-    .await;
+    let third = server
+        .post(
+            "/api/v1/messages",
+            json!({"receiver": "solo", "content": 3}),
+        )
+        .await;
     assert_eq!(
         (third.status, third.code()),
         (429, "conversation_limit"),
@@ -346,11 +333,11 @@ async fn max_conversations_is_enforced_per_agent() {
     );
     assert!(third.retry_after.is_some());
     // An open conversation goes on.
-    let more = post(
-        &server,
-        "/api/v1/messages",
-        json!({"receiver": "solo", "conversation_id": conversations[0], "content": 4}),
-    )
-    .await;
+    let more = server
+        .post(
+            "/api/v1/messages",
+            json!({"receiver": "solo", "conversation_id": conversations[0], "content": 4}),
+        )
+        .await;
     assert_eq!(more.status, 200, "{:?}", more.body);
 }

@@ -7,16 +7,7 @@ use std::io::Read;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{AgentsDir, Reply, Server};
-
-fn caxton(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_caxton"))
-        .args(args)
-        .env_remove("CAXTON_TOKEN")
-        .env_remove("CAXTON_SERVER")
-        .output()
-        .expect("running caxton")
-}
+use support::{AgentsDir, Reply, Server, caxton};
 
 #[tokio::test]
 async fn every_route_but_health_needs_the_token() {
@@ -124,7 +115,9 @@ async fn the_rate_limit_answers_429_then_recovers() {
     let server = Server::start_fresh(
         &AgentsDir::new(),
         Some(&format!(
-            "{}[http_server.rate_limit]\nper_client_rps = 5\nper_client_burst = 5\n",
+            // One token a second: eight quick requests cannot earn a refill
+            // even on a busy machine.
+            "{}[http_server.rate_limit]\nper_client_rps = 1\nper_client_burst = 5\n",
             support::NO_EMBEDDINGS
         )),
     );

@@ -166,6 +166,7 @@ impl Server {
                 panic!("server did not start; its log:\n{}", log.lock().unwrap());
             }
         };
+        wait_until_ready(&base, &log);
         // Servers configured without auth have no token file.
         let token = std::fs::read_to_string(data_dir.join("auth-token"))
             .map(|t| t.trim().to_owned())
@@ -252,6 +253,30 @@ impl Server {
             .expect("JSON body")
     }
 
+    /// POSTs JSON to `path`; the status, Retry-After and body.
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        let response = self
+            .client()
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request failed");
+        Reply::read(response).await
+    }
+
+    /// GETs `path`; the status, Retry-After and body.
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::read(
+            self.client()
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request failed"),
+        )
+        .await
+    }
+
     /// POSTs a message to an agent; returns status, headers' Retry-After and body.
     pub async fn send(&self, agent: &str, body: &Value) -> Reply {
         let response = self
@@ -298,5 +323,43 @@ impl Reply {
     /// The error code of an error response.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// Runs the `caxton` binary with `args`, ignoring any token or server the
+/// environment names, and returns what it printed.
+pub fn caxton(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(args)
+        .env_remove("CAXTON_TOKEN")
+        .env_remove("CAXTON_SERVER")
+        .output()
+        .expect("running caxton")
+}
+
+/// Polls `/api/v1/ready` (no token needed) until the server answers 200:
+/// with the model on, it loads in the background after "listening", and a
+/// test that embeds before then would time out on a busy machine.
+fn wait_until_ready(base: &str, log: &Arc<Mutex<String>>) {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = std::net::TcpStream::connect(address).is_ok_and(|mut stream| {
+            let request = "GET /api/v1/ready HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+            let mut answer = String::new();
+            stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut answer).is_ok()
+                && answer.starts_with("HTTP/1.1 200")
+        });
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server never became ready; its log:\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
