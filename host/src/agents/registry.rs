@@ -351,6 +351,13 @@ impl AgentRegistry {
         agent.is_some() || tool.is_some()
     }
 
+    /// The manifest file the agent or tool `name` was deployed from.
+    pub fn source_of(&self, name: &str) -> Option<PathBuf> {
+        self.agent(name)
+            .map(|a| a.source.clone())
+            .or_else(|| self.tool(name).map(|t| t.source.clone()))
+    }
+
     /// Names of the plugins deployed from manifest `path`.
     pub fn deployed_from(&self, path: &Path) -> Vec<String> {
         let agents = self.agents.read().expect("agents lock");

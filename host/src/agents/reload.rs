@@ -174,19 +174,13 @@ async fn reload(
     }
     let outcome = match Manifest::load(path) {
         Err(error) => Err(AgentError::from(error)),
-        Ok(manifest) => {
-            let taken = registry
-                .agent(&manifest.name)
-                .map(|a| a.source.clone())
-                .or_else(|| registry.tool(&manifest.name).map(|t| t.source.clone()));
-            match taken {
-                Some(other) if other != path => Err(AgentError::Duplicate {
-                    path: path.to_owned(),
-                    name: manifest.name.clone(),
-                }),
-                _ => registry.prepare(path, manifest).await,
-            }
-        }
+        Ok(manifest) => match registry.source_of(&manifest.name) {
+            Some(other) if other != path => Err(AgentError::Duplicate {
+                path: path.to_owned(),
+                name: manifest.name.clone(),
+            }),
+            _ => registry.prepare(path, manifest).await,
+        },
     };
     match outcome {
         Ok(prepared) => {

@@ -229,11 +229,7 @@ pub async fn deploy(
         return Err(invalid(&report));
     };
     let name = manifest.name.clone();
-    let existing = state
-        .registry
-        .agent(&name)
-        .map(|a| a.source.clone())
-        .or_else(|| state.registry.tool(&name).map(|t| t.source.clone()));
+    let existing = state.registry.source_of(&name);
     match (replace, &existing) {
         (None, Some(_)) => {
             return Err(ApiError::new(
@@ -299,9 +295,7 @@ fn from_file(name: &str, source: &Path) -> ApiError {
 pub async fn remove(state: &ApiState, name: &str) -> Result<(StatusCode, Value), ApiError> {
     let source = state
         .registry
-        .agent(name)
-        .map(|a| a.source.clone())
-        .or_else(|| state.registry.tool(name).map(|t| t.source.clone()))
+        .source_of(name)
         .ok_or_else(|| ApiError::from_agent(&AgentError::NotFound(name.to_owned())))?;
     if source.starts_with(&state.agents_dir) {
         return Err(from_file(name, &source));
@@ -381,9 +375,7 @@ pub async fn validate(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Valu
 pub async fn reload(state: &ApiState, name: &str) -> Result<(StatusCode, Value), ApiError> {
     let source = state
         .registry
-        .agent(name)
-        .map(|a| a.source.clone())
-        .or_else(|| state.registry.tool(name).map(|t| t.source.clone()))
+        .source_of(name)
         .ok_or_else(|| ApiError::from_agent(&AgentError::NotFound(name.to_owned())))?;
     if !source.starts_with(&state.agents_dir) {
         return Err(ApiError::new(

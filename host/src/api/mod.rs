@@ -337,14 +337,12 @@ pub async fn sample_gauges(state: &ApiState) {
     let (agents, tools) = state.registry.counts();
     m.agent_config_count.set((agents + tools) as i64);
     m.agent_wasm_count.set((agents + tools) as i64);
-    if let Ok(engine) = &state.embeddings {
-        let stats = engine.cache_stats();
-        let total = stats.hits + stats.misses;
-        if total > 0 {
-            m.memory_cache_hit_rate
-                .with_label_values(&["embedding"])
-                .set(stats.hits as f64 / total as f64);
-        }
+    if let Ok(engine) = &state.embeddings
+        && let Some(rate) = engine.cache_stats().hit_rate()
+    {
+        m.memory_cache_hit_rate
+            .with_label_values(&["embedding"])
+            .set(rate);
     }
     if let Some(memory) = &state.memory {
         match memory.stats().await {

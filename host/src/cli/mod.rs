@@ -214,6 +214,16 @@ pub struct AgentsBenchArgs {
     pub output: Option<PathBuf>,
 }
 
+/// Prints benchmark results as JSON and writes them to `output` if given.
+fn emit_results(results: &serde_json::Value, output: Option<&PathBuf>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(results)?;
+    if let Some(path) = output {
+        std::fs::write(path, &text)?;
+    }
+    println!("{text}");
+    Ok(())
+}
+
 impl BenchmarkCommand {
     /// The suites that are not `memory` or `agents`, plus report and compare.
     pub async fn run_other(&self) -> anyhow::Result<()> {
@@ -272,12 +282,7 @@ impl BenchmarkCommand {
             }
         };
         let _ = std::fs::remove_dir_all(&work);
-        let text = serde_json::to_string_pretty(&results?)?;
-        if let Some(path) = output {
-            std::fs::write(path, &text)?;
-        }
-        println!("{text}");
-        Ok(())
+        emit_results(&results?, output.as_ref())
     }
 }
 
@@ -291,13 +296,7 @@ impl AgentsBenchArgs {
             work_dir: std::env::temp_dir()
                 .join(format!("caxton-bench-agents-{}", std::process::id())),
         };
-        let results = benchmark.run().await?;
-        let text = serde_json::to_string_pretty(&results)?;
-        if let Some(path) = &self.output {
-            std::fs::write(path, &text)?;
-        }
-        println!("{text}");
-        Ok(())
+        emit_results(&benchmark.run().await?, self.output.as_ref())
     }
 }
 
@@ -327,13 +326,7 @@ impl MemoryBenchArgs {
             embedded_inserts: self.embedded_inserts,
             work_dir: std::env::temp_dir().join(format!("caxton-bench-{}", std::process::id())),
         };
-        let results = benchmark.run().await?;
-        let text = serde_json::to_string_pretty(&results)?;
-        if let Some(path) = &self.output {
-            std::fs::write(path, &text)?;
-        }
-        println!("{text}");
-        Ok(())
+        emit_results(&benchmark.run().await?, self.output.as_ref())
     }
 }
 

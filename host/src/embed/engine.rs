@@ -32,6 +32,14 @@ pub struct CacheStats {
     pub entries: usize,
 }
 
+impl CacheStats {
+    /// Hits over lookups, once there has been a lookup.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let total = self.hits + self.misses;
+        (total > 0).then(|| self.hits as f64 / total as f64)
+    }
+}
+
 pub struct EmbeddingEngine {
     spec: ModelSpec,
     queue: Sender<Job>,

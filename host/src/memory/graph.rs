@@ -850,11 +850,10 @@ impl Memory {
             database_bytes: row.get::<i64>(4)? as u64 + wal,
             index_entries: index.len(),
             index_bytes: index.memory_bytes(),
-            embedding_cache_hit_rate: self.embeddings.as_ref().and_then(|e| {
-                let stats = e.cache_stats();
-                let total = stats.hits + stats.misses;
-                (total > 0).then(|| stats.hits as f64 / total as f64)
-            }),
+            embedding_cache_hit_rate: self
+                .embeddings
+                .as_ref()
+                .and_then(|e| e.cache_stats().hit_rate()),
         })
     }
 }

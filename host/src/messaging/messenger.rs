@@ -22,20 +22,13 @@ use crate::agents::{AgentError, AgentRegistry};
 use crate::config::AgentsConfig;
 use crate::memory::MemoryError;
 use crate::runtime::{
-    BoxFuture, CallOutcome, CallUsage, HostServices, Message, Performative, WitEntity, WitError,
-    WitSearchHit,
+    BoxFuture, CallOutcome, HostServices, Message, Performative, WitEntity, WitError, WitSearchHit,
 };
 
 /// The result of handing one message to one agent.
 pub struct Delivery {
     pub agent: String,
     pub outcome: Result<CallOutcome<Result<Option<Message>, WitError>>, AgentError>,
-}
-
-impl Delivery {
-    pub fn usage(&self) -> CallUsage {
-        self.outcome.as_ref().map(|o| o.usage).unwrap_or_default()
-    }
 }
 
 /// Why a message could not be delivered at all.
