@@ -432,6 +432,17 @@ pub struct WasmRuntimeConfig {
     pub fuel_yield_interval: u64,
     /// Wasm stack limit per instance, in KiB (deeper recursion traps).
     pub max_wasm_stack_kb: u32,
+    /// A call whose wasm has run this long continues on the low-priority
+    /// threads, so that short calls and the API keep their latency while a
+    /// plugin burns its fuel.
+    #[serde(with = "duration_text")]
+    pub long_call_after: Duration,
+    /// Threads of the low-priority lane (nice 19); 0 = one per core.
+    pub low_priority_threads: u32,
+    /// After a fault (trap, fuel, deadline, memory cap) a plugin's calls
+    /// start on the low-priority threads for this long.
+    #[serde(with = "duration_text")]
+    pub fault_probation: Duration,
 }
 
 impl Default for WasmRuntimeConfig {
@@ -444,6 +455,9 @@ impl Default for WasmRuntimeConfig {
             epoch_tick: Duration::from_millis(5),
             fuel_yield_interval: 100_000,
             max_wasm_stack_kb: 512,
+            long_call_after: Duration::from_millis(10),
+            low_priority_threads: 0,
+            fault_probation: Duration::from_secs(10),
         }
     }
 }

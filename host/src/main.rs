@@ -47,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Auth(caxton::cli::AuthCommand::Token(args)) => args.run(),
         Command::Benchmark(caxton::cli::BenchmarkCommand::Memory(args)) => block_on(args.run()),
         Command::Benchmark(caxton::cli::BenchmarkCommand::Agents(args)) => block_on(args.run()),
+        Command::Benchmark(caxton::cli::BenchmarkCommand::Faults(args)) => block_on(args.run()),
         Command::Benchmark(other) => block_on(other.run_other()),
         Command::Storage(caxton::cli::StorageCommand::Maintenance(args)) => {
             block_on(args.maintenance())

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub tool_call_duration: HistogramVec,
     pub fuel_consumed: IntCounterVec,
     pub traps: IntCounterVec,
+    pub low_priority_calls: IntCounterVec,
     pub messages_processed: IntCounterVec,
     pub memory_entities: IntGauge,
     pub memory_relations: IntGauge,
@@ -136,6 +137,13 @@ impl Metrics {
                     "Plugin calls stopped by a fault, by kind"
                 ),
                 &["kind"]
+            )),
+            low_priority_calls: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_wasm_low_priority_calls_total",
+                    "Plugin calls run on the low-priority threads, by plugin and why (long: ran past long_call_after; probation: the plugin faulted recently)"
+                ),
+                &["plugin", "reason"]
             )),
             messages_processed: register!(IntCounterVec::new(
                 Opts::new(

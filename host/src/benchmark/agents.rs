@@ -25,7 +25,7 @@ pub struct AgentsBenchmark {
 }
 
 fn manifest(name: &str, version: &str) -> String {
-    echo_manifest(name, version, "")
+    echo_manifest(name, version)
 }
 
 impl AgentsBenchmark {

@@ -2,11 +2,13 @@
 //! beside a baseline measured in the same run.
 
 mod agents;
+mod faults;
 mod memory;
 mod served;
 mod suite;
 
 pub use agents::AgentsBenchmark;
+pub use faults::{FAULT_KINDS, FaultsBenchmark};
 pub use memory::MemoryBenchmark;
 pub use suite::{api, compare, embeddings, metric, report, system};
 

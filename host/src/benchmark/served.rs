@@ -25,16 +25,28 @@ impl Drop for Served {
     }
 }
 
-/// The echo component built from `plugins/`.
-pub fn echo_component() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/target/wasm32-wasip2/release/echo.wasm")
+/// A component built from `plugins/`, by crate name.
+pub fn plugin_component(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"))
+}
+
+/// A manifest for agent `name` on plugin `plugin`; `rest` is more TOML.
+pub fn plugin_manifest(name: &str, version: &str, plugin: &str, rest: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"{version}\"\ncomponent = {:?}\n{rest}\n",
+        plugin_component(plugin).display().to_string()
+    )
 }
 
 /// A manifest for echo named `name`.
-pub fn echo_manifest(name: &str, version: &str, limits: &str) -> String {
-    format!(
-        "name = \"{name}\"\nversion = \"{version}\"\ncapabilities = [\"echo\"]\ncomponent = {:?}\ngrants = [\"log\"]\n{limits}",
-        echo_component().display().to_string()
+pub fn echo_manifest(name: &str, version: &str) -> String {
+    plugin_manifest(
+        name,
+        version,
+        "echo",
+        "capabilities = [\"echo\"]\ngrants = [\"log\"]",
     )
 }
 
@@ -57,10 +69,10 @@ fn raise_open_file_limit() {
 
 /// Starts a server on `agents` and `data` with `config` (TOML text).
 pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served> {
-    if !echo_component().exists() {
+    if !plugin_component("echo").exists() {
         anyhow::bail!(
             "{} is missing; build the plugins first (./scripts/setup)",
-            echo_component().display()
+            plugin_component("echo").display()
         );
     }
     raise_open_file_limit();

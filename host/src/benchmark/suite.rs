@@ -27,7 +27,7 @@ const QUIET: &str = "[http_server.rate_limit]\nenabled = false\n";
 pub async fn api(work: &Path, requests: usize) -> anyhow::Result<Value> {
     let agents = work.join("agents");
     std::fs::create_dir_all(&agents)?;
-    std::fs::write(agents.join("echo.toml"), echo_manifest("echo", "1.0.0", ""))?;
+    std::fs::write(agents.join("echo.toml"), echo_manifest("echo", "1.0.0"))?;
     let served = serve(
         &agents,
         &work.join("data"),
@@ -111,7 +111,7 @@ pub async fn api(work: &Path, requests: usize) -> anyhow::Result<Value> {
 pub async fn system(work: &Path, find_breaking_points: bool) -> anyhow::Result<Value> {
     let agents = work.join("agents");
     std::fs::create_dir_all(&agents)?;
-    std::fs::write(agents.join("echo.toml"), echo_manifest("echo", "1.0.0", ""))?;
+    std::fs::write(agents.join("echo.toml"), echo_manifest("echo", "1.0.0"))?;
     let mut metrics = Vec::new();
     let mut report = serde_json::Map::new();
 

@@ -277,6 +277,7 @@ fn compile_check(manifest: &Manifest) -> Result<(), String> {
     let cache = tempfile_dir().map_err(|e| e.to_string())?;
     let settings = crate::config::WasmRuntimeConfig {
         pool_size: 1,
+        low_priority_threads: 1,
         ..Default::default()
     };
     let runtime =

@@ -195,6 +195,34 @@ pub enum BenchmarkCommand {
     /// Memory: insert rate with embedding, search latency and recall@10 at
     /// each size beside an exact scan, index RAM, disk per observation.
     Memory(MemoryBenchArgs),
+    /// Faults: healthy echo latency alone and while runaway plugins run
+    /// (each fault alone, then all at once), with the server's RSS.
+    Faults(FaultsBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FaultsBenchArgs {
+    /// Healthy requests per measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Turn the low-priority lane off, to compare.
+    #[arg(long)]
+    pub no_isolation: bool,
+    /// Write the JSON results here (also printed).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+impl FaultsBenchArgs {
+    pub async fn run(&self) -> anyhow::Result<()> {
+        let benchmark = crate::benchmark::FaultsBenchmark {
+            requests: self.requests.max(100),
+            isolation: !self.no_isolation,
+            work_dir: std::env::temp_dir()
+                .join(format!("caxton-bench-faults-{}", std::process::id())),
+        };
+        emit_results(&benchmark.run().await?, self.output.as_ref())
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -277,7 +305,9 @@ impl BenchmarkCommand {
                 println!("no regression beyond {:.0}%", threshold * 100.0);
                 return Ok(());
             }
-            BenchmarkCommand::Memory(_) | BenchmarkCommand::Agents(_) => {
+            BenchmarkCommand::Memory(_)
+            | BenchmarkCommand::Agents(_)
+            | BenchmarkCommand::Faults(_) => {
                 unreachable!("run by their own args")
             }
         };

@@ -85,6 +85,9 @@ pub struct Messenger {
     router: Router,
     settings: AgentsConfig,
     me: Weak<Messenger>,
+    /// The server's runtime: mailbox workers live there even when the
+    /// first message comes from a call on the low-priority threads.
+    workers: tokio::runtime::Handle,
 }
 
 impl Messenger {
@@ -100,6 +103,7 @@ impl Messenger {
             router: Router::default(),
             settings,
             me: me.clone(),
+            workers: tokio::runtime::Handle::current(),
         })
     }
 
@@ -249,7 +253,7 @@ impl Messenger {
         let mailbox: Arc<Mailbox<Job>> = Arc::new(Mailbox::new(self.settings.queue_capacity));
         for _ in 0..self.settings.workers_per_agent {
             let (mailbox, me, agent) = (mailbox.clone(), self.me.clone(), agent.to_owned());
-            tokio::spawn(async move {
+            self.workers.spawn(async move {
                 while let Some(job) = mailbox.pop().await {
                     let Some(messenger) = me.upgrade() else {
                         break;

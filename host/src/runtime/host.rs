@@ -10,12 +10,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::agent::caxton::agent::{context, log, memory, messaging, tools, types};
 use super::bindings::{Message, WitError};
 use super::limits::MemoryLimiter;
+use super::stderr::StderrTail;
 
 /// A boxed future, for the object-safe service trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -131,26 +131,28 @@ impl HostServices for NoServices {
 /// Longest log line kept from a plugin; the rest is cut so a chatty plugin
 /// cannot flood the host log.
 const MAX_LOG_LINE: usize = 4096;
-/// Bytes of guest stderr kept per call (panic messages land there). The
-/// pipe refuses writes past this, which a Rust guest's `eprintln!` turns
-/// into a panic: generous, so only a runaway writer hits it.
-const STDERR_CAPACITY: usize = 256 * 1024;
-/// Tail of the guest's stderr quoted in a trap message.
-const STDERR_QUOTED: usize = 2048;
+/// Log lines one call may write; a plugin logging in a loop is cut off
+/// after these (with one warning) instead of flooding the host log.
+const MAX_LOG_LINES_PER_CALL: u32 = 200;
+/// Tail of the guest's stderr kept per call and quoted in a trap message
+/// (a panic message lands at the end); earlier output is dropped.
+const STDERR_KEPT: usize = 2048;
 
 /// Everything one call's `Store` holds.
 pub struct HostState {
     plugin: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
-    stderr: MemoryOutputPipe,
+    stderr: StderrTail,
+    /// Log lines written during this call.
+    log_lines: u32,
     pub(crate) limiter: MemoryLimiter,
     services: Arc<dyn HostServices>,
 }
 
 impl HostState {
     pub fn new(plugin: Arc<str>, memory_limit: u64, services: Arc<dyn HostServices>) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let stderr = StderrTail::new(STDERR_KEPT);
         // No args, env, preopened dirs, stdin or network: a plugin sees
         // nothing of the host except through the WIT imports it was granted.
         let wasi = WasiCtxBuilder::new()
@@ -164,6 +166,7 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             stderr,
+            log_lines: 0,
             limiter: MemoryLimiter::new(memory_limit),
             services,
         }
@@ -171,9 +174,12 @@ impl HostState {
 
     /// What the guest wrote to stderr during the call (a panic message, say).
     pub fn stderr_text(&self) -> String {
-        let contents = self.stderr.contents();
-        let tail = &contents[contents.len().saturating_sub(STDERR_QUOTED)..];
-        String::from_utf8_lossy(tail).trim().to_owned()
+        self.stderr.text()
+    }
+
+    /// Bytes the guest wrote to stderr in all, kept or not.
+    pub fn stderr_written(&self) -> u64 {
+        self.stderr.written()
     }
 }
 
@@ -190,6 +196,17 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     async fn log(&mut self, level: log::Level, message: String) {
+        self.log_lines = self.log_lines.saturating_add(1);
+        if self.log_lines > MAX_LOG_LINES_PER_CALL {
+            if self.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
+                tracing::warn!(
+                    target: "plugin",
+                    plugin = &*self.plugin,
+                    "more than {MAX_LOG_LINES_PER_CALL} log lines in one call; the rest of this call's lines are dropped"
+                );
+            }
+            return;
+        }
         let mut message = message;
         if message.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;

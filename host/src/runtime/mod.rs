@@ -7,7 +7,9 @@ mod cache;
 mod engine;
 mod error;
 mod host;
+mod lanes;
 mod limits;
+mod stderr;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use bindings::tool::ToolPre;
 use cache::ComponentCache;
 use engine::EpochTicker;
 use host::HostState;
+use lanes::{Lanes, Standing};
 
 use crate::config::WasmRuntimeConfig;
 
@@ -55,6 +58,7 @@ pub struct AgentComponent {
     name: Arc<str>,
     pre: AgentPre<HostState>,
     limits: CallLimits,
+    standing: Arc<Standing>,
 }
 
 impl AgentComponent {
@@ -69,6 +73,7 @@ pub struct ToolComponent {
     name: Arc<str>,
     pre: ToolPre<HostState>,
     limits: CallLimits,
+    standing: Arc<Standing>,
 }
 
 /// The result of one call and what it consumed, whether it succeeded or not.
@@ -95,6 +100,10 @@ pub struct Runtime {
     /// at once (backpressure) instead of waiting on the allocator.
     slots: Arc<Semaphore>,
     config: WasmRuntimeConfig,
+    /// Where long calls and plugins on probation run.
+    lanes: Lanes,
+    /// Origin of the plugins' fault times.
+    started: Instant,
     _ticker: EpochTicker,
 }
 
@@ -109,11 +118,17 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("linking host interfaces: {e:#}")))?;
         let cache = ComponentCache::open(cache_dir, &engine)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        let lane_threads = match config.low_priority_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        };
         Ok(Self {
             engine,
             linker,
             cache,
             slots: Arc::new(Semaphore::new(config.pool_size as usize)),
+            lanes: Lanes::new(lane_threads, config.long_call_after)?,
+            started: Instant::now(),
             config: config.clone(),
             _ticker: ticker,
         })
@@ -163,6 +178,7 @@ impl Runtime {
             name: spec.name.into(),
             pre,
             limits: spec.limits,
+            standing: Arc::default(),
         })
     }
 
@@ -179,6 +195,7 @@ impl Runtime {
             name: spec.name.into(),
             pre,
             limits: spec.limits,
+            standing: Arc::default(),
         })
     }
 
@@ -217,12 +234,18 @@ impl Runtime {
         services: Arc<dyn HostServices>,
     ) -> CallOutcome<Result<Option<Message>, WitError>> {
         let pre = agent.pre.clone();
-        self.run(&agent.name, agent.limits, services, move |store| {
-            Box::pin(async move {
-                let agent = pre.instantiate_async(&mut *store).await?;
-                agent.call_handle(&mut *store, &message).await
-            })
-        })
+        self.run(
+            &agent.name,
+            &agent.standing,
+            agent.limits,
+            services,
+            move |store| {
+                Box::pin(async move {
+                    let agent = pre.instantiate_async(&mut *store).await?;
+                    agent.call_handle(&mut *store, &message).await
+                })
+            },
+        )
         .await
     }
 
@@ -231,6 +254,7 @@ impl Runtime {
         let pre = tool.pre.clone();
         self.run(
             &tool.name,
+            &tool.standing,
             tool.limits,
             Arc::new(NoServices),
             move |store| {
@@ -252,6 +276,7 @@ impl Runtime {
         let pre = tool.pre.clone();
         self.run(
             &tool.name,
+            &tool.standing,
             tool.limits,
             Arc::new(NoServices),
             move |store| {
@@ -265,45 +290,58 @@ impl Runtime {
     }
 
     /// The shape of every call: take a slot, make a store with the call's
-    /// limits, run `body`, classify any fault, report usage, free the slot.
-    async fn run<T>(
+    /// limits, run `body` in the right lane, classify any fault, report
+    /// usage, free the slot.
+    async fn run<T: Send + 'static>(
         &self,
         plugin: &Arc<str>,
+        standing: &Standing,
         limits: CallLimits,
         services: Arc<dyn HostServices>,
-        body: impl for<'s> FnOnce(&'s mut Store<HostState>) -> BoxFuture<'s, wasmtime::Result<T>>,
+        body: impl for<'s> FnOnce(&'s mut Store<HostState>) -> BoxFuture<'s, wasmtime::Result<T>>
+        + Send
+        + 'static,
     ) -> CallOutcome<T> {
         let started = Instant::now();
-        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             return CallOutcome {
                 result: Err(RuntimeError::PoolExhausted),
                 usage: CallUsage::default(),
             };
         };
-
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(plugin.clone(), limits.memory_bytes, services),
-        );
-        store.limiter(|state| &mut state.limiter);
-        let setup = store
-            .set_fuel(limits.fuel)
-            .and_then(|()| store.fuel_async_yield_interval(Some(self.config.fuel_yield_interval)));
-        if let Err(e) = setup {
-            return CallOutcome {
-                result: Err(RuntimeError::Engine(format!("{e:#}"))),
-                usage: CallUsage::default(),
-            };
-        }
-        // A finite tick count: u64::MAX would wrap and trap at once.
-        let tick = self.config.epoch_tick.as_nanos().max(1);
-        store.set_epoch_deadline((limits.timeout.as_nanos().div_ceil(tick) + 1) as u64);
-        store.epoch_deadline_trap();
+        let mut store = match self.store_for(plugin, &limits, services) {
+            Ok(store) => store,
+            Err(error) => {
+                return CallOutcome {
+                    result: Err(error),
+                    usage: CallUsage::default(),
+                };
+            }
+        };
 
         // Epochs only interrupt running wasm; this outer timeout also covers
-        // time the guest spends waiting in host calls (tools, memory).
-        let grace = self.config.epoch_tick * 2;
-        let result = match tokio::time::timeout(limits.timeout + grace, body(&mut store)).await {
+        // time the guest spends waiting in host calls (tools, memory). The
+        // call owns its store (and its slot) so it can move between lanes.
+        let deadline = limits.timeout + self.config.epoch_tick * 2;
+        let call = async move {
+            let result = tokio::time::timeout(deadline, body(&mut store)).await;
+            (result, store, slot)
+        };
+        let probation = standing.on_probation(self.started, self.config.fault_probation);
+        let (finished, demotion) = self.lanes.drive(call, probation).await;
+        if let Some(demotion) = demotion {
+            crate::metrics::metrics()
+                .low_priority_calls
+                .with_label_values(&[plugin, demotion.label()])
+                .inc();
+        }
+        let Some((result, store, _slot)) = finished else {
+            return CallOutcome {
+                result: Err(RuntimeError::Engine("the host is shutting down".into())),
+                usage: CallUsage::default(),
+            };
+        };
+        let result = match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(self.describe_fault(error, &limits, &store)),
             Err(_elapsed) => Err(RuntimeError::DeadlineExceeded {
@@ -317,9 +355,33 @@ impl Runtime {
             peak_memory_bytes: store.data().limiter.peak_bytes(),
         };
         if let Err(error) = &result {
+            standing.faulted(self.started);
             tracing::warn!(plugin = &**plugin, code = error.code(), %error, "plugin call failed");
         }
         CallOutcome { result, usage }
+    }
+
+    /// A store for one call: fuel, yields, deadline and memory cap.
+    fn store_for(
+        &self,
+        plugin: &Arc<str>,
+        limits: &CallLimits,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Store<HostState>, RuntimeError> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(plugin.clone(), limits.memory_bytes, services),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .and_then(|()| store.fuel_async_yield_interval(Some(self.config.fuel_yield_interval)))
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        // A finite tick count: u64::MAX would wrap and trap at once.
+        let tick = self.config.epoch_tick.as_nanos().max(1);
+        store.set_epoch_deadline((limits.timeout.as_nanos().div_ceil(tick) + 1) as u64);
+        store.epoch_deadline_trap();
+        Ok(store)
     }
 
     fn describe_fault(
@@ -330,9 +392,13 @@ impl Runtime {
     ) -> RuntimeError {
         match RuntimeError::from_call(error, limits) {
             RuntimeError::Trap { message } => {
-                let stderr = store.data().stderr_text();
+                let state = store.data();
+                let stderr = state.stderr_text();
                 let message = if stderr.is_empty() {
                     message
+                } else if state.stderr_written() > stderr.len() as u64 {
+                    let written = state.stderr_written();
+                    format!("{message}; plugin stderr (end of {written} bytes): {stderr}")
                 } else {
                     format!("{message}; plugin stderr: {stderr}")
                 };
