@@ -94,6 +94,14 @@ async fn runaway_plugins_finish_their_calls_at_low_priority_and_healthy_ones_do_
                 "capabilities = [\"chatter\"]\ngrants = [\"log\", \"memory\"]\n[resource_limits]\nexecution_timeout = \"300ms\"\nfuel = 100_000_000_000",
             ),
         );
+    let agents = agents.with(
+        "loop-a",
+        &manifest(
+            "loop-a",
+            "relay",
+            "capabilities = [\"cycle\"]\ngrants = [\"log\", \"messaging\"]",
+        ),
+    );
     let server = Server::start(&agents);
     let series = |plugin: &str, reason: &str| {
         format!("caxton_wasm_low_priority_calls_total{{plugin=\"{plugin}\",reason=\"{reason}\"}}")
@@ -128,6 +136,15 @@ async fn runaway_plugins_finish_their_calls_at_low_priority_and_healthy_ones_do_
     assert_eq!(metric(&server, &series("chatter", "long")).await, 1.0);
     let stats = server.get_json("/api/v1/memory/stats").await;
     assert!(stats["observations"].as_u64().unwrap() > 10, "{stats}");
+
+    // An agent caught in a message cycle is put on probation too.
+    let cycle = json!({"content": {"cycle": ["loop-a"], "hop": 0}});
+    assert_eq!(server.send("loop-a", &cycle).await.status, 422);
+    let fine = server
+        .send("loop-a", &json!({"content": {"show": "parameters"}}))
+        .await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
+    assert_eq!(metric(&server, &series("loop-a", "probation")).await, 1.0);
 
     let echo = server.send("echo", &json!({"content": 2})).await;
     assert_eq!(echo.status, 200);

@@ -248,6 +248,11 @@ pub struct SqliteConfig {
     pub temp_store: TempStore,
     /// WAL pages before an automatic checkpoint.
     pub wal_autocheckpoint: u64,
+    /// How often a background thread checkpoints the WAL, so commits never
+    /// pay for it; the writer then checkpoints itself only past ten times
+    /// `wal_autocheckpoint`. "0s" leaves checkpoints to the writer.
+    #[serde(with = "duration_text")]
+    pub checkpoint_interval: Duration,
     /// Size the WAL is truncated back to after a checkpoint, in MiB.
     pub journal_size_limit_mb: u64,
     /// How long a connection waits for a lock before failing.
@@ -264,6 +269,7 @@ impl Default for SqliteConfig {
             mmap_size_mb: 64,
             temp_store: TempStore::Memory,
             wal_autocheckpoint: 1000,
+            checkpoint_interval: Duration::from_secs(1),
             journal_size_limit_mb: 64,
             busy_timeout: Duration::from_secs(5),
         }

@@ -536,6 +536,7 @@ impl AgentRegistry {
         if let Ok(Ok(Some(reply))) = &outcome.result
             && reply.content.len() > limit
         {
+            deployed.component.put_on_probation();
             outcome.result = Ok(Err(WitError::InvalidInput(format!(
                 "reply of {} bytes is larger than [agents] max_reply_size ({limit} bytes)",
                 reply.content.len()

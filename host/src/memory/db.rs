@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::MemoryError;
+use super::checkpoint::{Checkpointer, WRITER_FALLBACK_FACTOR};
 use crate::config::SqliteConfig;
 
 pub struct Db {
@@ -16,6 +17,7 @@ pub struct Db {
     /// file lock keeps `database is locked` out of the normal path.
     writer: Mutex<libsql::Connection>,
     readers: std::sync::Mutex<Vec<libsql::Connection>>,
+    _checkpointer: Option<Checkpointer>,
 }
 
 /// Readers kept open for reuse; more may be opened under load.
@@ -42,12 +44,17 @@ impl Db {
         pragma(&writer, "PRAGMA auto_vacuum = INCREMENTAL").await?;
         apply_pragmas(&writer, config, true).await?;
         super::migrations::migrate(&writer).await?;
+        let checkpointer = match (config.wal_mode, config.checkpoint_interval.is_zero()) {
+            (true, false) => Some(Checkpointer::start(&db, config.checkpoint_interval)?),
+            _ => None,
+        };
         Ok(Self {
             db,
             path: path.to_owned(),
             config: config.clone(),
             writer: Mutex::new(writer),
             readers: std::sync::Mutex::default(),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -119,9 +126,16 @@ async fn apply_pragmas(
     if writer {
         let mode = if config.wal_mode { "WAL" } else { "DELETE" };
         pragma(conn, &format!("PRAGMA journal_mode = {mode}")).await?;
+        // With background checkpoints the writer only steps in when they
+        // fall far behind.
+        let autocheckpoint = if config.checkpoint_interval.is_zero() {
+            config.wal_autocheckpoint
+        } else {
+            config.wal_autocheckpoint * WRITER_FALLBACK_FACTOR
+        };
         pragma(
             conn,
-            &format!("PRAGMA wal_autocheckpoint = {}", config.wal_autocheckpoint),
+            &format!("PRAGMA wal_autocheckpoint = {autocheckpoint}"),
         )
         .await?;
         pragma(

@@ -348,9 +348,30 @@ impl Messenger {
         }
     }
 
+    /// The agents of a chain that hit the depth limit run at low priority
+    /// for a while: those that appear more than once (the cycle), or the
+    /// last one if none repeats (a chain that is simply too deep).
+    fn put_cycle_on_probation(&self, chain: &[String]) {
+        let repeated: Vec<&String> = chain
+            .iter()
+            .filter(|agent| chain.iter().filter(|other| other == agent).count() > 1)
+            .collect();
+        let culprits = if repeated.is_empty() {
+            chain.last().into_iter().collect()
+        } else {
+            repeated
+        };
+        for agent in culprits {
+            if let Some(deployed) = self.registry.agent(agent) {
+                deployed.component.put_on_probation();
+            }
+        }
+    }
+
     /// Where a message an agent sends goes, after the depth check.
     fn route_from(&self, context: &CallContext, message: &Message) -> Result<String, WitError> {
         if context.chain.len() as u32 >= self.settings.max_message_depth {
+            self.put_cycle_on_probation(&context.chain);
             return Err(WitError::Denied(
                 MessagingError::DepthLimit {
                     limit: self.settings.max_message_depth,

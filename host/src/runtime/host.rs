@@ -148,10 +148,17 @@ pub struct HostState {
     log_lines: u32,
     pub(crate) limiter: MemoryLimiter,
     services: Arc<dyn HostServices>,
+    /// The server's runtime, when there is one (not in offline checks).
+    server: Option<tokio::runtime::Handle>,
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<str>, memory_limit: u64, services: Arc<dyn HostServices>) -> Self {
+    pub fn new(
+        plugin: Arc<str>,
+        memory_limit: u64,
+        services: Arc<dyn HostServices>,
+        server: Option<tokio::runtime::Handle>,
+    ) -> Self {
         let stderr = StderrTail::new(STDERR_KEPT);
         // No args, env, preopened dirs, stdin or network: a plugin sees
         // nothing of the host except through the WIT imports it was granted.
@@ -169,6 +176,7 @@ impl HostState {
             log_lines: 0,
             limiter: MemoryLimiter::new(memory_limit),
             services,
+            server,
         }
     }
 
@@ -231,6 +239,27 @@ fn memory_unavailable() -> WitError {
     WitError::Unavailable("agent memory is not available on this host".into())
 }
 
+/// Runs a memory write on the server's threads. A write holds the store's
+/// one writer lock; held by a call on the low-priority threads, every
+/// normal-priority writer would wait for it (priority inversion). A spawned
+/// write also runs to its end if the call is cancelled.
+async fn write_on_server_threads<F>(
+    server: Option<tokio::runtime::Handle>,
+    write: F,
+) -> Result<(), WitError>
+where
+    F: Future<Output = Result<(), WitError>> + Send + 'static,
+{
+    match server {
+        Some(server) => server.spawn(write).await.unwrap_or_else(|error| {
+            Err(WitError::Internal(format!(
+                "the memory write failed: {error}"
+            )))
+        }),
+        None => write.await,
+    }
+}
+
 // Memory calls go to the services as the calling plugin: the plugin cannot
 // name another owner, so scopes are enforced on the host side.
 impl memory::Host for HostState {
@@ -241,9 +270,12 @@ impl memory::Host for HostState {
         observations: Vec<String>,
     ) -> Result<(), WitError> {
         let (services, plugin) = (self.services.clone(), self.plugin.clone());
-        services
-            .remember(&plugin, name, entity_type, observations)
-            .await
+        write_on_server_threads(self.server.clone(), async move {
+            services
+                .remember(&plugin, name, entity_type, observations)
+                .await
+        })
+        .await
     }
 
     async fn relate(
@@ -253,7 +285,10 @@ impl memory::Host for HostState {
         relation_type: String,
     ) -> Result<(), WitError> {
         let (services, plugin) = (self.services.clone(), self.plugin.clone());
-        services.relate(&plugin, from, to, relation_type).await
+        write_on_server_threads(self.server.clone(), async move {
+            services.relate(&plugin, from, to, relation_type).await
+        })
+        .await
     }
 
     async fn search(
@@ -272,7 +307,10 @@ impl memory::Host for HostState {
 
     async fn forget(&mut self, name: String) -> Result<(), WitError> {
         let (services, plugin) = (self.services.clone(), self.plugin.clone());
-        services.forget(&plugin, name).await
+        write_on_server_threads(self.server.clone(), async move {
+            services.forget(&plugin, name).await
+        })
+        .await
     }
 }
 

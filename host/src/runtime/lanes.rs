@@ -16,6 +16,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -143,24 +144,26 @@ fn lower_this_threads_priority() {
 /// How a plugin has behaved lately: when it last faulted.
 #[derive(Debug, Default)]
 pub struct Standing {
-    /// Milliseconds since `epoch` of the last fault, plus one (0 = never).
+    /// Milliseconds since the first use of the last fault, plus one (0 = never).
     last_fault_ms: AtomicU64,
 }
 
+fn milliseconds_since_start() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64 + 1
+}
+
 impl Standing {
-    pub fn faulted(&self, epoch: Instant) {
-        let now = epoch.elapsed().as_millis() as u64 + 1;
-        self.last_fault_ms.store(now, Ordering::Relaxed);
+    pub fn faulted(&self) {
+        self.last_fault_ms
+            .store(milliseconds_since_start(), Ordering::Relaxed);
     }
 
     /// Whether the last fault is less than `probation` ago.
-    pub fn on_probation(&self, epoch: Instant, probation: Duration) -> bool {
+    pub fn on_probation(&self, probation: Duration) -> bool {
         match self.last_fault_ms.load(Ordering::Relaxed) {
             0 => false,
-            at => {
-                let since = (epoch.elapsed().as_millis() as u64 + 1).saturating_sub(at);
-                since < probation.as_millis() as u64
-            }
+            at => milliseconds_since_start().saturating_sub(at) < probation.as_millis() as u64,
         }
     }
 }
@@ -205,13 +208,12 @@ mod tests {
 
     #[test]
     fn probation_lasts_as_long_as_configured_after_a_fault() {
-        let epoch = Instant::now();
         let standing = Standing::default();
-        assert!(!standing.on_probation(epoch, Duration::from_secs(10)));
-        standing.faulted(epoch);
-        assert!(standing.on_probation(epoch, Duration::from_secs(10)));
+        assert!(!standing.on_probation(Duration::from_secs(10)));
+        standing.faulted();
+        assert!(standing.on_probation(Duration::from_secs(10)));
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!standing.on_probation(epoch, Duration::from_millis(10)));
+        assert!(!standing.on_probation(Duration::from_millis(10)));
     }
 
     #[test]

@@ -65,6 +65,14 @@ impl AgentComponent {
     pub fn limits(&self) -> CallLimits {
         self.limits
     }
+
+    /// Starts this agent's next calls on the low-priority threads, as a
+    /// fault does (for `[wasm_runtime] fault_probation`): for misbehaviour
+    /// the runtime cannot see itself, such as a message cycle or a reply
+    /// over the size limit.
+    pub fn put_on_probation(&self) {
+        self.standing.faulted();
+    }
 }
 
 /// A compiled, linked tool ready to be instantiated per call.
@@ -102,8 +110,9 @@ pub struct Runtime {
     config: WasmRuntimeConfig,
     /// Where long calls and plugins on probation run.
     lanes: Lanes,
-    /// Origin of the plugins' fault times.
-    started: Instant,
+    /// The server's runtime (absent in offline checks): memory writes of
+    /// low-priority calls run there.
+    server: Option<tokio::runtime::Handle>,
     _ticker: EpochTicker,
 }
 
@@ -128,7 +137,7 @@ impl Runtime {
             cache,
             slots: Arc::new(Semaphore::new(config.pool_size as usize)),
             lanes: Lanes::new(lane_threads, config.long_call_after)?,
-            started: Instant::now(),
+            server: tokio::runtime::Handle::try_current().ok(),
             config: config.clone(),
             _ticker: ticker,
         })
@@ -321,13 +330,28 @@ impl Runtime {
 
         // Epochs only interrupt running wasm; this outer timeout also covers
         // time the guest spends waiting in host calls (tools, memory). The
-        // call owns its store (and its slot) so it can move between lanes.
+        // call owns its store and slot so it can move between lanes, and it
+        // frees them where it ends: a demoted call's teardown (a memory
+        // reset of up to the cap) stays at low priority too.
         let deadline = limits.timeout + self.config.epoch_tick * 2;
         let call = async move {
-            let result = tokio::time::timeout(deadline, body(&mut store)).await;
-            (result, store, slot)
+            let result = match tokio::time::timeout(deadline, body(&mut store)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(describe_fault(error, &limits, &store)),
+                Err(_elapsed) => Err(RuntimeError::DeadlineExceeded {
+                    timeout: limits.timeout,
+                }),
+            };
+            let usage = CallUsage {
+                fuel_consumed: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+                wall_time_us: started.elapsed().as_micros() as u64,
+                peak_memory_bytes: store.data().limiter.peak_bytes(),
+            };
+            drop(store);
+            drop(slot);
+            CallOutcome { result, usage }
         };
-        let probation = standing.on_probation(self.started, self.config.fault_probation);
+        let probation = standing.on_probation(self.config.fault_probation);
         let (finished, demotion) = self.lanes.drive(call, probation).await;
         if let Some(demotion) = demotion {
             crate::metrics::metrics()
@@ -335,30 +359,15 @@ impl Runtime {
                 .with_label_values(&[plugin, demotion.label()])
                 .inc();
         }
-        let Some((result, store, _slot)) = finished else {
-            return CallOutcome {
-                result: Err(RuntimeError::Engine("the host is shutting down".into())),
-                usage: CallUsage::default(),
-            };
-        };
-        let result = match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.describe_fault(error, &limits, &store)),
-            Err(_elapsed) => Err(RuntimeError::DeadlineExceeded {
-                timeout: limits.timeout,
-            }),
-        };
-
-        let usage = CallUsage {
-            fuel_consumed: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
-            wall_time_us: started.elapsed().as_micros() as u64,
-            peak_memory_bytes: store.data().limiter.peak_bytes(),
-        };
-        if let Err(error) = &result {
-            standing.faulted(self.started);
+        let outcome = finished.unwrap_or_else(|| CallOutcome {
+            result: Err(RuntimeError::Engine("the host is shutting down".into())),
+            usage: CallUsage::default(),
+        });
+        if let Err(error) = &outcome.result {
+            standing.faulted();
             tracing::warn!(plugin = &**plugin, code = error.code(), %error, "plugin call failed");
         }
-        CallOutcome { result, usage }
+        outcome
     }
 
     /// A store for one call: fuel, yields, deadline and memory cap.
@@ -370,7 +379,12 @@ impl Runtime {
     ) -> Result<Store<HostState>, RuntimeError> {
         let mut store = Store::new(
             &self.engine,
-            HostState::new(plugin.clone(), limits.memory_bytes, services),
+            HostState::new(
+                plugin.clone(),
+                limits.memory_bytes,
+                services,
+                self.server.clone(),
+            ),
         );
         store.limiter(|state| &mut state.limiter);
         store
@@ -383,29 +397,29 @@ impl Runtime {
         store.epoch_deadline_trap();
         Ok(store)
     }
+}
 
-    fn describe_fault(
-        &self,
-        error: wasmtime::Error,
-        limits: &CallLimits,
-        store: &Store<HostState>,
-    ) -> RuntimeError {
-        match RuntimeError::from_call(error, limits) {
-            RuntimeError::Trap { message } => {
-                let state = store.data();
-                let stderr = state.stderr_text();
-                let message = if stderr.is_empty() {
-                    message
-                } else if state.stderr_written() > stderr.len() as u64 {
-                    let written = state.stderr_written();
-                    format!("{message}; plugin stderr (end of {written} bytes): {stderr}")
-                } else {
-                    format!("{message}; plugin stderr: {stderr}")
-                };
-                RuntimeError::Trap { message }
-            }
-            other => other,
+/// A trap with the end of the plugin's stderr (a panic message, say).
+fn describe_fault(
+    error: wasmtime::Error,
+    limits: &CallLimits,
+    store: &Store<HostState>,
+) -> RuntimeError {
+    match RuntimeError::from_call(error, limits) {
+        RuntimeError::Trap { message } => {
+            let state = store.data();
+            let stderr = state.stderr_text();
+            let message = if stderr.is_empty() {
+                message
+            } else if state.stderr_written() > stderr.len() as u64 {
+                let written = state.stderr_written();
+                format!("{message}; plugin stderr (end of {written} bytes): {stderr}")
+            } else {
+                format!("{message}; plugin stderr: {stderr}")
+            };
+            RuntimeError::Trap { message }
         }
+        other => other,
     }
 }
 

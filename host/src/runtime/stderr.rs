@@ -94,7 +94,12 @@ impl OutputStream for StderrTail {
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for StderrTail {
-    async fn ready(&mut self) {}
+    /// Always ready, but gives the scheduler a turn first: writes are host
+    /// calls, which use no fuel, so a plugin writing stderr in a loop would
+    /// otherwise never reach a fuel yield and hold its thread throughout.
+    async fn ready(&mut self) {
+        tokio::task::yield_now().await;
+    }
 }
 
 impl AsyncWrite for StderrTail {
