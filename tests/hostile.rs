@@ -318,6 +318,51 @@ async fn slow_clients_cannot_hold_every_connection() {
 }
 
 #[tokio::test]
+async fn slow_bodies_are_cut_off_by_the_request_timeout() {
+    let config = format!(
+        "{}[http_server]\nmax_connections = 4\nrequest_timeout = \"1s\"\n",
+        support::NO_EMBEDDINGS
+    );
+    let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let token = server.token.clone().expect("auth is on");
+    // Every connection sends its headers, then a trickle of a body that
+    // would take hours at this rate.
+    let mut slow: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            let head = format!(
+                "POST /api/v1/memory/entities HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"name\": \""
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    for stream in &mut slow {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buffer = [0u8; 4096];
+        let read = stream.read(&mut buffer).unwrap_or(0);
+        let text = String::from_utf8_lossy(&buffer[..read]);
+        assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+        assert!(text.contains("request_timeout"), "{text}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // The connections are free again: a normal client is served.
+    let health = server.get_json("/api/v1/health").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    // Nothing half-sent was stored.
+    let stats = server.get_json("/api/v1/memory/stats").await;
+    assert_eq!(stats["entities"], 0, "{stats}");
+}
+
+#[tokio::test]
 async fn acknowledged_writes_survive_kill_9_every_time() {
     let data = tempfile::tempdir().unwrap();
     let agents = AgentsDir::with_examples();

@@ -248,9 +248,10 @@ pub struct SqliteConfig {
     pub temp_store: TempStore,
     /// WAL pages before an automatic checkpoint.
     pub wal_autocheckpoint: u64,
-    /// How often a background thread checkpoints the WAL, so commits never
+    /// How often a background thread checkpoints the WAL, so commits rarely
     /// pay for it; the writer then checkpoints itself only past ten times
-    /// `wal_autocheckpoint`. "0s" leaves checkpoints to the writer.
+    /// `wal_autocheckpoint` (the WAL file can grow that large). "0s" leaves
+    /// checkpoints to the writer.
     #[serde(with = "duration_text")]
     pub checkpoint_interval: Duration,
     /// Size the WAL is truncated back to after a checkpoint, in MiB.
@@ -269,7 +270,7 @@ impl Default for SqliteConfig {
             mmap_size_mb: 64,
             temp_store: TempStore::Memory,
             wal_autocheckpoint: 1000,
-            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_millis(100),
             journal_size_limit_mb: 64,
             busy_timeout: Duration::from_secs(5),
         }

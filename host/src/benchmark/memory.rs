@@ -50,6 +50,9 @@ impl Random {
     }
 }
 
+/// Synthetic entities have this many observations each.
+const OBSERVATIONS_PER_ENTITY: usize = 10;
+
 fn normalized(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= norm);
@@ -118,7 +121,6 @@ impl MemoryBenchmark {
             .map(|_| normalized((0..384).map(|_| random.normal()).collect()))
             .collect();
         let reader = Caller::agent("synthetic");
-        let per_entity = 10;
         let mut vectors: Vec<Vec<f32>> = Vec::new();
         let mut ids: Vec<i64> = Vec::new();
         let first_id = self.embedded_inserts as i64 + 1;
@@ -128,8 +130,8 @@ impl MemoryBenchmark {
             while vectors.len() < target {
                 let mut lines = Vec::new();
                 for _ in 0..100 {
-                    let entity = vectors.len() / per_entity;
-                    let observations: Vec<ObservationLine> = (0..per_entity)
+                    let entity = vectors.len() / OBSERVATIONS_PER_ENTITY;
+                    let observations: Vec<ObservationLine> = (0..OBSERVATIONS_PER_ENTITY)
                         .map(|_| {
                             let vector = clustered(&mut random, &centers, 1.2);
                             let text = sentence(&mut random, vectors.len());
@@ -180,6 +182,14 @@ impl MemoryBenchmark {
             metrics.push(super::metric(
                 &format!("{name}.index_p99_ms"),
                 row["index_search"]["p99_ms"].as_f64().unwrap_or(f64::NAN),
+                "ms",
+                "lower",
+            ));
+            metrics.push(super::metric(
+                &format!("{name}.sqlite_point_read_p99_ms"),
+                row["sqlite_point_read"]["p99_ms"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
                 "ms",
                 "lower",
             ));
@@ -249,6 +259,17 @@ impl MemoryBenchmark {
                 hybrid.push(started.elapsed());
             }
         }
+        // SQLite on its own: an entity and its observations by name (an
+        // indexed point read through the reader pool), no vectors involved.
+        let mut point_reads = Vec::new();
+        let entities = vectors.len() / OBSERVATIONS_PER_ENTITY;
+        for _ in 0..self.queries {
+            let name = format!("entity-{}", random.below(entities));
+            let started = Instant::now();
+            let found = memory.entities(reader, &[name]).await?;
+            point_reads.push(started.elapsed());
+            anyhow::ensure!(found.len() == 1, "a stored entity was not found");
+        }
         let stats = memory.stats().await?;
         let count = vectors.len();
         let recall = found as f64 / (self.queries * 10) as f64;
@@ -257,6 +278,7 @@ impl MemoryBenchmark {
             "index_search": percentiles(indexed),
             "exact_scan_baseline": percentiles(exact),
             "hybrid_search": percentiles(hybrid),
+            "sqlite_point_read": percentiles(point_reads),
             "recall_at_10": recall,
             "index_bytes": stats.index_bytes,
             "disk_bytes_per_observation": stats.database_bytes as f64 / stats.observations as f64,

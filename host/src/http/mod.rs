@@ -52,9 +52,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let pipeline = pipeline.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let pipeline = pipeline.clone();
-            async move { Ok::<_, Infallible>(pipeline.handle(request, peer.ip()).await) }
+        let hang_up = HangUp::default();
+        let service = hyper::service::service_fn({
+            let hang_up = hang_up.clone();
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(hang_up.clone());
+                let pipeline = pipeline.clone();
+                async move { Ok::<_, Infallible>(pipeline.handle(request, peer.ip()).await) }
+            }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -64,8 +69,13 @@ pub async fn serve(
         let connection = graceful.watch(connection);
         metrics().active_connections.inc();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(error) = ended {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                },
+                () = hang_up.requested() => {
+                    tracing::debug!(%peer, "closed a connection whose request timed out");
+                }
             }
             metrics().active_connections.dec();
             drop(permit);
@@ -73,4 +83,24 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Lets a request's handler ask for its connection to be closed: after a
+/// request timeout the connection may still be receiving a trickled body
+/// that nobody will read, and only dropping it frees the slot.
+#[derive(Clone, Default)]
+pub(crate) struct HangUp(Arc<tokio::sync::Notify>);
+
+impl HangUp {
+    /// Time for the answer already given to reach the client.
+    const GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+    pub(crate) fn request(&self) {
+        self.0.notify_one();
+    }
+
+    async fn requested(&self) {
+        self.0.notified().await;
+        tokio::time::sleep(Self::GRACE).await;
+    }
 }

@@ -113,6 +113,7 @@ impl Pipeline {
         // but the work it started (a store write, a plugin call) finishes
         // cleanly instead of being cut off halfway.
         let id = request_id::current().unwrap_or_default();
+        let hang_up = request.extensions().get::<super::HangUp>().cloned();
         let work = tokio::spawn(request_id::scope(id, (self.routes)(request)));
         match tokio::time::timeout(self.settings.request_timeout, work).await {
             Ok(Ok(response)) => response,
@@ -125,15 +126,27 @@ impl Pipeline {
                 )
                 .into_response()
             }
-            Err(_) => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request took longer than http_server.request_timeout ({:?})",
-                    self.settings.request_timeout
-                ),
-            )
-            .into_response(),
+            Err(_) => {
+                let mut response = ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request took longer than http_server.request_timeout ({:?})",
+                        self.settings.request_timeout
+                    ),
+                )
+                .into_response();
+                // The connection may still be mid-body (a client trickling
+                // its upload): closing it frees the connection slot and
+                // ends the route's read, instead of letting it hold on.
+                if let Some(hang_up) = hang_up {
+                    hang_up.request();
+                }
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
         }
     }
 }

@@ -126,8 +126,10 @@ async fn apply_pragmas(
     if writer {
         let mode = if config.wal_mode { "WAL" } else { "DELETE" };
         pragma(conn, &format!("PRAGMA journal_mode = {mode}")).await?;
-        // With background checkpoints the writer only steps in when they
-        // fall far behind.
+        // With background checkpoints the writer steps in only far past the
+        // threshold: restarting the WAL syncs its header inside a commit,
+        // so it should be rare, and by then the background has copied
+        // nearly every frame, so the writer's own checkpoint is cheap.
         let autocheckpoint = if config.checkpoint_interval.is_zero() {
             config.wal_autocheckpoint
         } else {
