@@ -249,7 +249,7 @@ pub struct SqliteConfig {
     /// WAL pages before an automatic checkpoint.
     pub wal_autocheckpoint: u64,
     /// How often a background thread checkpoints the WAL, so commits rarely
-    /// pay for it; the writer then checkpoints itself only past ten times
+    /// pay for it; the writer then checkpoints itself only past four times
     /// `wal_autocheckpoint` (the WAL file can grow that large). "0s" leaves
     /// checkpoints to the writer.
     #[serde(with = "duration_text")]
