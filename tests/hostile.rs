@@ -119,6 +119,15 @@ async fn runaway_plugins_finish_their_calls_at_low_priority_and_healthy_ones_do_
         spin.body
     );
     assert_eq!(metric(&server, &series("fault", "long")).await, 1.0);
+    // A deadline missed at low priority is no reason for probation (a busy
+    // plugin under load would stay there); a trap is.
+    let fine = server.send("fault", &json!({"content": {}})).await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
+    assert_eq!(metric(&server, &series("fault", "probation")).await, 0.0);
+    let panic = server
+        .send("fault", &json!({"content": {"fault": "panic"}}))
+        .await;
+    assert_eq!(panic.code(), "plugin_trap", "{}", panic.body);
     // Having just faulted, its next call starts at low priority: and still works.
     let fine = server.send("fault", &json!({"content": {}})).await;
     assert_eq!(

@@ -446,8 +446,9 @@ pub struct WasmRuntimeConfig {
     pub long_call_after: Duration,
     /// Threads of the low-priority lane (nice 19); 0 = one per core.
     pub low_priority_threads: u32,
-    /// After a fault (trap, fuel, deadline, memory cap) a plugin's calls
-    /// start on the low-priority threads for this long.
+    /// After a fault (trap, fuel, memory cap, or a deadline missed at
+    /// normal priority) a plugin's calls start on the low-priority threads
+    /// for this long.
     #[serde(with = "duration_text")]
     pub fault_probation: Duration,
 }

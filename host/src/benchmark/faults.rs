@@ -69,6 +69,16 @@ impl FaultsBenchmark {
     }
 
     fn serve(&self) -> anyhow::Result<Served> {
+        // A missing component would turn its fault into 404s: a benchmark
+        // of nothing that looks like perfect isolation.
+        for plugin in ["faults", "chatter", "relay"] {
+            let path = super::served::plugin_component(plugin);
+            anyhow::ensure!(
+                path.exists(),
+                "{} is missing; build the plugins first (./scripts/setup)",
+                path.display()
+            );
+        }
         let agents = self.work_dir.join("agents");
         std::fs::create_dir_all(&agents)?;
         let write = |name: &str, text: String| std::fs::write(agents.join(name), text);

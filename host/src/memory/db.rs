@@ -133,7 +133,10 @@ async fn apply_pragmas(
         let autocheckpoint = if config.checkpoint_interval.is_zero() {
             config.wal_autocheckpoint
         } else {
-            config.wal_autocheckpoint * WRITER_FALLBACK_FACTOR
+            config
+                .wal_autocheckpoint
+                .saturating_mul(WRITER_FALLBACK_FACTOR)
+                .min(i32::MAX as u64)
         };
         pragma(
             conn,

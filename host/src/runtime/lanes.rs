@@ -7,8 +7,9 @@
 //! polled, not time spent waiting) moves at its next fuel yield to the
 //! low-priority lane: a few threads at the lowest scheduling priority (nice
 //! 19), so a loop burning its fuel only gets the CPU that everything else
-//! leaves over. A plugin whose last fault (trap, fuel, deadline, memory) is
-//! recent starts its calls in the low-priority lane: it is on probation.
+//! leaves over. A plugin whose last fault (trap, fuel, memory cap, or a
+//! deadline missed at normal priority) is recent starts its calls in the
+//! low-priority lane: it is on probation.
 //!
 //! Moving a call is safe because wasmtime's call futures are `Send`: the
 //! fuel yield leaves the guest suspended on its fiber, and the next poll

@@ -364,7 +364,9 @@ impl Runtime {
             usage: CallUsage::default(),
         });
         if let Err(error) = &outcome.result {
-            standing.faulted();
+            if counts_for_probation(error, demotion.is_some()) {
+                standing.faulted();
+            }
             tracing::warn!(plugin = &**plugin, code = error.code(), %error, "plugin call failed");
         }
         outcome
@@ -396,6 +398,22 @@ impl Runtime {
         store.set_epoch_deadline((limits.timeout.as_nanos().div_ceil(tick) + 1) as u64);
         store.epoch_deadline_trap();
         Ok(store)
+    }
+}
+
+/// Whether a failed call puts its plugin on probation. A deadline missed
+/// at low priority does not: under load a legitimately busy plugin can run
+/// out of wall time there, and probation would keep it there (and failing)
+/// for as long as the load lasts. A runaway loop is demoted on every call
+/// anyway; what probation catches is the plugin that traps, burns its fuel,
+/// hits its memory cap, or stalls the normal lane until its deadline.
+fn counts_for_probation(error: &RuntimeError, ran_at_low_priority: bool) -> bool {
+    match error {
+        RuntimeError::DeadlineExceeded { .. } => !ran_at_low_priority,
+        RuntimeError::OutOfFuel { .. }
+        | RuntimeError::MemoryLimit(_)
+        | RuntimeError::Trap { .. } => true,
+        _ => false,
     }
 }
 
