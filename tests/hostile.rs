@@ -281,6 +281,18 @@ async fn garbage_on_every_door_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(echo.status, 200);
 }
 
+/// `count` raw connections that each send `start` of a request and stall.
+fn stalled_connections(server: &Server, count: usize, start: &str) -> Vec<std::net::TcpStream> {
+    let address = server.base.trim_start_matches("http://");
+    (0..count)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            stream.write_all(start.as_bytes()).unwrap();
+            stream
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn slow_clients_cannot_hold_every_connection() {
     let config = format!(
@@ -288,17 +300,8 @@ async fn slow_clients_cannot_hold_every_connection() {
         support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
-    let address = server.base.trim_start_matches("http://").to_owned();
     // Take every connection and never finish the headers.
-    let mut slow: Vec<std::net::TcpStream> = (0..4)
-        .map(|_| {
-            let mut stream = std::net::TcpStream::connect(&address).unwrap();
-            stream
-                .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
-                .unwrap();
-            stream
-        })
-        .collect();
+    let mut slow = stalled_connections(&server, 4, "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n");
     let started = Instant::now();
     let response = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -333,20 +336,13 @@ async fn slow_bodies_are_cut_off_by_the_request_timeout() {
         support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
-    let address = server.base.trim_start_matches("http://").to_owned();
     let token = server.token.clone().expect("auth is on");
     // Every connection sends its headers, then a trickle of a body that
     // would take hours at this rate.
-    let mut slow: Vec<std::net::TcpStream> = (0..4)
-        .map(|_| {
-            let mut stream = std::net::TcpStream::connect(&address).unwrap();
-            let head = format!(
-                "POST /api/v1/memory/entities HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"name\": \""
-            );
-            stream.write_all(head.as_bytes()).unwrap();
-            stream
-        })
-        .collect();
+    let head = format!(
+        "POST /api/v1/memory/entities HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"name\": \""
+    );
+    let mut slow = stalled_connections(&server, 4, &head);
     let started = Instant::now();
     for stream in &mut slow {
         stream
