@@ -34,6 +34,7 @@ fn runtime_benches(c: &mut Criterion) {
         .load_agent(&PluginSpec {
             name: "echo",
             component: &echo_path,
+            wasm: None,
             grants: &grants,
             limits,
         })
@@ -43,6 +44,7 @@ fn runtime_benches(c: &mut Criterion) {
         .load_tool(&PluginSpec {
             name: "csv_parser",
             component: &csv_path,
+            wasm: None,
             grants: &[],
             limits,
         })

@@ -48,6 +48,7 @@ async fn in_process_echo() -> serde_json::Value {
         .load_agent(&PluginSpec {
             name: "echo",
             component: &path,
+            wasm: None,
             grants: &grants,
             limits: runtime.default_limits(),
         })

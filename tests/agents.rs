@@ -326,6 +326,7 @@ async fn validation_reports_every_problem_with_its_place() {
         server
             .client()
             .post(server.url("/api/v1/agents/validate"))
+            .header("content-type", "application/toml")
             .body(text)
             .send()
             .await

@@ -3,6 +3,8 @@
 
 mod support;
 
+use base64::Engine;
+
 use serde_json::{Value, json};
 use support::{AgentsDir, Reply, Server};
 
@@ -77,10 +79,28 @@ async fn the_embeddings_route_speaks_the_openai_shape() {
     assert!(tokens > 4, "{}", reply.body["usage"]);
     assert_eq!(reply.body["usage"]["total_tokens"], tokens);
 
+    // OpenAI's base64 form: the same vector as little-endian float32 bytes.
+    let reply = post(
+        &server,
+        json!({"input": [first_text, second_text], "encoding_format": "base64"}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let encoded = reply.body["data"][1]["embedding"].as_str().unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    let decoded: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(decoded.len(), 384);
+    assert!(cosine(&decoded, &second_vector) >= 0.999);
+
     for bad in [
         json!({"input": "x", "model": "text-embedding-3-small"}),
         json!({"input": []}),
-        json!({"input": "x", "encoding_format": "base64"}),
+        json!({"input": "x", "encoding_format": "int8"}),
         json!({"input": "x", "dimensions": 1536}),
         json!({"text": "x"}),
     ] {

@@ -225,6 +225,7 @@ async fn garbage_on_every_door_gets_a_clear_4xx_and_changes_nothing() {
         server
             .client()
             .post(server.url("/api/v1/agents/validate"))
+            .header("content-type", "application/toml")
             .body(huge_manifest)
             .send()
             .await
@@ -268,6 +269,7 @@ async fn garbage_on_every_door_gets_a_clear_4xx_and_changes_nothing() {
         server
             .client()
             .post(server.url("/api/v1/agents/validate"))
+            .header("content-type", "application/toml")
             .body(vec![0xff, 0x00, 0x12])
             .send()
             .await

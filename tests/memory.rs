@@ -301,6 +301,7 @@ async fn import(server: &Server, body: String) -> Reply {
     let response = server
         .client()
         .post(server.url("/api/v1/memory/import"))
+        .header("content-type", "application/x-ndjson")
         .body(body)
         .send()
         .await

@@ -129,7 +129,10 @@ async fn the_document_lists_exactly_the_routes_and_every_route_answers() {
     // API refuses to replace or remove it) and no memory entity exists.
     let client = server.client();
     for (method, template) in ROUTES {
-        let path = template.replace("{name}", "echo").replace("{id}", "nope");
+        let path = template
+            .replace("{name}", "echo")
+            .replace("{id}", "nope")
+            .replace("{model}", "all-MiniLM-L6-v2");
         let mut request = client.request(
             reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
             server.url(&path),

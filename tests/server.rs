@@ -196,7 +196,7 @@ async fn a_full_pool_answers_503_with_retry_after() {
         &agents,
         data.path(),
         Some(&format!(
-            "{}[wasm_runtime]\npool_size = 2\n",
+            "{}[wasm_runtime]\npool_size = 2\nmax_slots_per_plugin = 4\n",
             support::NO_EMBEDDINGS
         )),
     );

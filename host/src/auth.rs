@@ -88,25 +88,29 @@ impl LiveToken {
         });
         let watched = live.clone();
         tokio::spawn(async move {
-            let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            let mut seen = modified(&token.path);
+            // The file's contents, not its mtime, say whether it changed:
+            // a rotation within the clock's resolution, or a copy that
+            // kept the old mtime, would otherwise go unnoticed.
             let mut ticks = tokio::time::interval(std::time::Duration::from_secs(2));
+            let mut warned = false;
             loop {
                 ticks.tick().await;
-                let now = modified(&token.path);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
                 match std::fs::read_to_string(&token.path) {
                     Ok(text) if !text.trim().is_empty() => {
-                        *watched.current.write().expect("token lock") = text.trim().to_owned();
+                        warned = false;
+                        let text = text.trim();
+                        if *watched.current.read().expect("token lock") == text {
+                            continue;
+                        }
+                        *watched.current.write().expect("token lock") = text.to_owned();
                         tracing::info!(path = %token.path.display(), "API token changed; the new one is in effect");
                     }
                     // A missing or empty file keeps the old token: never open up.
-                    _ => {
+                    _ if !warned => {
+                        warned = true;
                         tracing::warn!(path = %token.path.display(), "token file unreadable; keeping the previous token")
                     }
+                    _ => {}
                 }
             }
         });

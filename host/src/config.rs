@@ -67,8 +67,9 @@ pub struct AgentsConfig {
     pub reload_debounce: Duration,
     /// Agents deployed at most (directory and API together).
     pub max_agents: usize,
-    /// Largest reply content an agent may return, in bytes; a bigger one
-    /// fails that call instead of flowing through the host.
+    /// Largest message content an agent may return as a reply or send to
+    /// another agent, in bytes; a bigger one fails that call (or that
+    /// `send`/`request`) instead of flowing through the host.
     pub max_reply_size: usize,
 }
 
@@ -126,6 +127,15 @@ pub struct HttpServerConfig {
     pub keep_alive: bool,
     /// Open connections at most; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections from one client address at most; past it, a new
+    /// connection from that address is closed at once, so one client
+    /// cannot hold every slot.
+    pub max_connections_per_client: usize,
+    /// Host names (besides the listen address and, on loopback,
+    /// `localhost`) accepted in the `Host` header when auth is off; other
+    /// names are refused so a web page cannot reach the API through DNS
+    /// rebinding.
+    pub allowed_hosts: Vec<String>,
     /// Gzip JSON responses when the client accepts it.
     pub compression: bool,
     /// Responses smaller than this are sent as they are.
@@ -140,6 +150,8 @@ impl Default for HttpServerConfig {
             header_read_timeout: Duration::from_secs(10),
             keep_alive: true,
             max_connections: 256,
+            max_connections_per_client: 64,
+            allowed_hosts: Vec::new(),
             compression: true,
             compression_min_bytes: 2048,
             rate_limit: RateLimitConfig::default(),
@@ -231,14 +243,18 @@ impl Default for CleanupConfig {
 }
 
 /// `[memory.sqlite_config]`: pragmas applied to every connection.
-/// Defaults suit a 512 MB device: WAL, `normal` sync, small caches.
+/// Defaults suit a 512 MB device: WAL, `full` sync, small caches.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqliteConfig {
     /// Write-ahead logging: readers never block the writer.
     pub wal_mode: bool,
-    /// `normal` is durable at checkpoints and safe with WAL; `full` syncs
-    /// every commit (slower writes, nothing lost on power loss).
+    /// `full` (the default) syncs the WAL at every commit: an acknowledged
+    /// write survives power loss. Writes arriving together share one commit
+    /// (group commit), so the cost is one sync per batch, not per write.
+    /// `normal` skips that sync: faster single writes, still safe from
+    /// corruption and from a process crash, but the last writes before a
+    /// power cut can be lost.
     pub synchronous: Synchronous,
     /// Page cache per connection, in MiB.
     pub cache_size_mb: u64,
@@ -265,7 +281,7 @@ impl Default for SqliteConfig {
     fn default() -> Self {
         Self {
             wal_mode: true,
-            synchronous: Synchronous::Normal,
+            synchronous: Synchronous::Full,
             cache_size_mb: 16,
             mmap_size_mb: 64,
             temp_store: TempStore::Memory,
@@ -422,6 +438,10 @@ pub struct WasmRuntimeConfig {
     /// Component instances that can run at once (pool slots). A call that
     /// finds every slot busy is refused with 503 instead of queueing forever.
     pub pool_size: u32,
+    /// Slots one plugin may hold at once (its own calls, nested requests
+    /// and tool calls included); 0 = half the pool. Past it, that plugin's
+    /// calls get 503 while the others keep their slots.
+    pub max_slots_per_plugin: u32,
     /// Hard cap on one instance's linear memory, in MiB; per-agent
     /// `memory_mb` must be at most this. Also the per-slot address-space
     /// reservation, so small caps keep virtual memory small too.
@@ -457,6 +477,7 @@ impl Default for WasmRuntimeConfig {
     fn default() -> Self {
         Self {
             pool_size: 50,
+            max_slots_per_plugin: 0,
             max_memory_per_instance_mb: 64,
             default_fuel: 500_000_000,
             default_execution_timeout: Duration::from_secs(5),
@@ -600,9 +621,12 @@ impl Config {
                 "server.worker_threads and max_blocking_threads must be at least 1".into(),
             ));
         }
-        if self.http_server.max_connections == 0 || self.http_server.request_timeout.is_zero() {
+        if self.http_server.max_connections == 0
+            || self.http_server.max_connections_per_client == 0
+            || self.http_server.request_timeout.is_zero()
+        {
             return Err(ConfigError::Invalid(
-                "http_server.max_connections and request_timeout must be above zero".into(),
+                "http_server.max_connections, max_connections_per_client and request_timeout must be above zero".into(),
             ));
         }
         let cleanup = &self.memory.cleanup;

@@ -13,6 +13,7 @@ pub mod http;
 pub mod memory;
 pub mod messaging;
 pub mod metrics;
+pub mod private_files;
 pub mod runtime;
 pub mod server;
 pub mod toml_check;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use warp::Filter;
+use warp::{Filter, Reply};
 
 use crate::agents::{AgentRegistry, Deployments};
 use crate::api::{self, ApiState};
@@ -19,7 +19,8 @@ use crate::runtime::Runtime;
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let data_dir = config.data_dir()?;
-    std::fs::create_dir_all(&data_dir)
+    crate::private_files::restrict_new_files();
+    crate::private_files::private_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
 
     let runtime = Arc::new(Runtime::new(
@@ -97,6 +98,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::error!(agent = %stored.name, "an API deployment could not be restored: {error}");
         }
     }
+    // Leftovers of uploads cut off by a crash, and versions replaced by
+    // older builds that kept every file.
+    if let Err(error) = deployments.remove_unreferenced().await {
+        tracing::warn!(%error, "cannot clean up unused components");
+    }
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -168,13 +174,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_import_size: config.server.max_import_size,
     };
     let metrics_task = match config.server.metrics_listen {
-        Some(listen) => Some(serve_metrics(listen, state.clone()).await?),
+        Some(listen) => Some(serve_metrics(listen, state.clone(), &config.http_server).await?),
         None => None,
     };
     let pipeline = Arc::new(Pipeline::new(
         api::handler(state),
         token,
         &config.http_server,
+        address,
     ));
     tracing::info!(
         %address,
@@ -194,30 +201,69 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `GET /metrics` on its own listener; gauges that describe state
-/// are sampled at each scrape.
+/// Serves `GET /metrics` on its own listener, through the same front as
+/// the API (connection limits, header timeout, request timeout) but
+/// without a token: scrapers are configured by address. Gauges that are
+/// cheap to read are sampled at each scrape; the store's counts on a timer.
 async fn serve_metrics(
     listen: std::net::SocketAddr,
     state: ApiState,
+    settings: &crate::config::HttpServerConfig,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
         format!("cannot listen for metrics on {listen}; set [server] metrics_listen to a free address")
     })?;
     let address = listener.local_addr()?;
     println!("caxton metrics on http://{address}/metrics");
-    let route = warp::path!("metrics").and(warp::get()).then(move || {
-        let state = state.clone();
-        async move {
-            api::sample_gauges(&state).await;
-            warp::reply::with_header(
-                crate::metrics::metrics().render(),
-                "content-type",
-                "text/plain; version=0.0.4",
-            )
-        }
+    let route = warp::path!("metrics")
+        .and(warp::get())
+        .map({
+            let state = state.clone();
+            move || {
+                api::sample_gauges(&state);
+                warp::reply::with_header(
+                    crate::metrics::metrics().render(),
+                    "content-type",
+                    "text/plain; version=0.0.4",
+                )
+                .into_response()
+            }
+        })
+        .recover(api::recover)
+        .unify();
+    let service = warp::service(route);
+    let handler: http::Handler = Arc::new(move |request| {
+        let mut service = service.clone();
+        Box::pin(async move {
+            match tower_service::Service::call(&mut service, request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        })
     });
-    Ok(tokio::spawn(warp::serve(route).incoming(listener).run()))
+    let mut settings = settings.clone();
+    settings.rate_limit.enabled = false;
+    let pipeline = Arc::new(Pipeline::metrics(handler, &settings));
+    tokio::spawn(sample_store_gauges(state));
+    Ok(tokio::spawn(async move {
+        http::serve(listener, pipeline, &settings, std::future::pending()).await;
+    }))
 }
+
+/// The gauges that cost a query (entity and relation counts, store size),
+/// refreshed every few seconds rather than per scrape: a scrape must stay
+/// cheap whoever sends it and however often.
+async fn sample_store_gauges(state: ApiState) {
+    let mut ticks = tokio::time::interval(STORE_GAUGE_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        api::sample_store_gauges(&state).await;
+    }
+}
+
+/// How often the store's gauges are refreshed.
+const STORE_GAUGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The periodic memory cleanup. A failed pass is logged and retried at the
 /// next interval; it never stops the server.

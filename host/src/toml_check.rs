@@ -28,14 +28,10 @@ impl fmt::Display for Problem {
 
 impl Problem {
     /// A problem at the key `path` (e.g. `["resource_limits", "fuel"]`), or
-    /// unplaced when the key is absent.
+    /// unplaced when the key is absent. Parses `text`: to place many
+    /// problems in one document, use a [`Locator`].
     pub fn at(text: &str, path: &[&str], message: impl Into<String>) -> Self {
-        let (line, column) = locate(text, path).unwrap_or((0, 0));
-        Self {
-            line,
-            column,
-            message: message.into(),
-        }
+        Locator::new(text).problem(path, message)
     }
 
     /// The parser's or deserializer's error, located, with a suggestion
@@ -56,6 +52,65 @@ impl Problem {
     }
 }
 
+/// Places problems in one document: parsed once, with its line starts
+/// indexed, so placing each problem costs a lookup, not a parse (a
+/// manifest with thousands of unknown keys stays linear).
+pub struct Locator<'a> {
+    text: &'a str,
+    root: Option<toml::Spanned<toml::de::DeTable<'a>>>,
+    /// Byte offset where each line starts.
+    line_starts: Vec<usize>,
+}
+
+impl<'a> Locator<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+            .collect();
+        Self {
+            text,
+            root: toml::de::DeTable::parse(text).ok(),
+            line_starts,
+        }
+    }
+
+    /// A problem at the key `path`, or unplaced when the key is absent.
+    pub fn problem(&self, path: &[&str], message: impl Into<String>) -> Problem {
+        let (line, column) = self.locate(path).unwrap_or((0, 0));
+        Problem {
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// Line and column of the key at `path`, if the document has it.
+    pub fn locate(&self, path: &[&str]) -> Option<(usize, usize)> {
+        let mut table = self.root.as_ref()?.get_ref();
+        let (last, parents) = path.split_last()?;
+        for key in parents {
+            match table.get(*key)?.get_ref() {
+                toml::de::DeValue::Table(inner) => table = inner,
+                _ => return None,
+            }
+        }
+        let (key, _) = table.get_key_value(*last)?;
+        Some(self.line_column(key.span().start))
+    }
+
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self.line_starts[line - 1];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |l| l.chars().count())
+            + 1;
+        (line, column)
+    }
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -66,17 +121,7 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// Line and column of the key at `path`, if the document has it.
 pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
-    let root = toml::de::DeTable::parse(text).ok()?;
-    let mut table = root.get_ref();
-    let (last, parents) = path.split_last()?;
-    for key in parents {
-        match table.get(*key)?.get_ref() {
-            toml::de::DeValue::Table(inner) => table = inner,
-            _ => return None,
-        }
-    }
-    let (key, _) = table.get_key_value(*last)?;
-    Some(line_column(text, key.span().start))
+    Locator::new(text).locate(path)
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown
@@ -105,6 +150,10 @@ mod tests {
         assert_eq!(line_column(text, 0), (1, 1));
         assert_eq!(locate(text, &["server", "listen"]), Some((3, 3)));
         assert_eq!(locate(text, &["server", "nope"]), None);
+        let locator = Locator::new(text);
+        assert_eq!(locator.locate(&["a"]), Some((1, 1)));
+        assert_eq!(locator.locate(&["server", "listen"]), Some((3, 3)));
+        assert_eq!(locator.line_column(text.len()), (4, 1));
     }
 
     #[test]

@@ -265,6 +265,29 @@ impl Server {
         Reply::read(response).await
     }
 
+    /// PUTs JSON to `path`; the status, Retry-After and body.
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        let response = self
+            .client()
+            .put(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request failed");
+        Reply::read(response).await
+    }
+
+    /// DELETEs `path`; the status, Retry-After and body.
+    pub async fn delete(&self, path: &str) -> Reply {
+        let response = self
+            .client()
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request failed");
+        Reply::read(response).await
+    }
+
     /// GETs `path`; the status, Retry-After and body.
     pub async fn get(&self, path: &str) -> Reply {
         Reply::read(
@@ -346,7 +369,9 @@ fn wait_until_ready(base: &str, log: &Arc<Mutex<String>>) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let ready = std::net::TcpStream::connect(address).is_ok_and(|mut stream| {
-            let request = "GET /api/v1/ready HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+            let request = format!(
+                "GET /api/v1/ready HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+            );
             let mut answer = String::new();
             stream.write_all(request.as_bytes()).is_ok()
                 && stream.read_to_string(&mut answer).is_ok()

@@ -1,6 +1,9 @@
 //! Plugins deployed through the API, kept so they come back after a
 //! restart: the manifest text in the store, the component in the data dir
-//! by content hash (written first, so a row never names a missing file).
+//! by content hash. An upload is validated before it is written; the file
+//! is synced before the row that names it is committed (so a row never
+//! names a missing file, even after power loss), and files no row names
+//! are removed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +17,10 @@ use crate::toml_check::Problem;
 pub struct Deployments {
     memory: Arc<Memory>,
     dir: PathBuf,
+    /// One deployment change at a time: the check, the install and the row
+    /// must not interleave with another's, or the registry and the store
+    /// could end up naming different versions.
+    changing: tokio::sync::Mutex<()>,
 }
 
 /// One stored deployment.
@@ -26,7 +33,22 @@ pub struct Stored {
 impl Deployments {
     /// `dir` holds the component files (`<data dir>/deployed`).
     pub fn new(memory: Arc<Memory>, dir: PathBuf) -> Self {
-        Self { memory, dir }
+        Self {
+            memory,
+            dir,
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Held for the whole of a deploy, replace or removal.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changing.lock().await
+    }
+
+    /// Where the component with these bytes is (or will be) kept.
+    pub fn component_path(&self, bytes: &[u8]) -> PathBuf {
+        self.dir
+            .join(format!("{}.wasm", hex::encode(Sha256::digest(bytes))))
     }
 
     /// Where the manifest of API-deployed `name` is said to live (for
@@ -35,18 +57,59 @@ impl Deployments {
         self.dir.join(format!("{name}.toml"))
     }
 
-    /// Writes the component file (content-addressed, atomically).
+    /// Writes the component file (content-addressed, atomically, synced
+    /// with its directory entry). A file already there is used only if its
+    /// content still hashes to its name; a damaged one is replaced.
     pub fn store_component(&self, bytes: &[u8]) -> std::io::Result<PathBuf> {
-        let path = self
-            .dir
-            .join(format!("{}.wasm", hex::encode(Sha256::digest(bytes))));
-        if !path.exists() {
-            std::fs::create_dir_all(&self.dir)?;
-            let partial = path.with_extension("partial");
-            std::fs::write(&partial, bytes)?;
-            std::fs::rename(&partial, &path)?;
+        let path = self.component_path(bytes);
+        if let Ok(existing) = std::fs::read(&path) {
+            if existing == bytes {
+                return Ok(path);
+            }
+            tracing::warn!(file = %path.display(), "a stored component no longer matches its hash; rewriting it");
         }
+        std::fs::create_dir_all(&self.dir)?;
+        let partial = path.with_extension("partial");
+        let mut file = std::fs::File::create(&partial)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&partial, &path)?;
+        sync_dir(&self.dir)?;
         Ok(path)
+    }
+
+    /// Removes component files that no stored deployment names (replaced
+    /// or removed versions, uploads cut off halfway). Call under
+    /// [`Self::lock`].
+    pub async fn remove_unreferenced(&self) -> Result<usize, MemoryError> {
+        let referenced: std::collections::HashSet<PathBuf> = self
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| s.component)
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let ours = path
+                .extension()
+                .is_some_and(|e| e == "wasm" || e == "partial");
+            if ours && !referenced.contains(&path) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(error) => {
+                        tracing::warn!(%error, file = %path.display(), "cannot remove an unused component")
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %self.dir.display(), "removed unused components");
+        }
+        Ok(removed)
     }
 
     pub async fn save(
@@ -61,25 +124,32 @@ impl Deployments {
             .unwrap_or_default()
             .to_owned();
         let now = crate::memory::now_ms();
-        let writer = self.memory.db().writer().await;
-        writer
-            .execute(
-                "INSERT INTO deployments (name, manifest, component_sha256, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)
-                 ON CONFLICT (name) DO UPDATE SET manifest = ?2, component_sha256 = ?3, updated_at = ?4",
-                libsql::params![name, manifest, sha, now],
-            )
-            .await?;
-        Ok(())
+        self.memory
+            .db()
+            .write(|tx| async move {
+                tx.execute(
+                    "INSERT INTO deployments (name, manifest, component_sha256, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?4)
+                     ON CONFLICT (name) DO UPDATE SET manifest = ?2, component_sha256 = ?3, updated_at = ?4",
+                    libsql::params![name, manifest, sha, now],
+                )
+                .await?;
+                Ok(((), None))
+            })
+            .await
     }
 
     /// Forgets `name`; true when it was an API deployment.
     pub async fn remove(&self, name: &str) -> Result<bool, MemoryError> {
-        let writer = self.memory.db().writer().await;
-        Ok(writer
-            .execute("DELETE FROM deployments WHERE name = ?1", [name])
-            .await?
-            > 0)
+        self.memory
+            .db()
+            .write(|tx| async move {
+                let removed = tx
+                    .execute("DELETE FROM deployments WHERE name = ?1", [name])
+                    .await?;
+                Ok((removed > 0, None))
+            })
+            .await
     }
 
     pub async fn list(&self) -> Result<Vec<Stored>, MemoryError> {
@@ -100,6 +170,15 @@ impl Deployments {
         }
         Ok(stored)
     }
+}
+
+/// Makes a rename in `dir` durable (the new name survives power loss).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// Validates manifest text sent with its component: the component is the

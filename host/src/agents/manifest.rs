@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::memory::{DEFAULT_WORKSPACE, Scope};
 use crate::runtime::GRANTABLE_INTERFACES;
-use crate::toml_check::{Problem, locate};
+use crate::toml_check::{Locator, Problem};
 
 /// A manifest that could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -260,8 +260,9 @@ impl Manifest {
                 unknown.push(key_path(&key));
             })
         });
+        let locator = Locator::new(text);
         for keys in &unknown {
-            report.classify_unknown(text, keys);
+            report.classify_unknown(&locator, keys);
         }
         let raw: RawManifest = match raw {
             Ok(raw) => raw,
@@ -272,7 +273,7 @@ impl Manifest {
             }
         };
         let mut checker = Checker {
-            text,
+            locator: &locator,
             problems: Vec::new(),
         };
         let version = checker.required(&raw);
@@ -294,7 +295,7 @@ impl Manifest {
 impl ManifestReport {
     /// Turns a key the structs did not take into a warning (a known hint)
     /// or a problem (anything else, with the closest known key).
-    fn classify_unknown(&mut self, text: &str, keys: &[String]) {
+    fn classify_unknown(&mut self, locator: &Locator, keys: &[String]) {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let Some((key, table)) = keys.split_last() else {
             return;
@@ -305,18 +306,29 @@ impl ManifestReport {
                 keys.join("."),
                 hint.reason
             );
-            self.warnings.push(Problem::at(text, &keys, message));
-            self.warnings.extend(top_level_keys_inside(text, &keys));
+            self.warnings.push(locator.problem(&keys, message));
+            self.warnings.extend(top_level_keys_inside(locator, &keys));
         } else {
             let message = unknown_field_message(table, key);
-            self.problems.push(Problem::at(text, &keys, message));
+            self.problems.push(locator.problem(&keys, message));
         }
     }
 
     /// File order reads best; unplaced problems (missing keys) go last.
+    /// Past [`MAX_REPORTED`], the rest are counted, not listed: a document
+    /// with thousands of mistakes gets a readable report of bounded size.
     fn sort(&mut self) {
         for list in [&mut self.problems, &mut self.warnings] {
             list.sort_by_key(|p| (p.line == 0, p.line, p.column));
+            if list.len() > MAX_REPORTED {
+                let more = list.len() - MAX_REPORTED;
+                list.truncate(MAX_REPORTED);
+                list.push(Problem {
+                    line: 0,
+                    column: 0,
+                    message: format!("... and {more} more like these; fix the ones above first"),
+                });
+            }
         }
     }
 }
@@ -348,16 +360,19 @@ impl RawManifest {
     }
 }
 
+/// Problems and warnings listed at most, each; the rest are counted.
+const MAX_REPORTED: usize = 100;
+
 /// Collects located problems while checking a [`RawManifest`].
 struct Checker<'a> {
-    text: &'a str,
+    locator: &'a Locator<'a>,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
     /// A problem at the key `path`, or unplaced if the key is absent.
     fn flag(&mut self, path: &[&str], message: impl Into<String>) {
-        self.problems.push(Problem::at(self.text, path, message));
+        self.problems.push(self.locator.problem(path, message));
     }
 
     /// Checks that `name`, `version` and `component` are there, returning
@@ -596,17 +611,17 @@ fn closest<'k>(given: &str, known: &[&'k str]) -> Option<&'k str> {
 /// Top-level keys written after a hint table's header land inside that
 /// table, where the host never looks; the guide's own template does this
 /// with `system_prompt` and `documentation` under `[performance]`.
-fn top_level_keys_inside(text: &str, table: &[&str]) -> Vec<Problem> {
+fn top_level_keys_inside(locator: &Locator, table: &[&str]) -> Vec<Problem> {
     TOP_LEVEL_KEYS
         .iter()
         .filter_map(|key| {
             let path: Vec<&str> = table.iter().copied().chain([*key]).collect();
-            locate(text, &path)?;
+            locator.locate(&path)?;
             let message = format!(
                 "`{key}` is inside [{}] because it comes after that header, so the host does not see it; move it above the first [table] header",
                 table.join(".")
             );
-            Some(Problem::at(text, &path, message))
+            Some(locator.problem(&path, message))
         })
         .collect()
 }
@@ -673,6 +688,19 @@ execution_timeout = "250ms"
         Manifest::parse(text, Path::new("/agents/x.toml"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn thousands_of_mistakes_make_a_bounded_report() {
+        let mut text = String::from(ECHO);
+        for n in 0..4000 {
+            text.push_str(&format!("unknown_key_{n} = {n}\n"));
+        }
+        let report = Manifest::parse_report(&text, Path::new("/agents/x.toml"));
+        assert_eq!(report.problems.len(), MAX_REPORTED + 1);
+        assert!(report.problems[0].line > 0, "{:?}", report.problems[0]);
+        let last = &report.problems[MAX_REPORTED].message;
+        assert!(last.contains("3900 more"), "{last}");
     }
 
     #[test]

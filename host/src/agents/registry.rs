@@ -250,6 +250,12 @@ impl AgentRegistry {
             .store(limit, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The largest message content an agent may reply or send, in bytes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_reply_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Caps how many agents and tools may be deployed (`[agents] max_agents`).
     pub fn set_max_agents(&self, limit: usize) {
         self.max_agents
@@ -259,6 +265,17 @@ impl AgentRegistry {
     /// Compiles (or reads from cache) and checks a plugin without touching
     /// what is deployed: the first half of a hot reload.
     pub async fn prepare(&self, path: &Path, manifest: Manifest) -> Result<Prepared, AgentError> {
+        self.prepare_with(path, manifest, None).await
+    }
+
+    /// [`Self::prepare`] with the component's bytes in hand (an upload not
+    /// yet written): validated before anything reaches the disk.
+    pub async fn prepare_with(
+        &self,
+        path: &Path,
+        manifest: Manifest,
+        wasm: Option<Arc<[u8]>>,
+    ) -> Result<Prepared, AgentError> {
         let limit = self.max_agents.load(std::sync::atomic::Ordering::Relaxed);
         let (agents, tools) = self.counts();
         let replacing = self.agent(&manifest.name).is_some() || self.tool(&manifest.name).is_some();
@@ -286,6 +303,7 @@ impl AgentRegistry {
             let spec = PluginSpec {
                 name: &manifest.name,
                 component: &manifest.component,
+                wasm: wasm.as_deref(),
                 grants: &manifest.grants,
                 limits,
             };
@@ -573,6 +591,7 @@ fn record_fault(error: &RuntimeError) {
             | RuntimeError::MemoryLimit(_)
             | RuntimeError::Trap { .. }
             | RuntimeError::PoolExhausted
+            | RuntimeError::PluginBusy { .. }
     ) {
         metrics().traps.with_label_values(&[error.code()]).inc();
     }
@@ -649,20 +668,8 @@ impl HostServices for AgentRegistry {
             let limit = self
                 .agent(caller)
                 .and_then(|a| a.manifest.resource_limits.max_memory_entities);
-            if let Some(limit) = limit
-                && memory
-                    .entities(&identity, std::slice::from_ref(&name))
-                    .await
-                    .map_err(to_wit)?
-                    .is_empty()
-                && memory.owned_entities(caller).await.map_err(to_wit)? >= limit
-            {
-                return Err(WitError::Denied(format!(
-                    "agent {caller:?} has {limit} entities, its resource_limits.max_memory_entities; forget some first"
-                )));
-            }
             memory
-                .remember(&identity, None, &name, &entity_type, &observations)
+                .remember_within(&identity, None, &name, &entity_type, &observations, limit)
                 .await
                 .map(|_| ())
                 .map_err(to_wit)

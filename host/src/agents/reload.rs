@@ -121,6 +121,10 @@ fn affected_manifests(
             manifests.extend(registry.using_component(path));
         }
     }
+    // Only manifests in the agents dir are the directory's to reload: an
+    // API deployment's manifest lives in the store (its path is a name,
+    // not a file), so reading "its file" would find nothing and unload it.
+    manifests.retain(|manifest| manifest.parent() == Some(dir));
     manifests
 }
 
@@ -172,7 +176,13 @@ async fn reload(
         registry.set_reload_error(path, None);
         return true;
     }
-    let outcome = match Manifest::load(path) {
+    let loaded = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Manifest::load(&path))
+            .await
+            .expect("manifest checking panicked")
+    };
+    let outcome = match loaded {
         Err(error) => Err(AgentError::from(error)),
         Ok(manifest) => match registry.source_of(&manifest.name) {
             Some(other) if other != path => Err(AgentError::Duplicate {

@@ -92,7 +92,8 @@ pub fn list(state: &ApiState, query: &ListQuery) -> Result<(Value, usize, usize)
     let total = matching.len();
     let page: Vec<Value> = matching
         .into_iter()
-        .skip((query.page - 1) * query.page_size)
+        // A page far past the end is empty, not an overflow.
+        .skip((query.page - 1).saturating_mul(query.page_size))
         .take(query.page_size)
         .collect();
     Ok((
@@ -217,18 +218,24 @@ pub async fn deploy(
             "this host does not accept deployments over the API",
         )
     })?;
-    let component = deployments.store_component(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "storage_error",
-            format!("cannot store the component: {e}"),
-        )
-    })?;
-    let report = parse_with_component(&body.manifest, Path::new("api.toml"), &component);
+    // Validate everything before anything is written: the manifest against
+    // the path the component will have, then the component itself, from
+    // the uploaded bytes.
+    let component = deployments.component_path(&bytes);
+    let report = {
+        let (text, component) = (body.manifest.clone(), component.clone());
+        // Checking is CPU work proportional to the text: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            parse_with_component(&text, Path::new("api.toml"), &component)
+        })
+        .await
+        .expect("manifest checking panicked")
+    };
     let Some(manifest) = report.manifest.clone() else {
         return Err(invalid(&report));
     };
     let name = manifest.name.clone();
+    let _changing = deployments.lock().await;
     let existing = state.registry.source_of(&name);
     match (replace, &existing) {
         (None, Some(_)) => {
@@ -252,22 +259,34 @@ pub async fn deploy(
         _ => {}
     }
     let source = deployments.manifest_path(&name);
+    let bytes: std::sync::Arc<[u8]> = bytes.into();
     let prepared = state
         .registry
-        .prepare(&source, manifest)
+        .prepare_with(&source, manifest, Some(bytes.clone()))
         .await
         .map_err(from_deploy)?;
+    let write = {
+        let deployments = deployments.clone();
+        tokio::task::spawn_blocking(move || deployments.store_component(&bytes))
+    };
+    write
+        .await
+        .expect("writing a component panicked")
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_error",
+                format!("cannot store the component: {e}"),
+            )
+        })?;
     deployments
         .save(&name, &body.manifest, &component)
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store_error",
-                e.to_string(),
-            )
-        })?;
+        .map_err(store_error)?;
     state.registry.install(prepared);
+    if let Err(error) = deployments.remove_unreferenced().await {
+        tracing::warn!(%error, "cannot list deployments to remove unused components");
+    }
     let (_, shown) = show(state, &name)?;
     let status = if replace.is_some() {
         StatusCode::OK
@@ -278,6 +297,21 @@ pub async fn deploy(
         status,
         json!({ "agent": shown, "warnings": problems_json(&report.warnings) }),
     ))
+}
+
+fn store_error(error: crate::memory::MemoryError) -> ApiError {
+    if error.is_disk_full() {
+        return ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            format!("the disk is full: {error}"),
+        );
+    }
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "store_error",
+        error.to_string(),
+    )
 }
 
 fn from_file(name: &str, source: &Path) -> ApiError {
@@ -301,16 +335,17 @@ pub async fn remove(state: &ApiState, name: &str) -> Result<(StatusCode, Value),
         return Err(from_file(name, &source));
     }
     if let Some(deployments) = &state.deployments {
-        deployments.remove(name).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store_error",
-                e.to_string(),
-            )
-        })?;
+        let _changing = deployments.lock().await;
+        deployments.remove(name).await.map_err(store_error)?;
+        state.registry.remove(name);
+        state.messenger.remove(name);
+        if let Err(error) = deployments.remove_unreferenced().await {
+            tracing::warn!(%error, "cannot list deployments to remove unused components");
+        }
+    } else {
+        state.registry.remove(name);
+        state.messenger.remove(name);
     }
-    state.registry.remove(name);
-    state.messenger.remove(name);
     Ok((StatusCode::OK, json!({ "removed": name })))
 }
 
@@ -330,8 +365,14 @@ pub async fn validate(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Valu
         _ => String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::bad_request("the manifest must be UTF-8 text"))?,
     };
-    let mut report =
-        crate::agents::Manifest::parse_report(&text, &state.agents_dir.join("validate.toml"));
+    let (mut report, text) = {
+        let path = state.agents_dir.join("validate.toml");
+        tokio::task::spawn_blocking(move || {
+            (crate::agents::Manifest::parse_report(&text, &path), text)
+        })
+        .await
+        .expect("manifest checking panicked")
+    };
     if let Some(manifest) = &report.manifest {
         for tool in manifest
             .tools

@@ -45,7 +45,9 @@ impl ApiError {
     pub fn from_runtime(error: &RuntimeError, usage: &CallUsage) -> Self {
         let status = match error {
             RuntimeError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
-            RuntimeError::PoolExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            RuntimeError::PoolExhausted | RuntimeError::PluginBusy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RuntimeError::OutOfFuel { .. }
             | RuntimeError::MemoryLimit(_)
             | RuntimeError::Trap { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -53,7 +55,10 @@ impl ApiError {
         };
         let mut api = Self::new(status, error.code(), error.to_string())
             .with_details(json!({ "usage": usage }));
-        if matches!(error, RuntimeError::PoolExhausted) {
+        if matches!(
+            error,
+            RuntimeError::PoolExhausted | RuntimeError::PluginBusy { .. }
+        ) {
             api.retry_after_secs = Some(1);
         }
         api

@@ -236,14 +236,11 @@ pub async fn graph(
     query: &ReadQuery,
 ) -> Result<(StatusCode, Value), ApiError> {
     let caller = caller(state, query.agent.as_deref());
-    let (entities, relations) = memory(state)?
+    let neighbourhood = memory(state)?
         .neighbours(&caller, name, query.depth.unwrap_or(1))
         .await
         .map_err(from_memory)?;
-    Ok((
-        StatusCode::OK,
-        json!({ "entities": entities, "relations": relations }),
-    ))
+    Ok((StatusCode::OK, json!(neighbourhood)))
 }
 
 /// Query of `GET /api/v1/memory/export`.
@@ -259,18 +256,40 @@ fn yes() -> bool {
     true
 }
 
-/// `GET /api/v1/memory/export`: the whole graph as JSON lines.
-pub async fn export(state: &ApiState, query: &ExportQuery) -> Result<String, ApiError> {
-    let mut out = String::new();
-    memory(state)?
-        .export(query.embeddings, |line| {
-            out.push_str(&line);
-            out.push('\n');
-            Ok(())
-        })
-        .await
-        .map_err(from_memory)?;
-    Ok(out)
+/// Lines an export runs ahead of a slow client at most.
+const EXPORT_AHEAD: usize = 64;
+
+/// `GET /api/v1/memory/export`: the whole graph as JSON lines, streamed as
+/// it is read (a large graph is never held in memory whole). The export
+/// stops when the client hangs up.
+pub async fn export(state: &ApiState, query: &ExportQuery) -> Result<ExportStream, ApiError> {
+    memory(state)?;
+    let memory = state.memory.clone().expect("checked just above");
+    let (lines, receiver) = tokio::sync::mpsc::channel::<String>(EXPORT_AHEAD);
+    let embeddings = query.embeddings;
+    tokio::spawn(async move {
+        match memory.export(embeddings, &lines).await {
+            Ok(count) => tracing::debug!(lines = count, "memory exported"),
+            // The body is already under way: ending it early is how the
+            // client learns (its line count comes up short).
+            Err(error) => tracing::warn!(%error, "memory export stopped"),
+        }
+    });
+    Ok(ExportStream(receiver))
+}
+
+/// The lines of an export in progress, as a response body stream.
+pub struct ExportStream(tokio::sync::mpsc::Receiver<String>);
+
+impl warp::Stream for ExportStream {
+    type Item = Result<String, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|line| line.map(Ok))
+    }
 }
 
 /// `POST /api/v1/memory/import`: JSON lines as written by export.

@@ -19,7 +19,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-pub use error::ApiError;
+pub use error::{ApiError, recover};
 
 use crate::agents::{AgentRegistry, Deployments};
 use crate::embed::{EmbedError, EmbeddingEngine};
@@ -46,6 +46,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/conversations/{id}"),
     ("GET", "/api/v1/conversations/{id}/messages"),
     ("POST", "/api/v1/embeddings"),
+    ("GET", "/api/v1/models"),
+    ("GET", "/api/v1/models/{model}"),
     ("POST", "/api/v1/memory/entities"),
     ("POST", "/api/v1/memory/observations"),
     ("POST", "/api/v1/memory/relations"),
@@ -57,6 +59,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/memory/export"),
     ("POST", "/api/v1/memory/import"),
 ];
+
+/// A path segment, percent-decoded: `Alice%20Smith` names `Alice Smith`.
+/// Segments that do not decode to UTF-8 match no route.
+pub struct PathParam(pub String);
+
+impl std::str::FromStr for PathParam {
+    type Err = std::str::Utf8Error;
+
+    fn from_str(segment: &str) -> Result<Self, Self::Err> {
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .map(|decoded| Self(decoded.into_owned()))
+    }
+}
 
 /// The OpenAPI document of [`ROUTES`], served at `GET /api/v1/openapi.json`.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -109,14 +125,16 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(with_state.clone())
         .map(ready);
 
-    let send_to_agent = warp::path!("api" / "v1" / "agents" / String / "messages")
+    let send_to_agent = warp::path!("api" / "v1" / "agents" / PathParam / "messages")
         .and(warp::post())
         .and(warp::body::content_length_limit(state.max_request_size))
         .and(warp::body::bytes())
         .and(with_state.clone())
-        .then(|agent: String, body: Bytes, state: ApiState| async move {
-            respond(messages::send_to_agent(&state, &agent, &body).await)
-        });
+        .then(
+            |PathParam(agent): PathParam, body: Bytes, state: ApiState| async move {
+                respond(messages::send_to_agent(&state, &agent, &body).await)
+            },
+        );
     let list_agents = warp::path!("api" / "v1" / "agents")
         .and(warp::get())
         .and(warp::query::<agents::ListQuery>())
@@ -149,28 +167,30 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .then(|body: Bytes, state: ApiState| async move {
             respond(agents::validate(&state, &body).await)
         });
-    let show_agent = warp::path!("api" / "v1" / "agents" / String)
+    let show_agent = warp::path!("api" / "v1" / "agents" / PathParam)
         .and(warp::get())
         .and(with_state.clone())
-        .map(|name: String, state: ApiState| respond(agents::show(&state, &name)));
-    let replace_agent = warp::path!("api" / "v1" / "agents" / String)
+        .map(|PathParam(name): PathParam, state: ApiState| respond(agents::show(&state, &name)));
+    let replace_agent = warp::path!("api" / "v1" / "agents" / PathParam)
         .and(warp::put())
         .and(warp::body::content_length_limit(state.max_import_size))
         .and(warp::body::bytes())
         .and(with_state.clone())
-        .then(|name: String, body: Bytes, state: ApiState| async move {
-            respond(agents::deploy(&state, &body, Some(&name)).await)
-        });
-    let reload_agent = warp::path!("api" / "v1" / "agents" / String / "reload")
+        .then(
+            |PathParam(name): PathParam, body: Bytes, state: ApiState| async move {
+                respond(agents::deploy(&state, &body, Some(&name)).await)
+            },
+        );
+    let reload_agent = warp::path!("api" / "v1" / "agents" / PathParam / "reload")
         .and(warp::post())
         .and(with_state.clone())
-        .then(|name: String, state: ApiState| async move {
+        .then(|PathParam(name): PathParam, state: ApiState| async move {
             respond(agents::reload(&state, &name).await)
         });
-    let remove_agent = warp::path!("api" / "v1" / "agents" / String)
+    let remove_agent = warp::path!("api" / "v1" / "agents" / PathParam)
         .and(warp::delete())
         .and(with_state.clone())
-        .then(|name: String, state: ApiState| async move {
+        .then(|PathParam(name): PathParam, state: ApiState| async move {
             respond(agents::remove(&state, &name).await)
         });
     let send_message = warp::path!("api" / "v1" / "messages")
@@ -181,19 +201,18 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .then(|body: Bytes, state: ApiState| async move {
             respond(messages::send(&state, &body).await)
         });
-    let conversation = warp::path!("api" / "v1" / "conversations" / String)
+    let conversation = warp::path!("api" / "v1" / "conversations" / PathParam)
         .and(warp::get())
         .and(with_state.clone())
-        .then(|id: String, state: ApiState| async move {
+        .then(|PathParam(id): PathParam, state: ApiState| async move {
             respond(messages::conversation(&state, &id).await)
         });
-    let thread =
-        warp::path!("api" / "v1" / "conversations" / String / "messages")
-            .and(warp::get())
-            .and(with_state.clone())
-            .then(|id: String, state: ApiState| async move {
-                respond(messages::thread(&state, &id).await)
-            });
+    let thread = warp::path!("api" / "v1" / "conversations" / PathParam / "messages")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|PathParam(id): PathParam, state: ApiState| async move {
+            respond(messages::thread(&state, &id).await)
+        });
 
     let openapi = warp::path!("api" / "v1" / "openapi.json")
         .and(warp::get())
@@ -228,7 +247,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(memory_post("search"))
         .unify();
-    let memory_entity = warp::path!("api" / "v1" / "memory" / "entities" / String)
+    let memory_entity = warp::path!("api" / "v1" / "memory" / "entities" / PathParam)
         .and(
             warp::get()
                 .map(|| false)
@@ -238,7 +257,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::query::<memory::ReadQuery>())
         .and(with_state.clone())
         .then(
-            |name: String, delete: bool, query: memory::ReadQuery, state: ApiState| async move {
+            |PathParam(name): PathParam,
+             delete: bool,
+             query: memory::ReadQuery,
+             state: ApiState| async move {
                 if delete {
                     respond(memory::forget(&state, &name, &query).await)
                 } else {
@@ -246,12 +268,12 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
                 }
             },
         );
-    let memory_graph = warp::path!("api" / "v1" / "memory" / "graph" / String)
+    let memory_graph = warp::path!("api" / "v1" / "memory" / "graph" / PathParam)
         .and(warp::get())
         .and(warp::query::<memory::ReadQuery>())
         .and(with_state.clone())
         .then(
-            |name: String, query: memory::ReadQuery, state: ApiState| async move {
+            |PathParam(name): PathParam, query: memory::ReadQuery, state: ApiState| async move {
                 respond(memory::graph(&state, &name, &query).await)
             },
         );
@@ -261,10 +283,12 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(with_state.clone())
         .then(|query: memory::ExportQuery, state: ApiState| async move {
             match memory::export(&state, &query).await {
-                Ok(lines) => {
-                    warp::reply::with_header(lines, "content-type", "application/x-ndjson")
-                        .into_response()
-                }
+                Ok(lines) => warp::reply::with_header(
+                    warp::reply::stream(lines),
+                    "content-type",
+                    "application/x-ndjson",
+                )
+                .into_response(),
                 Err(error) => error.into_response(),
             }
         });
@@ -284,11 +308,27 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
     let embeddings = warp::path!("api" / "v1" / "embeddings")
         .and(warp::post())
         .and(body)
-        .and(with_state)
+        .and(with_state.clone())
         .then(|body: Bytes, state: ApiState| async move {
             let engine = state.embeddings.as_deref();
             match embeddings::embeddings(engine, &body).await {
                 Ok(response) => warp::reply::json(&response).into_response(),
+                Err(error) => error.into_response(),
+            }
+        });
+
+    let models = warp::path!("api" / "v1" / "models")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: ApiState| {
+            warp::reply::json(&embeddings::models(state.embeddings.as_deref())).into_response()
+        });
+    let model = warp::path!("api" / "v1" / "models" / PathParam)
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|PathParam(id): PathParam, state: ApiState| {
+            match embeddings::model(state.embeddings.as_deref(), &id) {
+                Ok(body) => warp::reply::json(&body).into_response(),
                 Err(error) => error.into_response(),
             }
         });
@@ -311,6 +351,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         conversation.boxed(),
         thread.boxed(),
         embeddings.boxed(),
+        models.boxed(),
+        model.boxed(),
         memory_writes.boxed(),
         memory_entity.boxed(),
         memory_graph.boxed(),
@@ -327,8 +369,9 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .with(warp::trace::request())
 }
 
-/// Refreshes the metrics that describe state rather than events.
-pub async fn sample_gauges(state: &ApiState) {
+/// Refreshes the metrics that describe state rather than events and are
+/// cheap to read (no store query): at every scrape.
+pub fn sample_gauges(state: &ApiState) {
     let m = crate::metrics::metrics();
     m.sample_process();
     m.uptime_seconds.set(state.started.elapsed().as_secs_f64());
@@ -344,6 +387,11 @@ pub async fn sample_gauges(state: &ApiState) {
             .with_label_values(&["embedding"])
             .set(rate);
     }
+}
+
+/// Refreshes the gauges that need store queries (counts, file size).
+pub async fn sample_store_gauges(state: &ApiState) {
+    let m = crate::metrics::metrics();
     if let Some(memory) = &state.memory {
         match memory.stats().await {
             Ok(stats) => {
@@ -383,6 +431,7 @@ pub fn route_template(path: &str) -> String {
         ("agents", ":name"),
         ("entities", ":name"),
         ("graph", ":name"),
+        ("models", ":model"),
         ("conversations", ":id"),
     ];
     let Some(rest) = path.strip_prefix("/api/v1/") else {

@@ -20,9 +20,15 @@ pub struct MemoryBenchmark {
     pub queries: usize,
     /// Observations inserted through `remember` (real embedding) for the insert rate.
     pub embedded_inserts: usize,
+    /// Writes per configuration for the durability comparison (0 skips it).
+    pub durable_writes: usize,
     /// Where the temporary database goes (removed afterwards).
     pub work_dir: PathBuf,
 }
+
+/// Concurrent writers in the durability comparison: one (every write its
+/// own commit) and many (what group commit is for).
+const WRITERS: [usize; 2] = [1, 16];
 
 /// Deterministic random numbers (xorshift64*), so runs are comparable.
 struct Random(u64);
@@ -101,6 +107,13 @@ impl MemoryBenchmark {
         .await?;
         let mut random = Random(0x5EED_CAFE);
         let mut results = serde_json::Map::new();
+        let mut metrics = Vec::new();
+
+        if self.durable_writes > 0 {
+            let (table, rows) = self.write_throughput().await?;
+            results.insert("write_throughput".into(), table);
+            metrics.extend(rows);
+        }
 
         // Insert rate through the full path: embed + write + index.
         let writer = Caller::agent("bench");
@@ -165,12 +178,12 @@ impl MemoryBenchmark {
                     .await?,
             );
         }
-        let mut metrics = vec![super::metric(
+        metrics.push(super::metric(
             "memory.insert_with_embedding.per_s",
             rate,
             "obs/s",
             "higher",
-        )];
+        ));
         for row in &checkpoints {
             let name = format!("memory.{}obs", row["observations"]);
             metrics.push(super::metric(
@@ -204,6 +217,74 @@ impl MemoryBenchmark {
         results.insert("suite".into(), json!("memory"));
         results.insert("metrics".into(), Value::Array(metrics));
         Ok(Value::Object(results))
+    }
+
+    /// Store writes per second (no embedding: the store's cost alone) with
+    /// `synchronous = NORMAL` (the old default: an acknowledged write can
+    /// be lost on power loss) and `FULL` (the default: it cannot), for one
+    /// writer and for many, in the same run.
+    async fn write_throughput(&self) -> anyhow::Result<(Value, Vec<Value>)> {
+        use crate::config::Synchronous;
+        let mut table = serde_json::Map::new();
+        let mut metrics = Vec::new();
+        let mut per_s = std::collections::HashMap::new();
+        for synchronous in [Synchronous::Normal, Synchronous::Full] {
+            let name = synchronous.as_sql().to_lowercase();
+            let mut row = serde_json::Map::new();
+            for writers in WRITERS {
+                let dir = self.work_dir.join(format!("writes-{name}-{writers}"));
+                let config = SqliteConfig {
+                    synchronous,
+                    ..SqliteConfig::default()
+                };
+                let memory = Memory::open(&dir.join("memory.db"), &config, None).await?;
+                let each = self.durable_writes.div_ceil(writers);
+                let started = Instant::now();
+                let tasks: Vec<_> = (0..writers)
+                    .map(|w| {
+                        let memory = memory.clone();
+                        tokio::spawn(async move {
+                            let caller = Caller::agent(format!("writer-{w}"));
+                            for i in 0..each {
+                                memory
+                                    .remember(
+                                        &caller,
+                                        None,
+                                        &format!("fact-{i}"),
+                                        "fact",
+                                        &[format!("writer {w} wrote fact {i}")],
+                                    )
+                                    .await?;
+                            }
+                            anyhow::Ok(())
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await??;
+                }
+                let rate = (each * writers) as f64 / started.elapsed().as_secs_f64();
+                eprintln!("memory writes, synchronous={name}, {writers} writer(s): {rate:.0}/s");
+                row.insert(writers.to_string(), json!(rate));
+                per_s.insert((name.clone(), writers), rate);
+                metrics.push(super::metric(
+                    &format!("memory.writes.{name}.{writers}_writers.per_s"),
+                    rate,
+                    "writes/s",
+                    "higher",
+                ));
+                drop(memory);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            table.insert(name, Value::Object(row));
+        }
+        for writers in WRITERS {
+            let ratio =
+                per_s[&("full".to_owned(), writers)] / per_s[&("normal".to_owned(), writers)];
+            eprintln!("full / normal with {writers} writer(s): {ratio:.2}");
+            table.insert(format!("full_over_normal_{writers}_writers"), json!(ratio));
+        }
+        Ok((Value::Object(table), metrics))
     }
 
     async fn search_at(

@@ -285,6 +285,7 @@ fn compile_check(manifest: &Manifest) -> Result<(), String> {
     let spec = crate::runtime::PluginSpec {
         name: &manifest.name,
         component: &manifest.component,
+        wasm: None,
         grants: &manifest.grants,
         limits: runtime.default_limits(),
     };

@@ -102,8 +102,20 @@ impl ApiClient {
         self.json(path, response).await
     }
 
-    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
-        let response = self.send(self.http.post(self.url(path)).body(body)).await?;
+    /// POSTs `body` as `content_type` (the server refuses bodies whose
+    /// type it does not read).
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Value, ClientError> {
+        let request = self
+            .http
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        let response = self.send(request).await?;
         self.json(path, response).await
     }
 

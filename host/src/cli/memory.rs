@@ -90,7 +90,7 @@ impl MemoryCommand {
                     anyhow::anyhow!("cannot read the export {}: {e}", file.display())
                 })?;
                 let report = ApiClient::new(server)
-                    .post_bytes("/api/v1/memory/import", body)
+                    .post_bytes("/api/v1/memory/import", "application/x-ndjson", body)
                     .await?;
                 output::print(server.output, &report, output::fields);
             }

@@ -341,6 +341,10 @@ pub struct MemoryBenchArgs {
     /// Observations inserted with real embeddings, for the insert rate.
     #[arg(long, default_value_t = 300)]
     pub embedded_inserts: usize,
+    /// Store writes per configuration in the durability comparison
+    /// (synchronous normal vs full, one writer vs sixteen); 0 skips it.
+    #[arg(long, default_value_t = 2000)]
+    pub durable_writes: usize,
     /// Write the JSON results here (also printed).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -354,6 +358,7 @@ impl MemoryBenchArgs {
             checkpoints,
             queries: self.queries.max(5),
             embedded_inserts: self.embedded_inserts,
+            durable_writes: self.durable_writes,
             work_dir: std::env::temp_dir().join(format!("caxton-bench-{}", std::process::id())),
         };
         emit_results(&benchmark.run().await?, self.output.as_ref())

@@ -8,20 +8,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use lru::LruCache;
 use tokio::sync::oneshot;
 
 use super::EmbedError;
 use super::model::{Embedded, Encoder, ModelSpec};
+use super::queue::{FairQueue, Queued, Refused};
 use crate::config::EmbeddingConfig;
 
-/// Jobs waiting for a worker; past this, callers get `Busy` (backpressure).
-const QUEUE_CAPACITY: usize = 1024;
+/// Texts waiting for a worker, in all; past this, callers get `Busy`
+/// (backpressure). Four of the largest requests the API accepts.
+const MAX_QUEUED_TEXTS: usize = 8192;
+/// Texts one caller may have waiting: a quarter, so a flooding agent
+/// leaves room (and, by taking turns, time) for everyone else.
+const MAX_QUEUED_TEXTS_PER_CALLER: usize = MAX_QUEUED_TEXTS / 4;
+
+/// The caller behind work that names none (the host's own, benchmarks).
+pub const ANONYMOUS: &str = "";
 
 struct Job {
     texts: Vec<String>,
     reply: oneshot::Sender<Result<Vec<Embedded>, EmbedError>>,
+}
+
+impl Queued for Job {
+    fn texts(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// The caller stopped waiting (a request that timed out or hung up).
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
 }
 
 /// Cache counters, for metrics and the benchmark.
@@ -42,7 +60,7 @@ impl CacheStats {
 
 pub struct EmbeddingEngine {
     spec: ModelSpec,
-    queue: Sender<Job>,
+    queue: Arc<FairQueue<Job>>,
     cache: Option<Mutex<LruCache<String, Arc<Embedded>>>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -62,7 +80,11 @@ impl EmbeddingEngine {
         let dir = config.model_dir();
         spec.verify(&dir)?;
 
-        let (queue, jobs) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let queue = Arc::new(FairQueue::new(
+            MAX_QUEUED_TEXTS,
+            MAX_QUEUED_TEXTS_PER_CALLER,
+        ));
+        let jobs = queue.clone();
         let loaded = Arc::new(OnceLock::new());
         let settings = WorkerSettings {
             batch_size: config.batch_size.max(1),
@@ -100,8 +122,9 @@ impl EmbeddingEngine {
                         Err(error) => {
                             tracing::error!(%error, "embedding model failed to load");
                             let _ = loaded.set(Err(error.clone()));
-                            // Answer whoever queued, and everyone after.
-                            for job in jobs.iter() {
+                            // Answer whoever queued; later callers see the error first.
+                            jobs.close();
+                            while let Some(job) = jobs.pop() {
                                 let _ = job.reply.send(Err(error.clone()));
                             }
                         }
@@ -147,6 +170,17 @@ impl EmbeddingEngine {
 
     /// Embeds `texts` in order, from the cache where possible.
     pub async fn embed(&self, texts: &[String]) -> Result<Vec<Arc<Embedded>>, EmbedError> {
+        self.embed_as(ANONYMOUS, texts).await
+    }
+
+    /// [`Self::embed`] on behalf of `caller` (an agent's name, say): each
+    /// caller's work waits its turn with the others' and within its share
+    /// of the queue.
+    pub async fn embed_as(
+        &self,
+        caller: &str,
+        texts: &[String],
+    ) -> Result<Vec<Arc<Embedded>>, EmbedError> {
         if let Some(Err(error)) = self.loaded.get() {
             return Err(error.clone());
         }
@@ -172,7 +206,7 @@ impl EmbeddingEngine {
             }
         }
         if !missing.is_empty() {
-            let computed = self.compute(missing.clone()).await?;
+            let computed = self.compute(caller, missing.clone()).await?;
             if let Some(cache) = &self.cache {
                 let mut cache = cache.lock().expect("cache lock");
                 for (text, embedded) in missing.into_iter().zip(&computed) {
@@ -189,13 +223,17 @@ impl EmbeddingEngine {
     }
 
     /// Queues texts for the workers and waits for their vectors.
-    async fn compute(&self, texts: Vec<String>) -> Result<Vec<Arc<Embedded>>, EmbedError> {
+    async fn compute(
+        &self,
+        caller: &str,
+        texts: Vec<String>,
+    ) -> Result<Vec<Arc<Embedded>>, EmbedError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send(Job { texts, reply })
-            .map_err(|e| match e {
-                TrySendError::Full(_) => EmbedError::Busy,
-                TrySendError::Disconnected(_) => EmbedError::Stopped,
+            .push(caller, Job { texts, reply })
+            .map_err(|refused| match refused {
+                Refused::Full => EmbedError::Busy,
+                Refused::Closed => EmbedError::Stopped,
             })?;
         let computed = answer.await.map_err(|_| EmbedError::Stopped)??;
         Ok(computed.into_iter().map(Arc::new).collect())
@@ -224,23 +262,19 @@ fn plan_batch_sizes(batch_size: usize) -> Vec<usize> {
 /// run them as one inference and answer each job. With no window a lone
 /// request pays no batching delay, and requests that arrive while the
 /// worker is busy are batched anyway.
-fn work(encoder: &Encoder, jobs: &Receiver<Job>, settings: WorkerSettings) {
-    while let Ok(first) = jobs.recv() {
+fn work(encoder: &Encoder, jobs: &FairQueue<Job>, settings: WorkerSettings) {
+    while let Some(first) = jobs.pop() {
         let mut count = first.texts.len();
         let mut batch = vec![first];
+        // With no window, only what is already queued joins the batch.
         let deadline = Instant::now() + settings.batch_window;
         while count < settings.batch_size {
-            let next = match jobs.try_recv() {
-                Ok(job) => Ok(job),
-                Err(_) if settings.batch_window.is_zero() => break,
-                Err(_) => jobs.recv_deadline(deadline),
-            };
-            match next {
-                Ok(job) => {
+            match jobs.pop_until(deadline) {
+                Some(job) => {
                     count += job.texts.len();
                     batch.push(job);
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         let texts: Vec<&str> = batch

@@ -4,6 +4,7 @@
 mod engine;
 mod graph;
 mod model;
+mod queue;
 
 use std::path::PathBuf;
 

@@ -3,6 +3,8 @@
 //! auth, timeout, compression, metrics) in front of the warp routes.
 
 mod compress;
+mod guard;
+mod per_client;
 mod pipeline;
 mod rate_limit;
 
@@ -31,6 +33,7 @@ pub async fn serve(
     // A permit per open connection: past the limit, new clients wait in the
     // kernel's listen backlog instead of costing this process memory.
     let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let per_client = per_client::PerClient::new(settings.max_connections_per_client);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -49,6 +52,11 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Some(client_slot) = per_client.open(peer.ip()) else {
+            tracing::debug!(%peer, "closed a connection: the client has max_connections_per_client open");
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let pipeline = pipeline.clone();
@@ -78,6 +86,7 @@ pub async fn serve(
                 }
             }
             metrics().active_connections.dec();
+            drop(client_slot);
             drop(permit);
         });
     }

@@ -1,6 +1,7 @@
-//! What every request goes through, in order: a request id, the rate
-//! limit, the bearer token, the route (with a deadline), compression, and
-//! the request metrics.
+//! What every request goes through, in order: a request id, the `Host`
+//! check (auth off), the client's rate limit, the bearer token, the
+//! server's rate limit, the body's media type, the route (with a
+//! deadline), compression, and the request metrics.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -10,10 +11,11 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use warp::Reply;
-use warp::http::{HeaderValue, Request, StatusCode, header};
+use warp::http::{HeaderValue, Method, Request, StatusCode, header};
 use warp::reply::Response;
 
 use super::compress;
+use super::guard::{self, AllowedHosts};
 use super::rate_limit::RateLimiter;
 use crate::api::{ApiError, request_id, route_template};
 use crate::auth::LiveToken;
@@ -29,6 +31,8 @@ pub struct Pipeline {
     /// The bearer token every protected route needs; `None` = auth off.
     token: Option<Arc<LiveToken>>,
     limiter: Option<RateLimiter>,
+    /// With auth off, the names the `Host` header may give.
+    hosts: Option<AllowedHosts>,
     settings: HttpServerConfig,
 }
 
@@ -39,13 +43,18 @@ fn is_exempt(path: &str) -> bool {
 }
 
 impl Pipeline {
+    /// `listen` is the API's address: with auth off, requests must name it.
     pub fn new(
         routes: Handler,
         token: Option<Arc<LiveToken>>,
         settings: &HttpServerConfig,
+        listen: std::net::SocketAddr,
     ) -> Self {
         Self {
             routes,
+            hosts: token
+                .is_none()
+                .then(|| AllowedHosts::new(listen, &settings.allowed_hosts)),
             token,
             limiter: settings
                 .rate_limit
@@ -55,10 +64,22 @@ impl Pipeline {
         }
     }
 
+    /// The metrics listener's front: limits and timeouts, no token, no
+    /// rate limit (scrapers are trusted by address, and are few).
+    pub fn metrics(routes: Handler, settings: &HttpServerConfig) -> Self {
+        Self {
+            routes,
+            token: None,
+            limiter: None,
+            hosts: None,
+            settings: settings.clone(),
+        }
+    }
+
     pub async fn handle(&self, request: Request<Incoming>, client: IpAddr) -> Response {
         let started = Instant::now();
         let id = request_id::from_headers(request.headers());
-        let method = request.method().as_str().to_owned();
+        let method = method_label(request.method());
         let route = route_template(request.uri().path());
         let gzip = self.settings.compression && compress::accepts_gzip(request.headers());
 
@@ -71,7 +92,7 @@ impl Pipeline {
         }
 
         let status = response.status().as_u16().to_string();
-        let labels = [route.as_str(), method.as_str(), status.as_str()];
+        let labels = [route.as_str(), method, status.as_str()];
         let m = metrics();
         m.requests.with_label_values(&labels).inc();
         m.request_duration
@@ -81,17 +102,21 @@ impl Pipeline {
     }
 
     async fn dispatch(&self, request: Request<Incoming>, client: IpAddr) -> Response {
+        if let Some(hosts) = &self.hosts
+            && !hosts.allows(request.headers())
+        {
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                "the Host header does not name this server; with auth off, only its listen address (and localhost on loopback) or [http_server] allowed_hosts are accepted",
+            )
+            .into_response();
+        }
         if !is_exempt(request.uri().path()) {
             if let Some(limiter) = &self.limiter
-                && let Err(wait) = limiter.check(client)
+                && let Err(wait) = limiter.check_client(client)
             {
-                let mut error = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many requests; retry after the number of seconds in Retry-After",
-                );
-                error.retry_after_secs = Some(wait);
-                return error.into_response();
+                return rate_limited(wait);
             }
             if let Some(token) = &self.token
                 && !bearer(&request).is_some_and(|presented| token.matches(presented))
@@ -108,13 +133,33 @@ impl Pipeline {
                 );
                 return response;
             }
+            if let Some(limiter) = &self.limiter
+                && let Err(wait) = limiter.check_global()
+            {
+                return rate_limited(wait);
+            }
+        }
+        if let Some(accepted) =
+            guard::body_media_types(request.method(), &route_template(request.uri().path()))
+            && !guard::content_type_is(request.headers(), accepted)
+        {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("send the body with Content-Type: {}", accepted.join(" or ")),
+            )
+            .into_response();
         }
         // The route runs as its own task: a timed-out request stops waiting,
         // but the work it started (a store write, a plugin call) finishes
         // cleanly instead of being cut off halfway.
         let id = request_id::current().unwrap_or_default();
         let hang_up = request.extensions().get::<super::HangUp>().cloned();
+        // Reads have nothing to finish: when the client hangs up (hyper
+        // drops this future) or the deadline passes, their work stops too.
+        let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
         let work = tokio::spawn(request_id::scope(id, (self.routes)(request)));
+        let _stop = read_only.then(|| AbortOnDrop(work.abort_handle()));
         match tokio::time::timeout(self.settings.request_timeout, work).await {
             Ok(Ok(response)) => response,
             Ok(Err(panic)) => {
@@ -148,6 +193,40 @@ impl Pipeline {
                 response
             }
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn rate_limited(wait: u32) -> Response {
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests; retry after the number of seconds in Retry-After",
+    );
+    error.retry_after_secs = Some(wait);
+    error.into_response()
+}
+
+/// The method as a metric label: a fixed set, so made-up methods cannot
+/// grow the series without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 

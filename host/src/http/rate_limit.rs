@@ -1,6 +1,7 @@
 //! Token buckets: one per client address and one for the whole server.
-//! A request takes a token from both; when either is empty the answer is
-//! 429 with the seconds until a token is back.
+//! A request takes a token from its client's bucket before authentication
+//! and from the server's once authenticated; when either is empty the
+//! answer is 429 with the seconds until a token is back.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -61,12 +62,20 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token for `client`; on refusal, the whole seconds to wait.
-    pub fn check(&self, client: IpAddr) -> Result<(), u32> {
-        self.check_at(client, Instant::now())
+    /// Takes a token from `client`'s bucket; on refusal, the whole
+    /// seconds to wait. Checked before authentication: it costs a
+    /// stranger only their own bucket.
+    pub fn check_client(&self, client: IpAddr) -> Result<(), u32> {
+        self.check_client_at(client, Instant::now())
     }
 
-    fn check_at(&self, client: IpAddr, now: Instant) -> Result<(), u32> {
+    /// Takes a token from the server-wide bucket. Only authenticated
+    /// requests are charged, so strangers cannot starve the real clients.
+    pub fn check_global(&self) -> Result<(), u32> {
+        self.check_global_at(Instant::now())
+    }
+
+    fn check_client_at(&self, client: IpAddr, now: Instant) -> Result<(), u32> {
         let c = &self.config;
         let mut state = self.state.lock().expect("rate limiter lock");
         if state.clients.len() >= MAX_CLIENTS && !state.clients.contains_key(&client) {
@@ -76,20 +85,29 @@ impl RateLimiter {
                 bucket.tokens < burst as f64
             });
         }
-        let State { global, clients } = &mut *state;
-        let bucket = clients
+        let bucket = state
+            .clients
             .entry(client)
             .or_insert_with(|| Bucket::full(c.per_client_burst, now));
-        bucket.refill(c.per_client_rps, c.per_client_burst, now);
-        global.refill(c.global_rps, c.global_burst, now);
-        if bucket.tokens < 1.0 || global.tokens < 1.0 {
-            let wait = bucket.wait(c.per_client_rps).max(global.wait(c.global_rps));
-            return Err(wait.ceil().max(1.0) as u32);
-        }
-        bucket.tokens -= 1.0;
-        global.tokens -= 1.0;
-        Ok(())
+        take(bucket, c.per_client_rps, c.per_client_burst, now)
     }
+
+    fn check_global_at(&self, now: Instant) -> Result<(), u32> {
+        let c = &self.config;
+        let mut state = self.state.lock().expect("rate limiter lock");
+        take(&mut state.global, c.global_rps, c.global_burst, now)
+    }
+}
+
+/// Takes one token from `bucket`, or says how many whole seconds until
+/// one is back.
+fn take(bucket: &mut Bucket, rate: u32, burst: u32, now: Instant) -> Result<(), u32> {
+    bucket.refill(rate, burst, now);
+    if bucket.tokens < 1.0 {
+        return Err(bucket.wait(rate).ceil().max(1.0) as u32);
+    }
+    bucket.tokens -= 1.0;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -113,15 +131,15 @@ mod tests {
         let limiter = limiter(2, 100);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let start = Instant::now();
-        assert!(limiter.check_at(a, start).is_ok());
-        assert!(limiter.check_at(a, start).is_ok());
-        assert_eq!(limiter.check_at(a, start), Err(1));
+        assert!(limiter.check_client_at(a, start).is_ok());
+        assert!(limiter.check_client_at(a, start).is_ok());
+        assert_eq!(limiter.check_client_at(a, start), Err(1));
         // Another client is not affected.
-        assert!(limiter.check_at(b, start).is_ok());
+        assert!(limiter.check_client_at(b, start).is_ok());
         // Half a second refills one token at 2/s.
         assert!(
             limiter
-                .check_at(a, start + Duration::from_millis(500))
+                .check_client_at(a, start + Duration::from_millis(500))
                 .is_ok()
         );
     }
@@ -130,10 +148,14 @@ mod tests {
     fn the_global_bucket_caps_all_clients_together() {
         let limiter = limiter(10, 3);
         let now = Instant::now();
-        for n in 0..3 {
-            let client: IpAddr = format!("10.0.0.{n}").parse().unwrap();
-            assert!(limiter.check_at(client, now).is_ok());
+        for _ in 0..3 {
+            assert!(limiter.check_global_at(now).is_ok());
         }
-        assert!(limiter.check_at("10.0.0.9".parse().unwrap(), now).is_err());
+        assert!(limiter.check_global_at(now).is_err());
+        assert!(
+            limiter
+                .check_client_at("10.0.0.9".parse().unwrap(), now)
+                .is_ok()
+        );
     }
 }

@@ -277,7 +277,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(report.limit_relations, 1);
-        let (_, relations) = memory.neighbours(&operator, "e4", 1).await.unwrap();
+        let relations = memory
+            .neighbours(&operator, "e4", 1)
+            .await
+            .unwrap()
+            .relations;
         assert!(relations.iter().all(|r| r.to != "e3"), "{relations:?}");
 
         // Five entities, limit three, batches of two: e0 and e1 go.

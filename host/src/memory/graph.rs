@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use libsql::Value;
 use serde::Serialize;
 
-use super::db::Db;
+use super::db::{AfterCommit, Db};
 use super::index::{EntryFilter, VectorIndex, Visibility};
 use super::scope::{Caller, Scope};
 use super::{MemoryError, now_ms};
@@ -15,12 +15,15 @@ use crate::config::SqliteConfig;
 use crate::embed::EmbeddingEngine;
 
 /// Bounds that keep one call from flooding the store.
-const MAX_NAME: usize = 256;
-const MAX_TYPE: usize = 64;
-const MAX_OBSERVATION: usize = 8 * 1024;
+pub(super) const MAX_NAME: usize = 256;
+pub(super) const MAX_TYPE: usize = 64;
+pub(super) const MAX_OBSERVATION: usize = 8 * 1024;
 const MAX_OBSERVATIONS_PER_CALL: usize = 256;
 const MAX_SEARCH_LIMIT: usize = 100;
 const MAX_DEPTH: usize = 5;
+/// Entities and relations one neighbourhood query returns at most: a hub
+/// with thousands of links must not make one request read them all.
+pub const MAX_NEIGHBOURHOOD: usize = 1000;
 /// Keyword candidates ranked per result wanted, before scope filtering.
 const KEYWORD_OVERSAMPLE: usize = 20;
 /// Most keyword matches scored with bm25, newest first. A query whose words
@@ -93,6 +96,16 @@ pub struct Stats {
 }
 
 /// What `write_entity` did.
+/// An entity with what is related to it, up to a depth.
+#[derive(Debug, Clone, Serialize)]
+pub struct Neighbourhood {
+    pub entities: Vec<EntityView>,
+    pub relations: Vec<RelationView>,
+    /// More was related than [`MAX_NEIGHBOURHOOD`]; the strongest links
+    /// nearest the entity are the ones returned.
+    pub truncated: bool,
+}
+
 pub(super) struct WrittenEntity {
     pub id: i64,
     pub created: bool,
@@ -214,15 +227,32 @@ impl Memory {
         entity_type: &str,
         observations: &[String],
     ) -> Result<RememberOutcome, MemoryError> {
+        self.remember_within(caller, scope, name, entity_type, observations, None)
+            .await
+    }
+
+    /// [`Self::remember`] for an agent held to `max_owned` entities in its
+    /// own scope: a write that would create one past it is refused. The
+    /// count is taken inside the write's transaction, so concurrent writes
+    /// cannot both slip under the limit.
+    pub async fn remember_within(
+        &self,
+        caller: &Caller,
+        scope: Option<Scope>,
+        name: &str,
+        entity_type: &str,
+        observations: &[String],
+        max_owned: Option<u64>,
+    ) -> Result<RememberOutcome, MemoryError> {
         check_text("name", name, MAX_NAME)?;
         check_text("entity_type", entity_type, MAX_TYPE)?;
         let texts = distinct_observations(observations)?;
         let scope = scope.unwrap_or_else(|| caller.default_scope());
         let owner = caller.owner_for(scope).map_err(MemoryError::Denied)?;
-        let vectors = self.embed_all(&texts).await?;
+        let vectors = self.embed_all(caller.lane(), &texts).await?;
         let observations = texts.into_iter().zip(vectors).collect();
         let written = self
-            .write_entity(scope, &owner, name, entity_type, observations)
+            .write_entity(scope, &owner, name, entity_type, observations, max_owned)
             .await?;
         Ok(RememberOutcome {
             entity: name.to_owned(),
@@ -242,7 +272,7 @@ impl Memory {
         let texts = distinct_observations(observations)?;
         let entity = self.resolve(caller, name).await?;
         self.check_write(caller, &entity)?;
-        let vectors = self.embed_all(&texts).await?;
+        let vectors = self.embed_all(caller.lane(), &texts).await?;
         let written = self
             .write_entity(
                 entity.scope,
@@ -250,6 +280,7 @@ impl Memory {
                 &entity.name,
                 &entity.entity_type,
                 texts.into_iter().zip(vectors).collect(),
+                None,
             )
             .await?;
         Ok(RememberOutcome {
@@ -260,14 +291,16 @@ impl Memory {
         })
     }
 
-    /// Embeddings for `texts` (all `None` when semantic search is off).
+    /// Embeddings for `texts` (all `None` when semantic search is off),
+    /// computed in `lane`'s turn (see [`EmbeddingEngine::embed_as`]).
     pub(super) async fn embed_all(
         &self,
+        lane: &str,
         texts: &[String],
     ) -> Result<Vec<Option<Vec<f32>>>, MemoryError> {
         Ok(match &self.embeddings {
             Some(engine) if !texts.is_empty() => engine
-                .embed(texts)
+                .embed_as(lane, texts)
                 .await?
                 .iter()
                 .map(|e| Some(e.vector.clone()))
@@ -286,82 +319,105 @@ impl Memory {
         name: &str,
         entity_type: &str,
         observations: Vec<(String, Option<Vec<f32>>)>,
+        max_owned: Option<u64>,
     ) -> Result<WrittenEntity, MemoryError> {
         let now = now_ms();
-        let writer = self.db.writer().await;
-        let tx = writer.transaction().await?;
-        // Insert, or else update: RETURNING tells which happened.
-        let mut rows = tx
-            .query(
-                "INSERT INTO entities (scope, owner, name, entity_type, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT (scope, owner, name) DO NOTHING
-                 RETURNING id",
-                libsql::params![scope.as_str(), owner, name, entity_type, now],
-            )
-            .await?;
-        let inserted = match rows.next().await? {
-            Some(row) => Some(row.get::<i64>(0)?),
-            None => None,
-        };
-        finish(rows).await?;
-        let (entity_id, created) = match inserted {
-            Some(id) => (id, true),
-            None => {
+        let visibility = self.visibility(scope, owner);
+        let type_id = self.intern(entity_type);
+        let index = self.index.clone();
+        self.db
+            .write(|tx| async move {
+                // Insert, or else update: RETURNING tells which happened.
                 let mut rows = tx
                     .query(
-                        "UPDATE entities SET entity_type = ?4, updated_at = ?5
-                         WHERE scope = ?1 AND owner = ?2 AND name = ?3
+                        "INSERT INTO entities (scope, owner, name, entity_type, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                         ON CONFLICT (scope, owner, name) DO NOTHING
                          RETURNING id",
                         libsql::params![scope.as_str(), owner, name, entity_type, now],
                     )
                     .await?;
-                let row = rows.next().await?.expect("the conflicting row exists");
-                let id = row.get::<i64>(0)?;
+                let inserted = match rows.next().await? {
+                    Some(row) => Some(row.get::<i64>(0)?),
+                    None => None,
+                };
                 finish(rows).await?;
-                (id, false)
-            }
-        };
+                if let (Some(_), Some(limit)) = (inserted, max_owned) {
+                    let mut rows = tx
+                        .query(
+                            "SELECT count(*) FROM entities WHERE scope = ?1 AND owner = ?2",
+                            libsql::params![scope.as_str(), owner],
+                        )
+                        .await?;
+                    let owned = match rows.next().await? {
+                        Some(row) => row.get::<i64>(0)? as u64,
+                        None => 0,
+                    };
+                    finish(rows).await?;
+                    if owned > limit {
+                        // The savepoint rolls the insert back.
+                        return Err(MemoryError::Denied(format!(
+                            "{owner:?} has {limit} entities, its resource_limits.max_memory_entities; forget some first"
+                        )));
+                    }
+                }
+                let (entity_id, created) = match inserted {
+                    Some(id) => (id, true),
+                    None => {
+                        let mut rows = tx
+                            .query(
+                                "UPDATE entities SET entity_type = ?4, updated_at = ?5
+                                 WHERE scope = ?1 AND owner = ?2 AND name = ?3
+                                 RETURNING id",
+                                libsql::params![scope.as_str(), owner, name, entity_type, now],
+                            )
+                            .await?;
+                        let row = rows.next().await?.expect("the conflicting row exists");
+                        let id = row.get::<i64>(0)?;
+                        finish(rows).await?;
+                        (id, false)
+                    }
+                };
 
-        let mut added = Vec::new();
-        for (text, vector) in observations {
-            let blob = vector
-                .as_deref()
-                .map_or(Value::Null, |v| Value::Blob(encode_vector(v)));
-            let mut rows = tx
-                .query(
-                    "INSERT INTO observations (entity_id, text, embedding, created_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (entity_id, text) DO NOTHING
-                     RETURNING id",
-                    libsql::params![entity_id, text, blob, now],
-                )
-                .await?;
-            if let Some(row) = rows.next().await? {
-                added.push((row.get::<i64>(0)?, vector));
-            }
-            finish(rows).await?;
-        }
-        tx.commit().await?;
-
-        let visibility = self.visibility(scope, owner);
-        let type_id = self.intern(entity_type);
-        let mut index = self.index.write().expect("index lock");
-        if !created {
-            index.set_entity_type(entity_id, type_id);
-        }
-        for (id, vector) in &added {
-            if let Some(vector) = vector {
-                index.insert(*id, entity_id, visibility, type_id, vector);
-            }
-        }
-        drop(index);
-        drop(writer);
-        Ok(WrittenEntity {
-            id: entity_id,
-            created,
-            added: added.len(),
-        })
+                let mut added = Vec::new();
+                for (text, vector) in observations {
+                    let blob = vector
+                        .as_deref()
+                        .map_or(Value::Null, |v| Value::Blob(encode_vector(v)));
+                    let mut rows = tx
+                        .query(
+                            "INSERT INTO observations (entity_id, text, embedding, created_at)
+                             VALUES (?1, ?2, ?3, ?4)
+                             ON CONFLICT (entity_id, text) DO NOTHING
+                             RETURNING id",
+                            libsql::params![entity_id, text, blob, now],
+                        )
+                        .await?;
+                    if let Some(row) = rows.next().await? {
+                        added.push((row.get::<i64>(0)?, vector));
+                    }
+                    finish(rows).await?;
+                }
+                let written = WrittenEntity {
+                    id: entity_id,
+                    created,
+                    added: added.len(),
+                };
+                // The index changes once the rows are committed, in commit order.
+                let update: AfterCommit = Box::new(move || {
+                    let mut index = index.write().expect("index lock");
+                    if !created {
+                        index.set_entity_type(entity_id, type_id);
+                    }
+                    for (id, vector) in &added {
+                        if let Some(vector) = vector {
+                            index.insert(*id, entity_id, visibility, type_id, vector);
+                        }
+                    }
+                });
+                Ok((written, Some(update)))
+            })
+            .await
     }
 
     /// The entity `name` as the caller sees it: the most private scope wins.
@@ -443,25 +499,27 @@ impl Memory {
                 "strength must be between 0 and 1".into(),
             ));
         }
-        let writer = self.db.writer().await;
-        let inserted = writer
-            .execute(
-                "INSERT INTO relations (from_id, to_id, relation_type, strength, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (from_id, to_id, relation_type) DO NOTHING",
-                libsql::params![from_id, to_id, relation_type, strength, now_ms()],
-            )
-            .await?;
-        if inserted == 0 {
-            writer
-                .execute(
-                    "UPDATE relations SET strength = ?4
-                     WHERE from_id = ?1 AND to_id = ?2 AND relation_type = ?3",
-                    libsql::params![from_id, to_id, relation_type, strength],
-                )
-                .await?;
-        }
-        Ok(inserted > 0)
+        self.db
+            .write(|tx| async move {
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO relations (from_id, to_id, relation_type, strength, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (from_id, to_id, relation_type) DO NOTHING",
+                        libsql::params![from_id, to_id, relation_type, strength, now_ms()],
+                    )
+                    .await?;
+                if inserted == 0 {
+                    tx.execute(
+                        "UPDATE relations SET strength = ?4
+                         WHERE from_id = ?1 AND to_id = ?2 AND relation_type = ?3",
+                        libsql::params![from_id, to_id, relation_type, strength],
+                    )
+                    .await?;
+                }
+                Ok((inserted > 0, None))
+            })
+            .await
     }
 
     /// Entities by name with their observations; names the caller cannot
@@ -511,7 +569,7 @@ impl Memory {
         caller: &Caller,
         name: &str,
         depth: usize,
-    ) -> Result<(Vec<EntityView>, Vec<RelationView>), MemoryError> {
+    ) -> Result<Neighbourhood, MemoryError> {
         let depth = depth.min(MAX_DEPTH);
         let start = self.resolve(caller, name).await?;
         let mut seen: HashSet<i64> = HashSet::from([start.id]);
@@ -519,10 +577,12 @@ impl Memory {
         let mut entities = vec![start];
         let mut relations = Vec::new();
         let mut related: HashSet<(i64, i64, String)> = HashSet::new();
-        for _ in 0..depth {
+        let mut truncated = false;
+        'walk: for _ in 0..depth {
             let mut next = Vec::new();
             for entity in &frontier {
                 let conn = self.db.reader().await?;
+                // One more row than can be taken tells that there were more.
                 let mut rows = conn
                     .query(
                         "SELECT r.from_id, r.to_id, r.relation_type, r.strength,
@@ -531,11 +591,17 @@ impl Memory {
                          JOIN entities f ON f.id = r.from_id
                          JOIN entities t ON t.id = r.to_id
                          JOIN entities o ON o.id = CASE WHEN r.from_id = ?1 THEN r.to_id ELSE r.from_id END
-                         WHERE r.from_id = ?1 OR r.to_id = ?1",
-                        libsql::params![entity.id],
+                         WHERE r.from_id = ?1 OR r.to_id = ?1
+                         ORDER BY r.strength DESC, r.id
+                         LIMIT ?2",
+                        libsql::params![entity.id, (MAX_NEIGHBOURHOOD + 1) as i64],
                     )
                     .await?;
                 while let Some(row) = rows.next().await? {
+                    if relations.len() >= MAX_NEIGHBOURHOOD || entities.len() >= MAX_NEIGHBOURHOOD {
+                        truncated = true;
+                        break 'walk;
+                    }
                     let other = EntityRow {
                         id: row.get(6)?,
                         name: row.get(7)?,
@@ -571,25 +637,31 @@ impl Memory {
         for entity in &entities {
             views.push(self.view(entity).await?);
         }
-        Ok((views, relations))
+        Ok(Neighbourhood {
+            entities: views,
+            relations,
+            truncated,
+        })
     }
 
     /// Deletes the entity with its observations and relations.
     pub async fn forget(&self, caller: &Caller, name: &str) -> Result<(), MemoryError> {
         let entity = self.resolve(caller, name).await?;
         self.check_write(caller, &entity)?;
-        let writer = self.db.writer().await;
-        writer
-            .execute(
-                "DELETE FROM entities WHERE id = ?1 AND scope = ?2 AND owner = ?3",
-                libsql::params![entity.id, entity.scope.as_str(), entity.owner.as_str()],
-            )
-            .await?;
-        self.index
-            .write()
-            .expect("index lock")
-            .remove_entity(entity.id);
-        Ok(())
+        let index = self.index.clone();
+        self.db
+            .write(|tx| async move {
+                tx.execute(
+                    "DELETE FROM entities WHERE id = ?1 AND scope = ?2 AND owner = ?3",
+                    libsql::params![entity.id, entity.scope.as_str(), entity.owner.as_str()],
+                )
+                .await?;
+                let update: AfterCommit = Box::new(move || {
+                    index.write().expect("index lock").remove_entity(entity.id);
+                });
+                Ok(((), Some(update)))
+            })
+            .await
     }
 
     /// Hybrid search: vector candidates re-ranked exactly, fused with FTS5
@@ -612,7 +684,7 @@ impl Memory {
             let Some(engine) = &self.embeddings else {
                 return Ok(Vec::new());
             };
-            let embedded = engine.embed(&[query.to_owned()]).await?;
+            let embedded = engine.embed_as(caller.lane(), &[query.to_owned()]).await?;
             self.nearest(caller, &embedded[0].vector, limit * 2, options)
                 .await
         };
@@ -814,18 +886,6 @@ impl Memory {
         Ok(out)
     }
 
-    /// Entities in agent `owner`'s own scope.
-    pub async fn owned_entities(&self, owner: &str) -> Result<u64, MemoryError> {
-        let conn = self.db.reader().await?;
-        let mut rows = conn
-            .query(
-                "SELECT count(*) FROM entities WHERE scope = 'agent' AND owner = ?1",
-                [owner],
-            )
-            .await?;
-        Ok(rows.next().await?.map_or(Ok(0), |r| r.get::<i64>(0))? as u64)
-    }
-
     pub async fn stats(&self) -> Result<Stats, MemoryError> {
         let conn = self.db.reader().await?;
         let mut rows = conn
@@ -895,7 +955,7 @@ fn distinct_observations(observations: &[String]) -> Result<Vec<String>, MemoryE
     Ok(texts)
 }
 
-fn check_text(what: &str, text: &str, max: usize) -> Result<(), MemoryError> {
+pub(super) fn check_text(what: &str, text: &str, max: usize) -> Result<(), MemoryError> {
     if text.trim().is_empty() {
         return Err(MemoryError::Invalid(format!("{what} must not be empty")));
     }

@@ -15,9 +15,10 @@ mod transfer;
 use std::path::PathBuf;
 
 pub use cleanup::CleanupReport;
-pub use db::Db;
+pub use db::{AfterCommit, CommitFailed, Db};
 pub use graph::{
-    EntityView, Memory, RelationView, RememberOutcome, SearchHit, SearchOptions, Stats,
+    EntityView, MAX_NEIGHBOURHOOD, Memory, Neighbourhood, RelationView, RememberOutcome, SearchHit,
+    SearchOptions, Stats,
 };
 pub use index::{VectorIndex, quantize};
 pub use maintenance::{MaintenanceReport, maintain};
@@ -53,6 +54,14 @@ pub enum MemoryError {
     NotFound(String),
     #[error("embedding failed: {0}")]
     Embed(#[from] EmbedError),
+    #[error("the write was not committed: {}", .0.message)]
+    Commit(CommitFailed),
+}
+
+impl From<CommitFailed> for MemoryError {
+    fn from(failed: CommitFailed) -> Self {
+        MemoryError::Commit(failed)
+    }
 }
 
 impl MemoryError {
@@ -66,6 +75,7 @@ impl MemoryError {
             }
             MemoryError::Sql(other) => other.to_string().contains("disk is full"),
             MemoryError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            MemoryError::Commit(failed) => failed.disk_full,
             _ => false,
         }
     }

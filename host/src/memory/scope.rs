@@ -84,6 +84,15 @@ impl Caller {
     }
 
     /// Whether this caller may read a row with `scope` and `owner`.
+    /// Whose turn this caller's embedding work waits for: each agent has
+    /// its own, and the operator one.
+    pub fn lane(&self) -> &str {
+        match self {
+            Caller::Agent { name, .. } => name,
+            Caller::Operator => "operator",
+        }
+    }
+
     pub fn can_read(&self, scope: Scope, owner: &str) -> bool {
         match self {
             Caller::Operator => true,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::MemoryError;
-use super::graph::{Memory, decode_vector};
+use super::graph::{MAX_NAME, MAX_OBSERVATION, MAX_TYPE, Memory, check_text, decode_vector};
 use super::scope::Scope;
 
 /// Identifies an entity across databases.
@@ -44,6 +44,123 @@ pub enum ExportLine {
     },
 }
 
+/// The export's two reads, on a connection inside a read transaction.
+async fn export_in(
+    conn: &libsql::Connection,
+    include_embeddings: bool,
+    sink: &tokio::sync::mpsc::Sender<String>,
+) -> Result<usize, MemoryError> {
+    let send = |line: &ExportLine| {
+        let mut text = serde_json::to_string(line).expect("serialisable");
+        text.push('\n');
+        async move {
+            sink.send(text).await.map_err(|_| MemoryError::Io {
+                path: "export".into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the export's reader went away",
+                ),
+            })
+        }
+    };
+    let mut rows = conn
+        .query(
+            "SELECT e.id, e.scope, e.owner, e.name, e.entity_type, o.text, o.embedding
+             FROM entities e LEFT JOIN observations o ON o.entity_id = e.id
+             ORDER BY e.id, o.id",
+            (),
+        )
+        .await?;
+    let mut lines = 0;
+    let mut current: Option<(i64, ExportLine)> = None;
+    while let Some(row) = rows.next().await? {
+        let id = row.get::<i64>(0)?;
+        if current.as_ref().is_none_or(|(at, _)| *at != id) {
+            if let Some((_, line)) = current.take() {
+                send(&line).await?;
+                lines += 1;
+            }
+            current = Some((
+                id,
+                ExportLine::Entity {
+                    key: EntityKey {
+                        scope: Scope::parse(&row.get::<String>(1)?).unwrap_or(Scope::Agent),
+                        owner: row.get(2)?,
+                        name: row.get(3)?,
+                    },
+                    entity_type: row.get(4)?,
+                    observations: Vec::new(),
+                },
+            ));
+        }
+        if let (Some(text), Some((_, ExportLine::Entity { observations, .. }))) =
+            (row.get::<Option<String>>(5)?, current.as_mut())
+        {
+            let embedding = match row.get::<Option<Vec<u8>>>(6)? {
+                Some(blob) if include_embeddings => Some(decode_vector(&blob)),
+                _ => None,
+            };
+            observations.push(ObservationLine { text, embedding });
+        }
+    }
+    if let Some((_, line)) = current.take() {
+        send(&line).await?;
+        lines += 1;
+    }
+    drop(rows);
+
+    let mut rows = conn
+        .query(
+            "SELECT f.scope, f.owner, f.name, t.scope, t.owner, t.name, r.relation_type, r.strength
+             FROM relations r
+             JOIN entities f ON f.id = r.from_id
+             JOIN entities t ON t.id = r.to_id
+             ORDER BY r.id",
+            (),
+        )
+        .await?;
+    while let Some(row) = rows.next().await? {
+        let key = |at: i32| -> Result<EntityKey, MemoryError> {
+            Ok(EntityKey {
+                scope: Scope::parse(&row.get::<String>(at)?).unwrap_or(Scope::Agent),
+                owner: row.get(at + 1)?,
+                name: row.get(at + 2)?,
+            })
+        };
+        let line = ExportLine::Relation {
+            from: key(0)?,
+            to: key(3)?,
+            relation_type: row.get(6)?,
+            strength: row.get(7)?,
+        };
+        send(&line).await?;
+        lines += 1;
+    }
+    Ok(lines)
+}
+
+/// An imported entity's key is held to what a normal write could create:
+/// global entities have no owner, the others one.
+fn check_key(key: &EntityKey) -> Result<(), MemoryError> {
+    check_text("name", &key.name, MAX_NAME)?;
+    match (key.scope, key.owner.is_empty()) {
+        (Scope::Global, true) => Ok(()),
+        (Scope::Global, false) => Err(MemoryError::Invalid(format!(
+            "a global entity has no owner, but {:?} names {:?}",
+            key.name, key.owner
+        ))),
+        (scope, true) => Err(MemoryError::Invalid(format!(
+            "a {} entity needs an owner; {:?} has none",
+            scope.as_str(),
+            key.name
+        ))),
+        (_, false) => check_text("owner", &key.owner, MAX_NAME),
+    }
+}
+
+/// Imports embed in a turn of their own, beside the agents'.
+const IMPORT_LANE: &str = "import";
+
 /// What an import did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ImportReport {
@@ -54,90 +171,23 @@ pub struct ImportReport {
 }
 
 impl Memory {
-    /// Writes every entity, then every relation, to `sink` as JSON lines.
+    /// Sends every entity, then every relation, to `sink` as JSON lines
+    /// (each ending in a newline), read in one transaction so a relation
+    /// never names an entity the export lacks. Stops early, with an error,
+    /// when the receiver is gone (a client that hung up).
     pub async fn export(
         &self,
         include_embeddings: bool,
-        mut sink: impl FnMut(String) -> std::io::Result<()>,
+        sink: &tokio::sync::mpsc::Sender<String>,
     ) -> Result<usize, MemoryError> {
-        let io = |source| MemoryError::Io {
-            path: "export".into(),
-            source,
-        };
         let conn = self.db.reader().await?;
-        let mut rows = conn
-            .query(
-                "SELECT e.id, e.scope, e.owner, e.name, e.entity_type, o.text, o.embedding
-                 FROM entities e LEFT JOIN observations o ON o.entity_id = e.id
-                 ORDER BY e.id, o.id",
-                (),
-            )
-            .await?;
-        let mut lines = 0;
-        let mut current: Option<(i64, ExportLine)> = None;
-        while let Some(row) = rows.next().await? {
-            let id = row.get::<i64>(0)?;
-            if current.as_ref().is_none_or(|(at, _)| *at != id) {
-                if let Some((_, line)) = current.take() {
-                    sink(serde_json::to_string(&line).expect("serialisable")).map_err(io)?;
-                    lines += 1;
-                }
-                current = Some((
-                    id,
-                    ExportLine::Entity {
-                        key: EntityKey {
-                            scope: Scope::parse(&row.get::<String>(1)?).unwrap_or(Scope::Agent),
-                            owner: row.get(2)?,
-                            name: row.get(3)?,
-                        },
-                        entity_type: row.get(4)?,
-                        observations: Vec::new(),
-                    },
-                ));
-            }
-            if let (Some(text), Some((_, ExportLine::Entity { observations, .. }))) =
-                (row.get::<Option<String>>(5)?, current.as_mut())
-            {
-                let embedding = match row.get::<Option<Vec<u8>>>(6)? {
-                    Some(blob) if include_embeddings => Some(decode_vector(&blob)),
-                    _ => None,
-                };
-                observations.push(ObservationLine { text, embedding });
-            }
-        }
-        if let Some((_, line)) = current.take() {
-            sink(serde_json::to_string(&line).expect("serialisable")).map_err(io)?;
-            lines += 1;
-        }
-        drop(rows);
-
-        let mut rows = conn
-            .query(
-                "SELECT f.scope, f.owner, f.name, t.scope, t.owner, t.name, r.relation_type, r.strength
-                 FROM relations r
-                 JOIN entities f ON f.id = r.from_id
-                 JOIN entities t ON t.id = r.to_id
-                 ORDER BY r.id",
-                (),
-            )
-            .await?;
-        while let Some(row) = rows.next().await? {
-            let key = |at: i32| -> Result<EntityKey, MemoryError> {
-                Ok(EntityKey {
-                    scope: Scope::parse(&row.get::<String>(at)?).unwrap_or(Scope::Agent),
-                    owner: row.get(at + 1)?,
-                    name: row.get(at + 2)?,
-                })
-            };
-            let line = ExportLine::Relation {
-                from: key(0)?,
-                to: key(3)?,
-                relation_type: row.get(6)?,
-                strength: row.get(7)?,
-            };
-            sink(serde_json::to_string(&line).expect("serialisable")).map_err(io)?;
-            lines += 1;
-        }
+        // A read transaction is one snapshot for both queries; ended
+        // whatever happens, so the pooled connection comes back clean.
+        conn.execute("BEGIN", ()).await?;
+        let exported = export_in(&conn, include_embeddings, sink).await;
+        let ended = conn.execute("ROLLBACK", ()).await;
+        let lines = exported?;
+        ended?;
         Ok(lines)
     }
 
@@ -161,12 +211,21 @@ impl Memory {
                     entity_type,
                     observations,
                 } => {
+                    let at = |e: MemoryError| {
+                        MemoryError::Invalid(format!("import line {}: {e}", number + 1))
+                    };
+                    check_key(&key).map_err(at)?;
+                    check_text("entity_type", &entity_type, MAX_TYPE).map_err(at)?;
+                    for observation in &observations {
+                        check_text("observation", &observation.text, MAX_OBSERVATION)
+                            .map_err(at)?;
+                    }
                     let missing: Vec<String> = observations
                         .iter()
                         .filter(|o| o.embedding.is_none())
                         .map(|o| o.text.clone())
                         .collect();
-                    let mut computed = self.embed_all(&missing).await?.into_iter();
+                    let mut computed = self.embed_all(IMPORT_LANE, &missing).await?.into_iter();
                     let dims = self.embeddings.as_ref().map_or(384, |e| e.dims());
                     let mut prepared = Vec::with_capacity(observations.len());
                     for observation in observations {
@@ -188,7 +247,14 @@ impl Memory {
                         prepared.push((observation.text, vector));
                     }
                     let written = self
-                        .write_entity(key.scope, &key.owner, &key.name, &entity_type, prepared)
+                        .write_entity(
+                            key.scope,
+                            &key.owner,
+                            &key.name,
+                            &entity_type,
+                            prepared,
+                            None,
+                        )
                         .await?;
                     ids.insert(key, written.id);
                     report.entities += 1;
@@ -200,6 +266,9 @@ impl Memory {
                     relation_type,
                     strength,
                 } => {
+                    check_text("relation_type", &relation_type, MAX_TYPE).map_err(|e| {
+                        MemoryError::Invalid(format!("import line {}: {e}", number + 1))
+                    })?;
                     let from_id = self.entity_id(&from, &ids).await?;
                     let to_id = self.entity_id(&to, &ids).await?;
                     self.write_relation(from_id, to_id, &relation_type, strength)
@@ -229,6 +298,71 @@ impl Memory {
         match rows.next().await? {
             Some(row) => Ok(row.get(0)?),
             None => Err(MemoryError::NotFound(key.name.clone())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SqliteConfig;
+    use crate::memory::Caller;
+
+    #[tokio::test]
+    async fn an_export_is_one_snapshot_even_while_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Memory::open(
+            &dir.path().join("memory.db"),
+            &SqliteConfig::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        let operator = Caller::Operator;
+        for name in ["a", "b", "c"] {
+            memory
+                .remember(&operator, Some(Scope::Global), name, "t", &["o".into()])
+                .await
+                .unwrap();
+        }
+        // A reader that takes one line at a time keeps the export mid-way.
+        let (sink, mut lines) = tokio::sync::mpsc::channel(1);
+        let export = tokio::spawn({
+            let memory = memory.clone();
+            async move { memory.export(false, &sink).await }
+        });
+        let mut received = vec![lines.recv().await.unwrap()];
+        memory
+            .remember(&operator, Some(Scope::Global), "z", "t", &["o".into()])
+            .await
+            .unwrap();
+        memory
+            .relate(&operator, "a", "z", "knows", 1.0)
+            .await
+            .unwrap();
+        while let Some(line) = lines.recv().await {
+            received.push(line);
+        }
+        export.await.unwrap().unwrap();
+
+        let parsed: Vec<ExportLine> = received
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let names: Vec<&str> = parsed
+            .iter()
+            .filter_map(|l| match l {
+                ExportLine::Entity { key, .. } => Some(key.name.as_str()),
+                ExportLine::Relation { .. } => None,
+            })
+            .collect();
+        for line in &parsed {
+            if let ExportLine::Relation { from, to, .. } = line {
+                assert!(
+                    names.contains(&from.name.as_str()) && names.contains(&to.name.as_str()),
+                    "a relation names an entity the export lacks: {received:?}"
+                );
+            }
         }
     }
 }

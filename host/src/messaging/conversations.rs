@@ -250,8 +250,9 @@ async fn write_batch(memory: &Memory, batch: &[Pending]) -> Result<(), MemoryErr
         return Ok(());
     }
     let now = now_ms();
-    let writer = memory.db().writer().await;
-    let tx = writer.transaction().await?;
+    // One write in the store's group commit: a batch of messages shares
+    // its sync with memory writes arriving at the same time.
+    memory.db().write(|tx| async move {
     for (id, message) in records {
         let id = id.as_str();
         tx.execute(
@@ -293,6 +294,6 @@ async fn write_batch(memory: &Memory, batch: &[Pending]) -> Result<(), MemoryErr
         )
         .await?;
     }
-    tx.commit().await?;
-    Ok(())
+    Ok(((), None))
+    }).await
 }

@@ -420,6 +420,42 @@ struct AgentServices {
     context: CallContext,
 }
 
+impl AgentServices {
+    /// An agent's outgoing message is held to the reply limit: it would
+    /// otherwise be copied through queues, conversations and the callee.
+    fn check_size(&self, caller: &str, message: &Message) -> Result<(), WitError> {
+        let limit = self.registry.max_message_bytes();
+        let size = message_bytes(message);
+        if size <= limit {
+            return Ok(());
+        }
+        if let Some(agent) = self.registry.agent(caller) {
+            agent.component.put_on_probation();
+        }
+        Err(WitError::InvalidInput(format!(
+            "message of {size} bytes is larger than [agents] max_reply_size ({limit} bytes)"
+        )))
+    }
+}
+
+/// The bytes of a message's text fields: what routing and recording it copies.
+fn message_bytes(message: &Message) -> usize {
+    [
+        Some(&message.id),
+        Some(&message.sender),
+        message.receiver.as_ref(),
+        message.capability.as_ref(),
+        message.conversation_id.as_ref(),
+        message.reply_with.as_ref(),
+        message.in_reply_to.as_ref(),
+        Some(&message.content),
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::len)
+    .sum()
+}
+
 impl HostServices for AgentServices {
     fn parameters(&self, caller: &str) -> String {
         self.registry.parameters(caller)
@@ -482,6 +518,7 @@ impl HostServices for AgentServices {
         mut message: Message,
     ) -> BoxFuture<'a, Result<(), WitError>> {
         Box::pin(async move {
+            self.check_size(caller, &message)?;
             let agent = self.messenger.route_from(&self.context, &message)?;
             Messenger::stamp(caller, &self.context, &mut message, &agent);
             let job = Job {
@@ -503,6 +540,7 @@ impl HostServices for AgentServices {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Message, WitError>> {
         Box::pin(async move {
+            self.check_size(caller, &message)?;
             let agent = self.messenger.route_from(&self.context, &message)?;
             Messenger::stamp(caller, &self.context, &mut message, &agent);
             let started = Instant::now();

@@ -50,6 +50,10 @@ pub enum RuntimeError {
     Trap { message: String },
     #[error("every instance slot is busy; retry shortly")]
     PoolExhausted,
+    #[error(
+        "this plugin already holds {limit} instance slots ([wasm_runtime] max_slots_per_plugin); retry shortly"
+    )]
+    PluginBusy { limit: usize },
     #[error("instantiation failed: {0}")]
     Instantiate(String),
 }
@@ -70,6 +74,7 @@ impl RuntimeError {
             RuntimeError::MemoryLimit(_) => "memory_limit_exceeded",
             RuntimeError::Trap { .. } => "plugin_trap",
             RuntimeError::PoolExhausted => "pool_exhausted",
+            RuntimeError::PluginBusy { .. } => "plugin_busy",
             RuntimeError::Instantiate(_) => "instantiation_failed",
         }
     }

@@ -138,6 +138,11 @@ const MAX_LOG_LINES_PER_CALL: u32 = 200;
 /// (a panic message lands at the end); earlier output is dropped.
 const STDERR_KEPT: usize = 2048;
 
+/// WASI resources (streams, pollables...) one call may hold at once.
+/// wasmtime's default is a million, some 100 MB of host memory a plugin
+/// could take outside its memory cap; real plugins hold a handful.
+pub const MAX_RESOURCES_PER_CALL: usize = 10_000;
+
 /// Everything one call's `Store` holds.
 pub struct HostState {
     plugin: Arc<str>,
@@ -171,7 +176,13 @@ impl HostState {
         Self {
             plugin,
             wasi,
-            table: ResourceTable::new(),
+            table: {
+                // Every WASI handle a plugin holds lives in this table, in
+                // host memory outside the plugin's `memory_mb`: cap it.
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES_PER_CALL);
+                table
+            },
             stderr,
             log_lines: 0,
             limiter: MemoryLimiter::new(memory_limit),
@@ -224,6 +235,7 @@ impl log::Host for HostState {
             message.truncate(cut);
             message.push('…');
         }
+        let message = super::stderr::one_line(&message);
         let plugin = &*self.plugin;
         match level {
             log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),

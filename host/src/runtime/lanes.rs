@@ -17,8 +17,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -147,6 +147,17 @@ fn lower_this_threads_priority() {
 pub struct Standing {
     /// Milliseconds since the first use of the last fault, plus one (0 = never).
     last_fault_ms: AtomicU64,
+    /// Pool slots this plugin's calls hold right now.
+    slots: Arc<AtomicUsize>,
+}
+
+/// One pool slot counted against its plugin; given back on drop.
+pub struct PluginSlot(Arc<AtomicUsize>);
+
+impl Drop for PluginSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn milliseconds_since_start() -> u64 {
@@ -155,6 +166,16 @@ fn milliseconds_since_start() -> u64 {
 }
 
 impl Standing {
+    /// Counts a slot for this plugin, unless it already holds `limit`.
+    pub fn take_slot(&self, limit: usize) -> Option<PluginSlot> {
+        self.slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < limit).then_some(held + 1)
+            })
+            .ok()
+            .map(|_| PluginSlot(self.slots.clone()))
+    }
+
     pub fn faulted(&self) {
         self.last_fault_ms
             .store(milliseconds_since_start(), Ordering::Relaxed);

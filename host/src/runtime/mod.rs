@@ -95,6 +95,9 @@ pub struct CallOutcome<T> {
 pub struct PluginSpec<'a> {
     pub name: &'a str,
     pub component: &'a Path,
+    /// The component's bytes when the caller has them already (an upload
+    /// being validated before it is written); otherwise read from `component`.
+    pub wasm: Option<&'a [u8]>,
     /// Host interfaces the manifest grants (agents only; tools get `log`).
     pub grants: &'a [String],
     pub limits: CallLimits,
@@ -167,6 +170,14 @@ impl Runtime {
         self.cache.hit_count()
     }
 
+    /// Slots one plugin may hold at once.
+    pub fn max_slots_per_plugin(&self) -> usize {
+        match self.config.max_slots_per_plugin {
+            0 => (self.config.pool_size as usize / 2).max(1),
+            n => n as usize,
+        }
+    }
+
     /// Pool slots held by calls right now.
     pub fn slots_in_use(&self) -> usize {
         self.config.pool_size as usize - self.slots.available_permits()
@@ -209,11 +220,20 @@ impl Runtime {
     }
 
     fn compile(&self, spec: &PluginSpec, world: World) -> Result<Component, RuntimeError> {
-        let wasm = std::fs::read(spec.component).map_err(|source| RuntimeError::ReadComponent {
-            path: spec.component.to_owned(),
-            source,
-        })?;
-        let (component, _) = self.cache.load(&self.engine, &wasm, spec.component)?;
+        let read;
+        let wasm = match spec.wasm {
+            Some(bytes) => bytes,
+            None => {
+                read = std::fs::read(spec.component).map_err(|source| {
+                    RuntimeError::ReadComponent {
+                        path: spec.component.to_owned(),
+                        source,
+                    }
+                })?;
+                &read
+            }
+        };
+        let (component, _) = self.cache.load(&self.engine, wasm, spec.component)?;
         let granted: &[String] = match world {
             World::Agent => spec.grants,
             World::Tool => &[],
@@ -312,6 +332,16 @@ impl Runtime {
         + 'static,
     ) -> CallOutcome<T> {
         let started = Instant::now();
+        // The plugin's share first: a plugin at its cap (deep nested
+        // requests, say) is refused without touching the shared pool.
+        let Some(plugin_slot) = standing.take_slot(self.max_slots_per_plugin()) else {
+            return CallOutcome {
+                result: Err(RuntimeError::PluginBusy {
+                    limit: self.max_slots_per_plugin(),
+                }),
+                usage: CallUsage::default(),
+            };
+        };
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             return CallOutcome {
                 result: Err(RuntimeError::PoolExhausted),
@@ -349,6 +379,7 @@ impl Runtime {
             };
             drop(store);
             drop(slot);
+            drop(plugin_slot);
             CallOutcome { result, usage }
         };
         let probation = standing.on_probation(self.config.fault_probation);
@@ -426,10 +457,11 @@ fn describe_fault(
     match RuntimeError::from_call(error, limits) {
         RuntimeError::Trap { message } => {
             let state = store.data();
-            let stderr = state.stderr_text();
+            let raw = state.stderr_text();
+            let stderr = stderr::one_line(&raw);
             let message = if stderr.is_empty() {
                 message
-            } else if state.stderr_written() > stderr.len() as u64 {
+            } else if state.stderr_written() > raw.len() as u64 {
                 let written = state.stderr_written();
                 format!("{message}; plugin stderr (end of {written} bytes): {stderr}")
             } else {

@@ -136,3 +136,38 @@ mod tests {
         assert!(tail.check_write().unwrap() > 0, "never refuses a write");
     }
 }
+
+/// Plugin text made safe for one log line: line breaks and other control
+/// characters are escaped (`\n`, `\u{1b}`), so a plugin cannot forge host
+/// log lines or send terminal escapes to an operator's console.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_debug());
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[test]
+    fn line_breaks_and_escapes_cannot_reach_the_log_raw() {
+        let forged = "ok\n2026-01-01T00:00:00Z  INFO caxton: token=abc\r\x1b[2J";
+        let line = one_line(forged);
+        assert!(!line.contains('\n') && !line.contains('\r') && !line.contains('\x1b'));
+        assert_eq!(
+            line,
+            "ok\\n2026-01-01T00:00:00Z  INFO caxton: token=abc\\r\\u{1b}[2J"
+        );
+        assert_eq!(one_line("plain ünïcode"), "plain ünïcode");
+    }
+}

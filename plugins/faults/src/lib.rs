@@ -82,6 +82,13 @@ impl Guest for Faults {
                     eprintln!("{}", "x".repeat(1023));
                 }
             }
+            Some("handles") => {
+                // Leak WASI handles: each pollable stays in the host's
+                // resource table until the call ends.
+                for _ in 0..2_000_000u32 {
+                    std::mem::forget(wasip2::clocks::monotonic_clock::subscribe_duration(1));
+                }
+            }
             Some("huge_reply") => {
                 let blob = "y".repeat(6 << 20);
                 let content = serde_json::json!({ "blob": blob }).to_string();
