@@ -104,7 +104,7 @@ impl Server {
     /// Starts a server on `data_dir`, optionally with a config file's text.
     pub fn start_with(agents: &AgentsDir, data_dir: &Path, config: Option<&str>) -> Self {
         plugins::plugin_dir();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_caxton"));
+        let mut command = Command::new(binary());
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
@@ -182,6 +182,24 @@ impl Server {
             _agents: agents.clone(),
             _data: None,
         }
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The most resident memory the server has used so far (Linux's
+    /// `VmHWM`), in bytes: a peak, which a sample of RSS can miss.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading the server's /proc status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .expect("VmHWM in /proc status");
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
     }
 
     /// A client that sends this server's token on every request.
@@ -349,10 +367,18 @@ impl Reply {
     }
 }
 
+/// The `caxton` binary under test: this build's, or the one `CAXTON_BIN`
+/// names (to show that a test fails on a build without its fix, say).
+pub fn binary() -> PathBuf {
+    std::env::var_os("CAXTON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_caxton")))
+}
+
 /// Runs the `caxton` binary with `args`, ignoring any token or server the
 /// environment names, and returns what it printed.
 pub fn caxton(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_caxton"))
+    Command::new(binary())
         .args(args)
         .env_remove("CAXTON_TOKEN")
         .env_remove("CAXTON_SERVER")
