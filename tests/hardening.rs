@@ -503,6 +503,28 @@ async fn with_auth_off_only_this_servers_names_are_answered() {
         let reply = Reply::read(with_host(format!("{name}:{port}")).await.unwrap()).await;
         assert_eq!(reply.status, 200, "{name}: {}", reply.body);
     }
+    // A form on another site posting to this address: refused by Origin.
+    let cross_site = Reply::read(
+        client
+            .post(server.url("/api/v1/agents/echo/reload"))
+            .header("origin", "https://attacker.example")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (cross_site.status, cross_site.code()),
+        (403, "cross_origin")
+    );
+    let same_site = client
+        .post(server.url("/api/v1/memory/search"))
+        .header("origin", format!("http://localhost:{port}"))
+        .json(&json!({"query": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(same_site.status(), 403);
 }
 
 // 14. Import checks and the neighbourhood cap.

@@ -266,29 +266,50 @@ pub async fn export(state: &ApiState, query: &ExportQuery) -> Result<ExportStrea
     memory(state)?;
     let memory = state.memory.clone().expect("checked just above");
     let (lines, receiver) = tokio::sync::mpsc::channel::<String>(EXPORT_AHEAD);
+    let (failed, failure) = tokio::sync::oneshot::channel();
     let embeddings = query.embeddings;
     tokio::spawn(async move {
         match memory.export(embeddings, &lines).await {
             Ok(count) => tracing::debug!(lines = count, "memory exported"),
-            // The body is already under way: ending it early is how the
-            // client learns (its line count comes up short).
-            Err(error) => tracing::warn!(%error, "memory export stopped"),
+            Err(error) => {
+                tracing::warn!(%error, "memory export stopped");
+                let _ = failed.send(error.to_string());
+            }
         }
     });
-    Ok(ExportStream(receiver))
+    Ok(ExportStream {
+        lines: receiver,
+        failure,
+    })
 }
 
-/// The lines of an export in progress, as a response body stream.
-pub struct ExportStream(tokio::sync::mpsc::Receiver<String>);
+/// The lines of an export in progress, as a response body stream. An
+/// export that fails midway ends the body with an error, so the client
+/// sees a broken transfer rather than a well-formed, shorter file.
+pub struct ExportStream {
+    lines: tokio::sync::mpsc::Receiver<String>,
+    failure: tokio::sync::oneshot::Receiver<String>,
+}
 
 impl warp::Stream for ExportStream {
-    type Item = Result<String, std::convert::Infallible>;
+    type Item = std::io::Result<String>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|line| line.map(Ok))
+        use std::task::Poll;
+        match self.lines.poll_recv(cx) {
+            Poll::Ready(Some(line)) => Poll::Ready(Some(Ok(line))),
+            Poll::Pending => Poll::Pending,
+            // The sender is gone: the export ended, well or not.
+            Poll::Ready(None) => {
+                match std::future::Future::poll(std::pin::Pin::new(&mut self.failure), cx) {
+                    Poll::Ready(Ok(error)) => Poll::Ready(Some(Err(std::io::Error::other(error)))),
+                    _ => Poll::Ready(None),
+                }
+            }
+        }
     }
 }
 

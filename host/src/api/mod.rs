@@ -451,9 +451,12 @@ pub fn route_template(path: &str) -> String {
         }
         template.push('/');
         template.push_str(segment);
+        // `agents/validate` is a route of its own; `agents/validate/...`
+        // names an agent called "validate".
+        let literal = segment == "agents" && segments.clone().eq(["validate"]);
         if let Some((_, placeholder)) = NAMED.iter().find(|(name, _)| *name == segment)
-            && let Some(next) = segments.peek()
-            && !["validate"].contains(next)
+            && segments.peek().is_some()
+            && !literal
         {
             segments.next();
             template.push('/');
@@ -512,6 +515,10 @@ mod tests {
         assert_eq!(
             route_template("/api/v1/agents/validate"),
             "/api/v1/agents/validate"
+        );
+        assert_eq!(
+            route_template("/api/v1/agents/validate/messages"),
+            "/api/v1/agents/:name/messages"
         );
         assert_eq!(route_template("/wp-admin/x"), "other");
         assert_eq!(route_template("/api/v1/Random123"), "other");

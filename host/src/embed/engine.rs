@@ -240,6 +240,13 @@ impl EmbeddingEngine {
     }
 }
 
+impl Drop for EmbeddingEngine {
+    /// The workers finish what is queued and stop, freeing the model.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
 #[derive(Clone, Copy)]
 struct WorkerSettings {
     batch_size: usize,

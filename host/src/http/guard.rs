@@ -74,6 +74,25 @@ impl AllowedHosts {
         }
     }
 
+    /// Whether a request that changes something may come from the page
+    /// that sent it: a browser names that page's origin in `Origin`, and
+    /// with auth off only pages of this server itself may write (a form on
+    /// any web page could otherwise post to a loopback address). Requests
+    /// without `Origin` are not from a browser's cross-site form.
+    pub fn allows_origin(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        // `scheme://host[:port]`; "null" (sandboxed pages, files) is foreign.
+        let Some((_, authority)) = origin.split_once("://") else {
+            return false;
+        };
+        self.names_host(authority)
+    }
+
     /// Whether the `Host` header names this server (the port is not
     /// checked: a rebinding attack keeps it). A request without one is
     /// not from a browser, which always sends it.
@@ -84,6 +103,11 @@ impl AllowedHosts {
         let Ok(host) = host.to_str() else {
             return false;
         };
+        self.names_host(host)
+    }
+
+    /// Whether `host[:port]` names this server.
+    fn names_host(&self, host: &str) -> bool {
         let name = host_name(host).to_ascii_lowercase();
         let name = name.strip_suffix('.').unwrap_or(&name);
         (self.any_ip && name.parse::<IpAddr>().is_ok()) || self.names.iter().any(|n| n == name)
@@ -129,6 +153,10 @@ mod tests {
             assert!(!allowed.allows(&with(header::HOST, refused)), "{refused}");
         }
         assert!(allowed.allows(&HeaderMap::new()));
+        assert!(allowed.allows_origin(&with(header::ORIGIN, "http://localhost:8080")));
+        assert!(!allowed.allows_origin(&with(header::ORIGIN, "https://evil.example")));
+        assert!(!allowed.allows_origin(&with(header::ORIGIN, "null")));
+        assert!(allowed.allows_origin(&HeaderMap::new()));
     }
 
     #[test]

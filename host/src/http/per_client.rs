@@ -29,6 +29,7 @@ impl PerClient {
     /// The map holds only addresses with connections open, so it is
     /// bounded by the server's connection limit.
     pub fn open(&self, client: IpAddr) -> Option<Slot> {
+        let client = client_key(client);
         let mut open = self.open.lock().expect("per-client lock");
         let count = open.entry(client).or_default();
         if *count >= self.limit {
@@ -39,6 +40,18 @@ impl PerClient {
             client,
             open: self.open.clone(),
         })
+    }
+}
+
+/// The address a client is counted by: an IPv6 host usually holds a whole
+/// /64, so its addresses count as one client.
+pub fn client_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        },
+        v4 => v4,
     }
 }
 
@@ -69,5 +82,16 @@ mod tests {
         drop(first);
         assert!(limits.open(a).is_some());
         assert!(limits.open.lock().unwrap().get(&b).is_none());
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_by_its_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 }

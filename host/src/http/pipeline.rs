@@ -112,6 +112,17 @@ impl Pipeline {
             )
             .into_response();
         }
+        if let Some(hosts) = &self.hosts
+            && !matches!(*request.method(), Method::GET | Method::HEAD)
+            && !hosts.allows_origin(request.headers())
+        {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "with auth off, only pages served by this host may change it; the request's Origin is another site",
+            )
+            .into_response();
+        }
         if !is_exempt(request.uri().path()) {
             if let Some(limiter) = &self.limiter
                 && let Err(wait) = limiter.check_client(client)

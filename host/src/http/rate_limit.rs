@@ -66,7 +66,7 @@ impl RateLimiter {
     /// seconds to wait. Checked before authentication: it costs a
     /// stranger only their own bucket.
     pub fn check_client(&self, client: IpAddr) -> Result<(), u32> {
-        self.check_client_at(client, Instant::now())
+        self.check_client_at(super::per_client::client_key(client), Instant::now())
     }
 
     /// Takes a token from the server-wide bucket. Only authenticated

@@ -1,110 +1,26 @@
 //! The libsql file: opening it, the pragmas every connection gets, and the
-//! connections themselves (one writer at a time, readers in a small pool).
-//!
-//! Writes go through [`Db::write`], which commits them in groups: a write
-//! that finds others queued behind it leaves the transaction open for
-//! them, and the last of the group commits for all. With `synchronous =
-//! FULL` every commit is an fsync, so under load the cost of durability is
-//! one sync per group, not per write.
+//! connections themselves (one writer, committing in groups — see
+//! [`super::group_commit`] — and readers in a small pool).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
 
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, watch};
+use tokio::sync::MappedMutexGuard;
 
 use super::MemoryError;
 use super::checkpoint::{Checkpointer, WRITER_FALLBACK_FACTOR};
+use super::group_commit::{AfterCommit, GroupCommit};
 use crate::config::SqliteConfig;
 
 pub struct Db {
     db: libsql::Database,
     path: PathBuf,
     config: SqliteConfig,
-    /// SQLite allows one writer; queueing writers here instead of on the
-    /// file lock keeps `database is locked` out of the normal path.
-    writer: Mutex<Writer>,
-    /// Writes waiting for the writer lock: a write that sees some leaves
-    /// its group's transaction open for them to join.
-    queued: AtomicUsize,
-    /// Which groups have ended, and how.
-    ended: watch::Sender<Ended>,
+    writes: Arc<GroupCommit>,
     readers: std::sync::Mutex<Vec<libsql::Connection>>,
     _checkpointer: Option<Checkpointer>,
 }
-
-/// The write connection and the group it has open, if any.
-struct Writer {
-    conn: libsql::Connection,
-    group: Option<Group>,
-    /// The number the next group gets.
-    next_group: u64,
-    /// A write was cancelled inside its savepoint: undo it before the next.
-    savepoint_open: bool,
-}
-
-/// Writes sharing one transaction.
-struct Group {
-    number: u64,
-    writes: usize,
-    /// What the writes do once their rows are committed (index updates),
-    /// in commit order.
-    after_commit: Vec<AfterCommit>,
-}
-
-/// Work to do once a write is committed (and only then).
-pub type AfterCommit = Box<dyn FnOnce() + Send>;
-
-/// The groups that have ended: every number up to `last`, the recent
-/// failures among them (any not listed committed).
-#[derive(Default)]
-struct Ended {
-    last: u64,
-    failures: std::collections::VecDeque<(u64, CommitFailed)>,
-}
-
-/// Failed groups remembered; a waiting write is told within milliseconds,
-/// long before this many more groups could fail.
-const FAILURES_KEPT: usize = 64;
-
-impl Ended {
-    fn outcome(&self, group: u64) -> Option<Result<(), CommitFailed>> {
-        if group > self.last {
-            return None;
-        }
-        Some(match self.failures.iter().find(|(n, _)| *n == group) {
-            Some((_, failed)) => Err(failed.clone()),
-            None => Ok(()),
-        })
-    }
-
-    fn record(&mut self, group: u64, result: Result<(), CommitFailed>) {
-        self.last = self.last.max(group);
-        if let Err(failed) = result {
-            if self.failures.len() == FAILURES_KEPT {
-                self.failures.pop_front();
-            }
-            self.failures.push_back((group, failed));
-        }
-    }
-}
-
-/// Why a group's commit failed, for every write in it.
-#[derive(Debug, Clone)]
-pub struct CommitFailed {
-    pub message: String,
-    pub disk_full: bool,
-}
-
-/// Writes in one group at most: a steady stream of writers still gets its
-/// commits (and its acknowledgements) regularly.
-const MAX_GROUP: usize = 64;
-
-/// How long a write whose group is still open waits before committing the
-/// group itself: the writes it left the group open for may have been
-/// cancelled before taking the lock.
-const COMMIT_PATIENCE: Duration = Duration::from_millis(5);
 
 /// Readers kept open for reuse; more may be opened under load.
 const POOLED_READERS: usize = 4;
@@ -147,14 +63,7 @@ impl Db {
             db,
             path: path.to_owned(),
             config: config.clone(),
-            writer: Mutex::new(Writer {
-                conn: writer,
-                group: None,
-                next_group: 1,
-                savepoint_open: false,
-            }),
-            queued: AtomicUsize::new(0),
-            ended: watch::channel(Ended::default()).0,
+            writes: GroupCommit::new(writer),
             readers: std::sync::Mutex::default(),
             _checkpointer: checkpointer,
         })
@@ -164,177 +73,21 @@ impl Db {
         &self.path
     }
 
-    /// The write connection, alone: any open group is committed first.
-    /// For work that must not share a transaction (checkpoints,
+    /// The write connection, alone: any open write group is committed
+    /// first. For work that must not share a transaction (checkpoints,
     /// maintenance, batched deletes); each statement commits on its own.
     pub async fn writer(&self) -> MappedMutexGuard<'_, libsql::Connection> {
-        let mut writer = self.lock_writer().await;
-        if let Err(error) = self.settle(&mut writer).await {
-            tracing::error!(%error, "committing the open write group failed");
-        }
-        MutexGuard::map(writer, |writer| &mut writer.conn)
+        self.writes.writer().await
     }
 
-    /// Runs `work` as one write, atomically (its own savepoint), committed
-    /// with whatever other writes arrive meanwhile. Returns once the write
-    /// is committed (durable, with `synchronous = FULL`), after its
-    /// `AfterCommit` ran; a failed write is rolled back alone.
+    /// Runs `work` as one write, committed with the writes that arrive
+    /// meanwhile; see [`GroupCommit::write`].
     pub async fn write<T, F, Fut>(&self, work: F) -> Result<T, MemoryError>
     where
         F: FnOnce(libsql::Connection) -> Fut,
         Fut: Future<Output = Result<(T, Option<AfterCommit>), MemoryError>>,
     {
-        let mut writer = self.lock_writer().await;
-        let group = match self.begin_write(&mut writer).await {
-            Ok(group) => group,
-            Err(error) => {
-                self.fail_group(&mut writer, &error).await;
-                return Err(error);
-            }
-        };
-        writer.savepoint_open = true;
-        let outcome = work(writer.conn.clone()).await;
-        let ended = match &outcome {
-            Ok(_) => execute(&writer.conn, "RELEASE write").await,
-            Err(_) => match execute(&writer.conn, "ROLLBACK TO write").await {
-                Ok(()) => execute(&writer.conn, "RELEASE write").await,
-                Err(error) => Err(error),
-            },
-        };
-        writer.savepoint_open = false;
-        if let Err(error) = ended {
-            // The transaction itself is gone (SQLite rolls back on some
-            // errors, a full disk among them): the whole group failed.
-            self.fail_group(&mut writer, &error).await;
-            return Err(outcome.err().unwrap_or(error));
-        }
-        let value = match outcome {
-            Ok((value, after_commit)) => {
-                let open = writer.group.as_mut().expect("a write runs in a group");
-                open.writes += 1;
-                open.after_commit.extend(after_commit);
-                Ok(value)
-            }
-            Err(error) => Err(error),
-        };
-        let full = writer.group.as_ref().is_some_and(|g| g.writes >= MAX_GROUP);
-        if full || self.queued.load(Ordering::Acquire) == 0 {
-            let committed = self.commit(&mut writer).await;
-            return match (value, committed) {
-                (Ok(value), Ok(())) => Ok(value),
-                (Err(error), _) | (Ok(_), Err(error)) => Err(error),
-            };
-        }
-        // Others are queued: they join this group, and the last commits.
-        let mut ended = self.ended.subscribe();
-        drop(writer);
-        let value = value?;
-        loop {
-            let outcome = ended.borrow_and_update().outcome(group);
-            if let Some(result) = outcome {
-                return result.map(|()| value).map_err(MemoryError::from);
-            }
-            if tokio::time::timeout(COMMIT_PATIENCE, ended.changed())
-                .await
-                .is_err()
-            {
-                // Nobody took the group over: commit it here.
-                let mut writer = self.lock_writer().await;
-                if writer.group.as_ref().is_some_and(|g| g.number == group) {
-                    let committed = self.commit(&mut writer).await;
-                    return committed.map(|()| value);
-                }
-            }
-        }
-    }
-
-    /// The writer lock, counted as queued while waiting for it.
-    async fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        struct Queued<'a>(&'a AtomicUsize);
-        impl Drop for Queued<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        let _queued = Queued(&self.queued);
-        let mut writer = self.writer.lock().await;
-        if writer.savepoint_open {
-            // A write was cancelled halfway: undo what it did.
-            writer.savepoint_open = false;
-            let undone = match execute(&writer.conn, "ROLLBACK TO write").await {
-                Ok(()) => execute(&writer.conn, "RELEASE write").await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = undone {
-                self.fail_group(&mut writer, &error).await;
-            }
-        }
-        writer
-    }
-
-    /// Opens a group if none is open and a savepoint for one write in it;
-    /// returns the group's number.
-    async fn begin_write(&self, writer: &mut Writer) -> Result<u64, MemoryError> {
-        if writer.group.is_none() {
-            execute(&writer.conn, "BEGIN IMMEDIATE").await?;
-            writer.group = Some(Group {
-                number: writer.next_group,
-                writes: 0,
-                after_commit: Vec::new(),
-            });
-            writer.next_group += 1;
-        }
-        execute(&writer.conn, "SAVEPOINT write").await?;
-        Ok(writer.group.as_ref().expect("just opened").number)
-    }
-
-    /// Commits the open group, if any, and tells its writes.
-    async fn settle(&self, writer: &mut Writer) -> Result<(), MemoryError> {
-        if writer.group.is_some() {
-            self.commit(writer).await
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Commits the open group: runs its after-commit work in order and
-    /// tells the writes waiting on it.
-    async fn commit(&self, writer: &mut Writer) -> Result<(), MemoryError> {
-        let Some(group) = writer.group.take() else {
-            return Ok(());
-        };
-        match execute(&writer.conn, "COMMIT").await {
-            Ok(()) => {
-                for work in group.after_commit {
-                    work();
-                }
-                self.ended
-                    .send_modify(|ended| ended.record(group.number, Ok(())));
-                Ok(())
-            }
-            Err(error) => {
-                let failed = CommitFailed::from(&error);
-                let _ = execute(&writer.conn, "ROLLBACK").await;
-                self.ended
-                    .send_modify(|ended| ended.record(group.number, Err(failed)));
-                Err(error)
-            }
-        }
-    }
-
-    /// Rolls back the open group after `error` and tells its writes.
-    async fn fail_group(&self, writer: &mut Writer, error: &MemoryError) {
-        writer.savepoint_open = false;
-        let Some(group) = writer.group.take() else {
-            return;
-        };
-        tracing::error!(%error, writes = group.writes, "a write group failed and was rolled back");
-        // The transaction may already be gone; then ROLLBACK fails, harmlessly.
-        let _ = execute(&writer.conn, "ROLLBACK").await;
-        let failed = CommitFailed::from(error);
-        self.ended
-            .send_modify(|ended| ended.record(group.number, Err(failed)));
+        self.writes.write(work).await
     }
 
     /// A read connection from the pool (opened on demand).
@@ -370,23 +123,14 @@ impl std::ops::Deref for Reader<'_> {
 
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
+        // A connection left inside a transaction (its user was cancelled
+        // between BEGIN and the end) would pin an old snapshot: close it.
+        let Some(conn) = self.conn.take().filter(|conn| conn.is_autocommit()) else {
+            return;
+        };
         let mut pool = self.db.readers.lock().expect("reader pool");
         if pool.len() < POOLED_READERS {
-            pool.extend(self.conn.take());
-        }
-    }
-}
-
-async fn execute(conn: &libsql::Connection, sql: &str) -> Result<(), MemoryError> {
-    conn.execute(sql, ()).await?;
-    Ok(())
-}
-
-impl From<&MemoryError> for CommitFailed {
-    fn from(error: &MemoryError) -> Self {
-        Self {
-            message: error.to_string(),
-            disk_full: error.is_disk_full(),
+            pool.push(conn);
         }
     }
 }
@@ -463,7 +207,7 @@ async fn apply_pragmas(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::time::Duration;
 
     use super::*;
 
@@ -531,7 +275,7 @@ mod tests {
             assert_eq!(write.await.unwrap(), 1);
         }
         assert_eq!(count(&db).await, 64);
-        let groups = db.writer.lock().await.next_group - 1;
+        let groups = db.writes.groups().await;
         assert!(groups < 64, "64 concurrent writes took {groups} commits");
     }
 

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use libsql::Value;
 use serde::Serialize;
 
-use super::db::{AfterCommit, Db};
+use super::db::Db;
+use super::group_commit::AfterCommit;
 use super::index::{EntryFilter, VectorIndex, Visibility};
 use super::scope::{Caller, Scope};
 use super::{MemoryError, now_ms};
@@ -249,7 +250,7 @@ impl Memory {
         let texts = distinct_observations(observations)?;
         let scope = scope.unwrap_or_else(|| caller.default_scope());
         let owner = caller.owner_for(scope).map_err(MemoryError::Denied)?;
-        let vectors = self.embed_all(caller.lane(), &texts).await?;
+        let vectors = self.embed_all(&caller.lane(), &texts).await?;
         let observations = texts.into_iter().zip(vectors).collect();
         let written = self
             .write_entity(scope, &owner, name, entity_type, observations, max_owned)
@@ -272,7 +273,7 @@ impl Memory {
         let texts = distinct_observations(observations)?;
         let entity = self.resolve(caller, name).await?;
         self.check_write(caller, &entity)?;
-        let vectors = self.embed_all(caller.lane(), &texts).await?;
+        let vectors = self.embed_all(&caller.lane(), &texts).await?;
         let written = self
             .write_entity(
                 entity.scope,
@@ -582,19 +583,36 @@ impl Memory {
             let mut next = Vec::new();
             for entity in &frontier {
                 let conn = self.db.reader().await?;
-                // One more row than can be taken tells that there were more.
+                // Only what the caller may read is counted against the cap;
+                // one more row than can be taken tells that there were more.
+                let (visible, owners) = match caller {
+                    Caller::Operator => ("", vec![]),
+                    Caller::Agent {
+                        name, workspace, ..
+                    } => (
+                        "AND ((o.scope = 'agent' AND o.owner = ?3)
+                              OR (o.scope = 'workspace' AND o.owner = ?4)
+                              OR o.scope = 'global')",
+                        vec![name.clone(), workspace.clone()],
+                    ),
+                };
+                let mut params: Vec<libsql::Value> =
+                    vec![entity.id.into(), ((MAX_NEIGHBOURHOOD + 1) as i64).into()];
+                params.extend(owners.into_iter().map(libsql::Value::from));
                 let mut rows = conn
                     .query(
-                        "SELECT r.from_id, r.to_id, r.relation_type, r.strength,
-                                f.name, t.name, o.id, o.name, o.entity_type, o.scope, o.owner
-                         FROM relations r
-                         JOIN entities f ON f.id = r.from_id
-                         JOIN entities t ON t.id = r.to_id
-                         JOIN entities o ON o.id = CASE WHEN r.from_id = ?1 THEN r.to_id ELSE r.from_id END
-                         WHERE r.from_id = ?1 OR r.to_id = ?1
-                         ORDER BY r.strength DESC, r.id
-                         LIMIT ?2",
-                        libsql::params![entity.id, (MAX_NEIGHBOURHOOD + 1) as i64],
+                        &format!(
+                            "SELECT r.from_id, r.to_id, r.relation_type, r.strength,
+                                    f.name, t.name, o.id, o.name, o.entity_type, o.scope, o.owner
+                             FROM relations r
+                             JOIN entities f ON f.id = r.from_id
+                             JOIN entities t ON t.id = r.to_id
+                             JOIN entities o ON o.id = CASE WHEN r.from_id = ?1 THEN r.to_id ELSE r.from_id END
+                             WHERE (r.from_id = ?1 OR r.to_id = ?1) {visible}
+                             ORDER BY r.strength DESC, r.id
+                             LIMIT ?2"
+                        ),
+                        params,
                     )
                     .await?;
                 while let Some(row) = rows.next().await? {
@@ -684,7 +702,7 @@ impl Memory {
             let Some(engine) = &self.embeddings else {
                 return Ok(Vec::new());
             };
-            let embedded = engine.embed_as(caller.lane(), &[query.to_owned()]).await?;
+            let embedded = engine.embed_as(&caller.lane(), &[query.to_owned()]).await?;
             self.nearest(caller, &embedded[0].vector, limit * 2, options)
                 .await
         };

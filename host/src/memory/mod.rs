@@ -6,6 +6,7 @@ mod checkpoint;
 mod cleanup;
 mod db;
 mod graph;
+mod group_commit;
 mod index;
 mod maintenance;
 mod migrations;
@@ -15,11 +16,12 @@ mod transfer;
 use std::path::PathBuf;
 
 pub use cleanup::CleanupReport;
-pub use db::{AfterCommit, CommitFailed, Db};
+pub use db::Db;
 pub use graph::{
     EntityView, MAX_NEIGHBOURHOOD, Memory, Neighbourhood, RelationView, RememberOutcome, SearchHit,
     SearchOptions, Stats,
 };
+pub use group_commit::{AfterCommit, CommitFailed};
 pub use index::{VectorIndex, quantize};
 pub use maintenance::{MaintenanceReport, maintain};
 pub use scope::{Caller, DEFAULT_WORKSPACE, Scope};

@@ -85,11 +85,12 @@ impl Caller {
 
     /// Whether this caller may read a row with `scope` and `owner`.
     /// Whose turn this caller's embedding work waits for: each agent has
-    /// its own, and the operator one.
-    pub fn lane(&self) -> &str {
+    /// its own, and the operator one (prefixed, so no agent's name can
+    /// share another caller's turn).
+    pub fn lane(&self) -> String {
         match self {
-            Caller::Agent { name, .. } => name,
-            Caller::Operator => "operator",
+            Caller::Agent { name, .. } => format!("agent:{name}"),
+            Caller::Operator => "operator".to_owned(),
         }
     }
 

@@ -44,6 +44,9 @@ pub enum ExportLine {
     },
 }
 
+/// How long an export waits for its reader to take the next line.
+const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The export's two reads, on a connection inside a read transaction.
 async fn export_in(
     conn: &libsql::Connection,
@@ -54,12 +57,23 @@ async fn export_in(
         let mut text = serde_json::to_string(line).expect("serialisable");
         text.push('\n');
         async move {
-            sink.send(text).await.map_err(|_| MemoryError::Io {
-                path: "export".into(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::BrokenPipe,
-                    "the export's reader went away",
-                ),
+            // A reader that stops reading would hold the snapshot (and the
+            // WAL behind it) for as long as it likes: it gets a deadline.
+            sink.send_timeout(text, EXPORT_STALL).await.map_err(|e| {
+                let (kind, why) = match e {
+                    tokio::sync::mpsc::error::SendTimeoutError::Timeout(_) => (
+                        std::io::ErrorKind::TimedOut,
+                        "the export's reader stopped reading",
+                    ),
+                    tokio::sync::mpsc::error::SendTimeoutError::Closed(_) => (
+                        std::io::ErrorKind::BrokenPipe,
+                        "the export's reader went away",
+                    ),
+                };
+                MemoryError::Io {
+                    path: "export".into(),
+                    source: std::io::Error::new(kind, why),
+                }
             })
         }
     };

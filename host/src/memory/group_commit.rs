@@ -1,0 +1,339 @@
+//! The store's writer, committing writes in groups. A write that finds
+//! others queued behind it leaves the transaction open for them; the last
+//! of the group commits for all and answers each. With `synchronous =
+//! FULL` every commit is an fsync, so under load the cost of durability is
+//! one sync per group, not per write.
+//!
+//! Each write runs in its own savepoint: one that fails is rolled back
+//! alone. A write is acknowledged only once its group committed, and only
+//! after its [`AfterCommit`] work ran, so index updates happen in commit
+//! order and never for rows that were not committed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, oneshot};
+
+use super::MemoryError;
+
+/// Work to do once a write is committed (and only then).
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
+/// Why a group's commit failed, for every write in it.
+#[derive(Debug, Clone)]
+pub struct CommitFailed {
+    pub message: String,
+    pub disk_full: bool,
+}
+
+impl From<&MemoryError> for CommitFailed {
+    fn from(error: &MemoryError) -> Self {
+        Self {
+            message: error.to_string(),
+            disk_full: error.is_disk_full(),
+        }
+    }
+}
+
+/// Writes in one group at most: a steady stream of writers still gets its
+/// commits (and its acknowledgements) regularly.
+const MAX_GROUP: usize = 64;
+
+/// How long a write whose group is still open waits before committing the
+/// group itself: the writes it left the group open for may have been
+/// cancelled before taking the lock.
+const COMMIT_PATIENCE: Duration = Duration::from_millis(5);
+
+/// The write connection, shared with the committer a cancelled write
+/// leaves behind.
+pub struct GroupCommit {
+    /// SQLite allows one writer; queueing writers here instead of on the
+    /// file lock keeps `database is locked` out of the normal path.
+    writer: Mutex<Writer>,
+    /// Writes waiting for the writer lock: a write that sees some leaves
+    /// its group's transaction open for them to join.
+    queued: AtomicUsize,
+}
+
+/// The write connection and the group it has open, if any.
+struct Writer {
+    conn: libsql::Connection,
+    group: Option<Group>,
+    /// The number the next group gets.
+    next_group: u64,
+    /// A write was cancelled inside its savepoint: undo it before the next.
+    savepoint_open: bool,
+}
+
+/// Writes sharing one transaction.
+struct Group {
+    number: u64,
+    writes: usize,
+    /// What the writes do once their rows are committed, in commit order.
+    after_commit: Vec<AfterCommit>,
+    /// Writes that left the group open, waiting to hear how it ended.
+    waiting: Vec<oneshot::Sender<Result<(), CommitFailed>>>,
+}
+
+impl GroupCommit {
+    pub fn new(conn: libsql::Connection) -> Arc<Self> {
+        Arc::new(Self {
+            writer: Mutex::new(Writer {
+                conn,
+                group: None,
+                next_group: 1,
+                savepoint_open: false,
+            }),
+            queued: AtomicUsize::new(0),
+        })
+    }
+
+    /// The write connection, alone: any open group is committed first.
+    /// For work that must not share a transaction (checkpoints,
+    /// maintenance, batched deletes); each statement commits on its own.
+    pub async fn writer(&self) -> MappedMutexGuard<'_, libsql::Connection> {
+        let mut writer = self.lock().await;
+        if let Err(error) = self.commit(&mut writer).await {
+            tracing::error!(%error, "committing the open write group failed");
+        }
+        MutexGuard::map(writer, |writer| &mut writer.conn)
+    }
+
+    /// Runs `work` as one write, atomically (its own savepoint), committed
+    /// with whatever other writes arrive meanwhile. Returns once the write
+    /// is committed (durable, with `synchronous = FULL`), after its
+    /// `AfterCommit` ran; a failed write is rolled back alone. A write
+    /// cancelled before it returns may still be committed with its group.
+    pub async fn write<T, F, Fut>(self: &Arc<Self>, work: F) -> Result<T, MemoryError>
+    where
+        F: FnOnce(libsql::Connection) -> Fut,
+        Fut: Future<Output = Result<(T, Option<AfterCommit>), MemoryError>>,
+    {
+        let mut writer = self.lock().await;
+        let group = match begin_write(&mut writer).await {
+            Ok(group) => group,
+            Err(error) => {
+                fail_group(&mut writer, &error).await;
+                return Err(error);
+            }
+        };
+        // From here until this write has its answer, a cancellation must
+        // not leave the group open with nobody to commit it.
+        let mut guard = CommitIfAbandoned {
+            writes: Some(self.clone()),
+            group,
+        };
+        writer.savepoint_open = true;
+        let outcome = work(writer.conn.clone()).await;
+        let ended = match &outcome {
+            Ok(_) => execute(&writer.conn, "RELEASE write").await,
+            Err(_) => undo_savepoint(&writer.conn).await,
+        };
+        writer.savepoint_open = false;
+        if let Err(error) = ended {
+            // The transaction itself is gone (SQLite rolls back on some
+            // errors, a full disk among them): the whole group failed.
+            fail_group(&mut writer, &error).await;
+            guard.disarm();
+            return Err(outcome.err().unwrap_or(error));
+        }
+        let value = match outcome {
+            Ok((value, after_commit)) => {
+                let open = writer.group.as_mut().expect("a write runs in a group");
+                open.writes += 1;
+                open.after_commit.extend(after_commit);
+                Ok(value)
+            }
+            Err(error) => Err(error),
+        };
+        let full = writer.group.as_ref().is_some_and(|g| g.writes >= MAX_GROUP);
+        if full || self.queued.load(Ordering::Acquire) == 0 {
+            let committed = self.commit(&mut writer).await;
+            guard.disarm();
+            return match (value, committed) {
+                (Ok(value), Ok(())) => Ok(value),
+                (Err(error), _) | (Ok(_), Err(error)) => Err(error),
+            };
+        }
+        // Others are queued: they join this group, and the last commits.
+        let value = match value {
+            Ok(value) => value,
+            Err(error) => {
+                drop(writer);
+                guard.disarm();
+                return Err(error);
+            }
+        };
+        let (answer, mut answered) = oneshot::channel();
+        writer
+            .group
+            .as_mut()
+            .expect("a write runs in a group")
+            .waiting
+            .push(answer);
+        drop(writer);
+        loop {
+            match tokio::time::timeout(COMMIT_PATIENCE, &mut answered).await {
+                Ok(result) => {
+                    guard.disarm();
+                    let result = result.unwrap_or_else(|_| {
+                        Err(CommitFailed {
+                            message: "the write group ended without an answer".into(),
+                            disk_full: false,
+                        })
+                    });
+                    return result.map(|()| value).map_err(MemoryError::from);
+                }
+                // Nobody took the group over: commit it here (and hear
+                // the answer on the next turn of the loop).
+                Err(_) => {
+                    let mut writer = self.lock().await;
+                    if writer.group.as_ref().is_some_and(|g| g.number == group) {
+                        let _ = self.commit(&mut writer).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The writer lock, counted as queued while waiting for it; undoes a
+    /// write that was cancelled inside its savepoint.
+    async fn lock(&self) -> MutexGuard<'_, Writer> {
+        struct Queued<'a>(&'a AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let _queued = Queued(&self.queued);
+        let mut writer = self.writer.lock().await;
+        if writer.savepoint_open {
+            writer.savepoint_open = false;
+            if let Err(error) = undo_savepoint(&writer.conn).await {
+                fail_group(&mut writer, &error).await;
+            }
+        }
+        writer
+    }
+
+    /// Commits the open group, if any: runs its after-commit work in order
+    /// and answers the writes waiting on it.
+    async fn commit(&self, writer: &mut Writer) -> Result<(), MemoryError> {
+        let Some(group) = writer.group.take() else {
+            return Ok(());
+        };
+        match execute(&writer.conn, "COMMIT").await {
+            Ok(()) => {
+                for work in group.after_commit {
+                    // An index update that panics must not strand the
+                    // group's other writes without an answer.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
+                        tracing::error!("work after a commit panicked; the rows are committed");
+                    }
+                }
+                for waiting in group.waiting {
+                    let _ = waiting.send(Ok(()));
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let _ = execute(&writer.conn, "ROLLBACK").await;
+                answer_failed(group, &error);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Opens a group if none is open and a savepoint for one write in it;
+/// returns the group's number.
+async fn begin_write(writer: &mut Writer) -> Result<u64, MemoryError> {
+    if writer.group.is_none() {
+        execute(&writer.conn, "BEGIN IMMEDIATE").await?;
+        writer.group = Some(Group {
+            number: writer.next_group,
+            writes: 0,
+            after_commit: Vec::new(),
+            waiting: Vec::new(),
+        });
+        writer.next_group += 1;
+    }
+    execute(&writer.conn, "SAVEPOINT write").await?;
+    Ok(writer.group.as_ref().expect("just opened").number)
+}
+
+/// Rolls back the open group after `error` and answers its writes.
+async fn fail_group(writer: &mut Writer, error: &MemoryError) {
+    writer.savepoint_open = false;
+    let Some(group) = writer.group.take() else {
+        return;
+    };
+    tracing::error!(%error, writes = group.writes, "a write group failed and was rolled back");
+    // The transaction may already be gone; then ROLLBACK fails, harmlessly.
+    let _ = execute(&writer.conn, "ROLLBACK").await;
+    answer_failed(group, error);
+}
+
+fn answer_failed(group: Group, error: &MemoryError) {
+    let failed = CommitFailed::from(error);
+    for waiting in group.waiting {
+        let _ = waiting.send(Err(failed.clone()));
+    }
+}
+
+async fn undo_savepoint(conn: &libsql::Connection) -> Result<(), MemoryError> {
+    execute(conn, "ROLLBACK TO write").await?;
+    execute(conn, "RELEASE write").await
+}
+
+async fn execute(conn: &libsql::Connection, sql: &str) -> Result<(), MemoryError> {
+    conn.execute(sql, ()).await?;
+    Ok(())
+}
+
+/// Left behind by a write that is cancelled (its caller hit a deadline)
+/// while its group is open: commits the group a moment later, unless
+/// someone else has, so the transaction does not stay open until the next
+/// write happens to come.
+struct CommitIfAbandoned {
+    writes: Option<Arc<GroupCommit>>,
+    group: u64,
+}
+
+impl CommitIfAbandoned {
+    fn disarm(&mut self) {
+        self.writes = None;
+    }
+}
+
+impl Drop for CommitIfAbandoned {
+    fn drop(&mut self) {
+        let Some(writes) = self.writes.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let group = self.group;
+        runtime.spawn(async move {
+            tokio::time::sleep(COMMIT_PATIENCE).await;
+            let mut writer = writes.lock().await;
+            if writer.group.as_ref().is_some_and(|g| g.number == group)
+                && let Err(error) = writes.commit(&mut writer).await
+            {
+                tracing::error!(%error, "committing an abandoned write group failed");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+impl GroupCommit {
+    /// Groups committed or failed so far.
+    pub async fn groups(&self) -> u64 {
+        self.writer.lock().await.next_group - 1
+    }
+}
