@@ -1,15 +1,13 @@
 //! Deployment while serving: hot reload from the agents directory under
 //! load, refused changes, and the agents API with persistence.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::{AgentsDir, Reply, Server, caxton, component};
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{AgentsDir, Reply, Server, caxton, component};
 
 fn hot_manifest(version: &str, extra: &str) -> String {
     format!(
@@ -36,7 +34,7 @@ async fn hot_reload_swaps_under_load_without_a_failed_request() {
     // The load below is far above the default per-client rate limit.
     let config = format!(
         "{}[http_server.rate_limit]\nenabled = false\n",
-        support::NO_EMBEDDINGS
+        crate::support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&agents, Some(&config));
 
@@ -201,7 +199,7 @@ fn deploy_body(manifest: &str, plugin: &str) -> Value {
 async fn the_agents_api_deploys_lists_replaces_and_removes_and_deployments_persist() {
     let data = tempfile::tempdir().unwrap();
     let agents = AgentsDir::with_examples();
-    let config = Some(support::NO_EMBEDDINGS);
+    let config = Some(crate::support::NO_EMBEDDINGS);
     let server = Server::start_with(&agents, data.path(), config);
     let client = server.client();
     let manifest = "name = \"greeter\"\nversion = \"1.0.0\"\ncapabilities = [\"greeting\", \"echo\"]\ngrants = [\"log\"]\n";
@@ -388,7 +386,7 @@ fn agents_validate_works_offline_and_locates_problems() {
     let manifest = dir.path().join("ok.toml");
     std::fs::write(
         &manifest,
-        support::manifest(
+        crate::support::manifest(
             "ok-agent",
             "echo",
             "capabilities = [\"echo\"]\ngrants = [\"log\"]",
@@ -404,7 +402,7 @@ fn agents_validate_works_offline_and_locates_problems() {
     // The relay component imports messaging, which this manifest does not grant.
     std::fs::write(
         &manifest,
-        support::manifest(
+        crate::support::manifest(
             "ok-agent",
             "relay",
             "capabilities = [\"echo\"]\ngrants = [\"log\"]",
@@ -432,7 +430,7 @@ async fn the_cli_deploys_sends_and_reads_conversations() {
     let manifest = dir.path().join("shouter.toml");
     std::fs::write(
         &manifest,
-        support::manifest(
+        crate::support::manifest(
             "shouter",
             "echo",
             "capabilities = [\"shout\"]\ngrants = [\"log\"]",
@@ -494,7 +492,10 @@ async fn the_cli_deploys_sends_and_reads_conversations() {
 
 #[tokio::test]
 async fn max_agents_is_enforced_for_api_deployments() {
-    let config = format!("{}[agents]\nmax_agents = 3\n", support::NO_EMBEDDINGS);
+    let config = format!(
+        "{}[agents]\nmax_agents = 3\n",
+        crate::support::NO_EMBEDDINGS
+    );
     // echo, csv_parser and analyst fill the three places.
     let server = Server::start_fresh(&AgentsDir::with_examples(), Some(&config));
     let manifest =

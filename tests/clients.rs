@@ -5,14 +5,12 @@
 //! `./scripts/setup` (`scripts/python-env`, target/pyenv); without it this
 //! test fails and says so instead of skipping.
 
-mod support;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{AgentsDir, Server};
+use crate::support::{AgentsDir, Server};
 
 /// Longest the client script may run: a few requests, each well under a
 /// second on an idle machine, and the client's own retries on a busy one.

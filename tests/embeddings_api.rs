@@ -1,12 +1,10 @@
 //! The embeddings surfaces: the OpenAI-shaped HTTP route on a real server,
 //! and `caxton embed` on the command line.
 
-mod support;
-
 use base64::Engine;
 
+use crate::support::{AgentsDir, Reply, Server};
 use serde_json::{Value, json};
-use support::{AgentsDir, Reply, Server};
 
 fn reference(index: usize) -> (String, Vec<f32>) {
     let line = include_str!("data/minilm-int8-ort.jsonl")

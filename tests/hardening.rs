@@ -4,19 +4,17 @@
 //! whose auth is off, deployments and memory keep what they acknowledged,
 //! and one plugin cannot take more than its share.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::support::{AgentsDir, Reply, Server, component, manifest};
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{AgentsDir, Reply, Server, component, manifest};
 
 /// Config text: semantic search off, plus `extra`.
 fn config(extra: &str) -> String {
-    format!("{}{extra}", support::NO_EMBEDDINGS)
+    format!("{}{extra}", crate::support::NO_EMBEDDINGS)
 }
 
 fn start(agents: &AgentsDir, extra: &str) -> Server {

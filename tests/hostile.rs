@@ -2,14 +2,12 @@
 //! flood the host, garbage input on every kind of door, slow clients, and
 //! the process killed while it acknowledges writes.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use crate::support::{AgentsDir, Reply, Server, component, manifest};
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{AgentsDir, Reply, Server, component, manifest};
 
 fn faults() -> AgentsDir {
     AgentsDir::with_examples().with(
@@ -299,7 +297,7 @@ fn stalled_connections(server: &Server, count: usize, start: &str) -> Vec<std::n
 async fn slow_clients_cannot_hold_every_connection() {
     let config = format!(
         "{}[http_server]\nmax_connections = 4\nheader_read_timeout = \"500ms\"\n",
-        support::NO_EMBEDDINGS
+        crate::support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
     // Take every connection and never finish the headers.
@@ -335,7 +333,7 @@ async fn slow_clients_cannot_hold_every_connection() {
 async fn slow_bodies_are_cut_off_by_the_request_timeout() {
     let config = format!(
         "{}[http_server]\nmax_connections = 4\nrequest_timeout = \"1s\"\n",
-        support::NO_EMBEDDINGS
+        crate::support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
     let token = server.token.clone().expect("auth is on");
@@ -378,7 +376,7 @@ async fn acknowledged_writes_survive_kill_9_every_time() {
     // Checking every acknowledged write is far above the default rate limit.
     let config = format!(
         "{}[http_server.rate_limit]\nenabled = false\n",
-        support::NO_EMBEDDINGS
+        crate::support::NO_EMBEDDINGS
     );
     // What the last round acknowledged is checked after the kill that
     // ended it; the last start checks everything once more.
@@ -501,7 +499,7 @@ async fn healthy_traffic_sees_no_errors_while_every_fault_runs() {
         );
     let config = format!(
         "{}[http_server.rate_limit]\nenabled = false\n[wasm_runtime]\npool_size = 32\n",
-        support::NO_EMBEDDINGS
+        crate::support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&agents, Some(&config));
     let deadline = Instant::now() + Duration::from_secs(4);
@@ -616,7 +614,7 @@ async fn a_full_disk_fails_writes_clearly_keeps_reads_and_recovers() {
     std::fs::create_dir_all(&data).unwrap();
     let config = format!(
         "{}[http_server.rate_limit]\nenabled = false\n",
-        support::NO_EMBEDDINGS
+        crate::support::NO_EMBEDDINGS
     );
     let server = Server::start_with(&AgentsDir::with_examples(), &data, Some(&config));
     let client = server.client();

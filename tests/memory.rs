@@ -1,10 +1,8 @@
 //! Agent memory end to end: a real server with the real model and a real
 //! libsql file, driven over HTTP and through the `recall` agent's WIT imports.
 
-mod support;
-
+use crate::support::{AgentsDir, Reply, Server, manifest};
 use serde_json::{Value, json};
-use support::{AgentsDir, Reply, Server, manifest};
 
 fn recall_agents() -> AgentsDir {
     let recall = |name: &str| {
@@ -243,7 +241,7 @@ async fn memory_survives_a_restart_and_forget_cascades() {
 
 #[tokio::test]
 async fn concurrent_writers_lose_nothing() {
-    let server = Server::start_fresh(&AgentsDir::new(), Some(support::NO_EMBEDDINGS));
+    let server = Server::start_fresh(&AgentsDir::new(), Some(crate::support::NO_EMBEDDINGS));
     let url = server.url("/api/v1/memory/entities");
     let writers: Vec<_> = (0..8)
         .map(|writer| {
@@ -442,7 +440,7 @@ async fn wait_for_entities(server: &Server, want: u64) -> Value {
 async fn cleanup_keeps_each_agent_within_its_limit_dropping_the_stalest() {
     let config = format!(
         "{}[memory.cleanup]\ninterval = \"1500ms\"\nmax_entities_per_agent = 3\n",
-        support::NO_EMBEDDINGS
+        crate::support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
     let remember = |agent: &str, name: String| json!({"agent": agent, "name": name, "entity_type": "note", "observations": [format!("{agent} wrote {name}")]});
@@ -494,7 +492,7 @@ async fn cleanup_keeps_each_agent_within_its_limit_dropping_the_stalest() {
 async fn cleanup_forgets_entities_older_than_max_age() {
     let config = format!(
         "{}[memory.cleanup]\ninterval = \"500ms\"\nmax_age = \"1s\"\n",
-        support::NO_EMBEDDINGS
+        crate::support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
     let reply = server.post("/api/v1/memory/entities",

@@ -1,10 +1,8 @@
 //! Messaging end to end: capability routing, broadcast, conversations,
 //! agent-to-agent request/reply through WIT, cycles, full queues.
 
-mod support;
-
+use crate::support::{AgentsDir, Reply, Server, manifest};
 use serde_json::{Value, json};
-use support::{AgentsDir, Reply, Server, manifest};
 
 fn agents() -> AgentsDir {
     let echo = |name: &str| {
@@ -219,7 +217,7 @@ async fn a_full_queue_answers_429_and_memory_stays_bounded() {
     );
     let config = format!(
         "{}[agents]\nqueue_capacity = 2\nworkers_per_agent = 1\n",
-        support::NO_EMBEDDINGS
+        crate::support::NO_EMBEDDINGS
     );
     let server = Server::start_fresh(&agents, Some(&config));
     let url = server.url("/api/v1/messages");

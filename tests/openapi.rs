@@ -4,13 +4,11 @@
 //! (operations with a 2xx answer, declared path parameters, errors in the
 //! one error shape, no dangling `$ref`).
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::{AgentsDir, Server};
 use caxton::api::ROUTES;
 use serde_json::Value;
-use support::{AgentsDir, Server};
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
 
@@ -109,7 +107,7 @@ async fn the_document_lists_exactly_the_routes_and_every_route_answers() {
 
     let declared: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .map(|route| (route.method.to_owned(), route.path.to_owned()))
         .collect();
     assert_eq!(declared.len(), ROUTES.len(), "ROUTES lists a route twice");
     let documented: BTreeSet<(String, String)> = operations(&doc)
@@ -128,7 +126,8 @@ async fn the_document_lists_exactly_the_routes_and_every_route_answers() {
     // and empty bodies touch nothing: `echo` is defined by a file (so the
     // API refuses to replace or remove it) and no memory entity exists.
     let client = server.client();
-    for (method, template) in ROUTES {
+    for route in ROUTES {
+        let (method, template) = (route.method, route.path);
         let path = template
             .replace("{name}", "echo")
             .replace("{id}", "nope")
@@ -137,10 +136,8 @@ async fn the_document_lists_exactly_the_routes_and_every_route_answers() {
             reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
             server.url(&path),
         );
-        if matches!(*method, "POST" | "PUT") {
-            request = request
-                .header("content-type", "application/json")
-                .body("{}");
+        if let Some(media_types) = route.body {
+            request = request.header("content-type", media_types[0]).body("{}");
         }
         let response = request.send().await.expect("request failed");
         let status = response.status().as_u16();

@@ -1,13 +1,11 @@
 //! The operator surface of a real server: auth, rate limits, request ids,
 //! compression, Prometheus metrics, and the CLI talking to it.
 
-mod support;
-
 use std::io::Read;
 use std::process::Command;
 
+use crate::support::{AgentsDir, Reply, Server, caxton};
 use serde_json::{Value, json};
-use support::{AgentsDir, Reply, Server, caxton};
 
 #[tokio::test]
 async fn every_route_but_health_needs_the_token() {
@@ -118,7 +116,7 @@ async fn the_rate_limit_answers_429_then_recovers() {
             // One token a second: eight quick requests cannot earn a refill
             // even on a busy machine.
             "{}[http_server.rate_limit]\nper_client_rps = 1\nper_client_burst = 5\n",
-            support::NO_EMBEDDINGS
+            crate::support::NO_EMBEDDINGS
         )),
     );
     let client = server.client();
@@ -492,7 +490,7 @@ async fn readiness_needs_no_token_and_bad_queries_are_400() {
 
 #[test]
 fn benchmark_results_render_and_regressions_fail_the_compare() {
-    support::plugins::plugin_dir();
+    crate::support::plugins::plugin_dir();
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("api.json");
     let results = results.to_str().unwrap();

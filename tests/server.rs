@@ -1,10 +1,8 @@
 //! End-to-end: a real `caxton serve` on loopback running real components
 //! built from `plugins/`.
 
-mod support;
-
+use crate::support::{AgentsDir, Server, manifest};
 use serde_json::{Value, json};
-use support::{AgentsDir, Server, manifest};
 
 fn fault_agents() -> AgentsDir {
     let faults = |name: &str, limits: &str| {
@@ -197,7 +195,7 @@ async fn a_full_pool_answers_503_with_retry_after() {
         data.path(),
         Some(&format!(
             "{}[wasm_runtime]\npool_size = 2\nmax_slots_per_plugin = 4\n",
-            support::NO_EMBEDDINGS
+            crate::support::NO_EMBEDDINGS
         )),
     );
     let url = server.url("/api/v1/agents/fault-deadline/messages");
@@ -207,7 +205,9 @@ async fn a_full_pool_answers_503_with_retry_after() {
                 .client()
                 .post(&url)
                 .json(&json!({"content": {"fault": "loop"}}));
-            tokio::spawn(async move { support::Reply::read(request.send().await.unwrap()).await })
+            tokio::spawn(
+                async move { crate::support::Reply::read(request.send().await.unwrap()).await },
+            )
         })
         .collect();
     let mut replies = Vec::new();
@@ -230,12 +230,12 @@ async fn a_second_start_compiles_nothing() {
     let agents = AgentsDir::with_examples();
     let data = tempfile::tempdir().unwrap();
 
-    let first = Server::start_with(&agents, data.path(), Some(support::NO_EMBEDDINGS));
+    let first = Server::start_with(&agents, data.path(), Some(crate::support::NO_EMBEDDINGS));
     let log = first.wait_for_log("plugins loaded");
     assert!(log.contains("compiled=3 from_cache=0"), "{log}");
     assert!(first.terminate().success());
 
-    let second = Server::start_with(&agents, data.path(), Some(support::NO_EMBEDDINGS));
+    let second = Server::start_with(&agents, data.path(), Some(crate::support::NO_EMBEDDINGS));
     let log = second.wait_for_log("plugins loaded");
     assert!(log.contains("compiled=0 from_cache=3"), "{log}");
     assert_echo_works(&second).await;
@@ -295,7 +295,7 @@ async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
             .send()
     };
 
-    let reply = support::Reply::read(
+    let reply = crate::support::Reply::read(
         post("/api/v1/agents/echo/messages", b"{not json".to_vec())
             .await
             .unwrap(),
@@ -311,10 +311,11 @@ async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
 
     let body = br#"{"performative": "shout", "content": 1}"#.to_vec();
     let reply =
-        support::Reply::read(post("/api/v1/agents/echo/messages", body).await.unwrap()).await;
+        crate::support::Reply::read(post("/api/v1/agents/echo/messages", body).await.unwrap())
+            .await;
     assert_eq!((reply.status, reply.code()), (400, "bad_request"));
 
-    let reply = support::Reply::read(
+    let reply = crate::support::Reply::read(
         post(
             "/api/v1/agents/nobody/messages",
             b"{\"content\":1}".to_vec(),
@@ -325,7 +326,7 @@ async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
     .await;
     assert_eq!((reply.status, reply.code()), (404, "agent_not_found"));
 
-    let reply = support::Reply::read(
+    let reply = crate::support::Reply::read(
         client
             .get(server.url("/api/v1/nothing"))
             .send()
@@ -339,7 +340,8 @@ async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
     // body it refused, so a pooled connection must not be reused after it.
     let huge = vec![b' '; 2 * 1024 * 1024];
     let reply =
-        support::Reply::read(post("/api/v1/agents/echo/messages", huge).await.unwrap()).await;
+        crate::support::Reply::read(post("/api/v1/agents/echo/messages", huge).await.unwrap())
+            .await;
     assert_eq!((reply.status, reply.code()), (413, "payload_too_large"));
 
     assert_echo_works(&server).await;

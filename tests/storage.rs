@@ -1,16 +1,14 @@
 //! `caxton storage maintenance` on a real server's database, with the
 //! server stopped, and the data intact afterwards.
 
-mod support;
-
+use crate::support::{AgentsDir, Server};
 use serde_json::{Value, json};
-use support::{AgentsDir, Server};
 
 #[tokio::test]
 async fn maintenance_checks_and_compacts_the_store_offline() {
     let agents = AgentsDir::new();
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&agents, data.path(), Some(support::NO_EMBEDDINGS));
+    let server = Server::start_with(&agents, data.path(), Some(crate::support::NO_EMBEDDINGS));
     let url = server.url("/api/v1/memory/entities");
     for n in 0..50 {
         let body = json!({"name": format!("e{n}"), "scope": "global", "entity_type": "t",
@@ -51,7 +49,7 @@ async fn maintenance_checks_and_compacts_the_store_offline() {
         "free pages were given back: {report}"
     );
 
-    let server = Server::start_with(&agents, data.path(), Some(support::NO_EMBEDDINGS));
+    let server = Server::start_with(&agents, data.path(), Some(crate::support::NO_EMBEDDINGS));
     let stats = server.get_json("/api/v1/memory/stats").await;
     assert_eq!(stats["entities"], 10);
 

@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+#[cfg(feature = "benchmark")]
 pub mod benchmark;
 pub mod cli;
 pub mod config;

@@ -45,9 +45,13 @@ fn main() -> std::process::ExitCode {
         Command::System(command) => block_on(command.run()),
         Command::Health(server) => block_on(caxton::cli::health(&server)),
         Command::Auth(caxton::cli::AuthCommand::Token(args)) => args.run(),
+        #[cfg(feature = "benchmark")]
         Command::Benchmark(caxton::cli::BenchmarkCommand::Memory(args)) => block_on(args.run()),
+        #[cfg(feature = "benchmark")]
         Command::Benchmark(caxton::cli::BenchmarkCommand::Agents(args)) => block_on(args.run()),
+        #[cfg(feature = "benchmark")]
         Command::Benchmark(caxton::cli::BenchmarkCommand::Faults(args)) => block_on(args.run()),
+        #[cfg(feature = "benchmark")]
         Command::Benchmark(other) => block_on(other.run_other()),
         Command::Storage(caxton::cli::StorageCommand::Maintenance(args)) => {
             block_on(args.maintenance())

@@ -3,7 +3,8 @@
 //! listener) renders it in the text format.
 //!
 //! Counters and histograms are recorded where things happen; gauges that
-//! describe state (RSS, store size, pool use) are sampled at scrape time.
+//! describe state are set from samples the server gathers: RSS, pool use
+//! and counts at scrape time, the store's counts on a timer.
 
 use std::sync::LazyLock;
 
@@ -42,6 +43,16 @@ pub struct Metrics {
     pub memory_sqlite_size_bytes: IntGauge,
     pub memory_cache_hit_rate: GaugeVec,
     pub pool_slots_in_use: IntGauge,
+}
+
+/// The state the gauges show, as the server last saw it.
+#[derive(Debug, Clone, Default)]
+pub struct StateSample {
+    pub uptime_seconds: f64,
+    pub pool_slots_in_use: usize,
+    /// Agents and tools deployed.
+    pub plugins: usize,
+    pub embedding_cache_hit_rate: Option<f64>,
 }
 
 /// The process-wide metrics.
@@ -190,6 +201,29 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("text format is UTF-8")
+    }
+
+    /// Sets the gauges that describe the server's state; the server
+    /// gathers the sample from its services (this module knows none).
+    pub fn record_state(&self, state: &StateSample) {
+        self.sample_process();
+        self.uptime_seconds.set(state.uptime_seconds);
+        self.pool_slots_in_use.set(state.pool_slots_in_use as i64);
+        self.agent_config_count.set(state.plugins as i64);
+        self.agent_wasm_count.set(state.plugins as i64);
+        if let Some(rate) = state.embedding_cache_hit_rate {
+            self.memory_cache_hit_rate
+                .with_label_values(&["embedding"])
+                .set(rate);
+        }
+    }
+
+    /// Sets the gauges read from the store (a query each: sampled on a
+    /// timer, never per scrape).
+    pub fn record_store(&self, entities: u64, relations: u64, database_bytes: u64) {
+        self.memory_entities.set(entities as i64);
+        self.memory_relations.set(relations as i64);
+        self.memory_sqlite_size_bytes.set(database_bytes as i64);
     }
 
     /// Refreshes the process gauges (RSS, CPU) from `/proc`.

@@ -220,7 +220,7 @@ async fn serve_metrics(
         .map({
             let state = state.clone();
             move || {
-                api::sample_gauges(&state);
+                crate::metrics::metrics().record_state(&state_sample(&state));
                 warp::reply::with_header(
                     crate::metrics::metrics().render(),
                     "content-type",
@@ -232,7 +232,7 @@ async fn serve_metrics(
         .recover(api::recover)
         .unify();
     let service = warp::service(route);
-    let handler: http::Handler = Arc::new(move |request| {
+    let handler: api::Handler = Arc::new(move |request| {
         let mut service = service.clone();
         Box::pin(async move {
             match tower_service::Service::call(&mut service, request).await {
@@ -258,7 +258,31 @@ async fn sample_store_gauges(state: ApiState) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        api::sample_store_gauges(&state).await;
+        if let Some(memory) = &state.memory {
+            match memory.stats().await {
+                Ok(stats) => crate::metrics::metrics().record_store(
+                    stats.entities,
+                    stats.relations,
+                    stats.database_bytes,
+                ),
+                Err(error) => tracing::warn!(%error, "reading memory stats for metrics"),
+            }
+        }
+    }
+}
+
+/// What the state gauges show, read from the services (cheap: no query).
+fn state_sample(state: &ApiState) -> crate::metrics::StateSample {
+    let (agents, tools) = state.registry.counts();
+    crate::metrics::StateSample {
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        pool_slots_in_use: state.registry.runtime().slots_in_use(),
+        plugins: agents + tools,
+        embedding_cache_hit_rate: state
+            .embeddings
+            .as_ref()
+            .ok()
+            .and_then(|engine| engine.cache_stats().hit_rate()),
     }
 }
 

@@ -1,8 +1,6 @@
 //! Test support: a real `caxton serve` process on a random loopback port,
 //! with its own data dir and agents dir, and its log captured.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 pub mod plugins;
 
 use std::io::{BufRead, BufReader};

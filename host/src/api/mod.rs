@@ -7,6 +7,7 @@ mod error;
 mod memory;
 mod messages;
 pub mod request_id;
+mod routes;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,45 +21,12 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 pub use error::{ApiError, recover};
+pub use routes::{ROUTES, Route, is_public, route_for, route_template};
 
 use crate::agents::{AgentRegistry, Deployments};
 use crate::embed::{EmbedError, EmbeddingEngine};
 use crate::memory::Memory;
 use crate::messaging::Messenger;
-
-/// Every route of the API as (method, path template), with `{name}` and
-/// `{id}` standing for path segments. A new route must be added here and
-/// to `openapi.json` beside this file: `tests/openapi.rs` checks that the
-/// two list the same routes and that each one answers on a live server.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/health"),
-    ("GET", "/api/v1/ready"),
-    ("GET", "/api/v1/openapi.json"),
-    ("GET", "/api/v1/agents"),
-    ("POST", "/api/v1/agents"),
-    ("POST", "/api/v1/agents/validate"),
-    ("GET", "/api/v1/agents/{name}"),
-    ("PUT", "/api/v1/agents/{name}"),
-    ("DELETE", "/api/v1/agents/{name}"),
-    ("POST", "/api/v1/agents/{name}/messages"),
-    ("POST", "/api/v1/agents/{name}/reload"),
-    ("POST", "/api/v1/messages"),
-    ("GET", "/api/v1/conversations/{id}"),
-    ("GET", "/api/v1/conversations/{id}/messages"),
-    ("POST", "/api/v1/embeddings"),
-    ("GET", "/api/v1/models"),
-    ("GET", "/api/v1/models/{model}"),
-    ("POST", "/api/v1/memory/entities"),
-    ("POST", "/api/v1/memory/observations"),
-    ("POST", "/api/v1/memory/relations"),
-    ("POST", "/api/v1/memory/search"),
-    ("GET", "/api/v1/memory/entities/{name}"),
-    ("DELETE", "/api/v1/memory/entities/{name}"),
-    ("GET", "/api/v1/memory/graph/{name}"),
-    ("GET", "/api/v1/memory/stats"),
-    ("GET", "/api/v1/memory/export"),
-    ("POST", "/api/v1/memory/import"),
-];
 
 /// A path segment, percent-decoded: `Alice%20Smith` names `Alice Smith`.
 /// Segments that do not decode to UTF-8 match no route.
@@ -94,9 +62,19 @@ pub struct ApiState {
     pub max_import_size: u64,
 }
 
+/// Routes as a function from request to response: what the HTTP front
+/// runs behind its checks.
+pub type Handler = Arc<
+    dyn Fn(
+            warp::http::Request<hyper::body::Incoming>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// The routes as a plain request-to-response function, for the HTTP
 /// front's pipeline.
-pub fn handler(state: ApiState) -> crate::http::Handler {
+pub fn handler(state: ApiState) -> Handler {
     let service = warp::service(routes(state));
     std::sync::Arc::new(move |request| {
         let mut service = service.clone();
@@ -369,41 +347,6 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .with(warp::trace::request())
 }
 
-/// Refreshes the metrics that describe state rather than events and are
-/// cheap to read (no store query): at every scrape.
-pub fn sample_gauges(state: &ApiState) {
-    let m = crate::metrics::metrics();
-    m.sample_process();
-    m.uptime_seconds.set(state.started.elapsed().as_secs_f64());
-    let runtime = state.registry.runtime();
-    m.pool_slots_in_use.set(runtime.slots_in_use() as i64);
-    let (agents, tools) = state.registry.counts();
-    m.agent_config_count.set((agents + tools) as i64);
-    m.agent_wasm_count.set((agents + tools) as i64);
-    if let Ok(engine) = &state.embeddings
-        && let Some(rate) = engine.cache_stats().hit_rate()
-    {
-        m.memory_cache_hit_rate
-            .with_label_values(&["embedding"])
-            .set(rate);
-    }
-}
-
-/// Refreshes the gauges that need store queries (counts, file size).
-pub async fn sample_store_gauges(state: &ApiState) {
-    let m = crate::metrics::metrics();
-    if let Some(memory) = &state.memory {
-        match memory.stats().await {
-            Ok(stats) => {
-                m.memory_entities.set(stats.entities as i64);
-                m.memory_relations.set(stats.relations as i64);
-                m.memory_sqlite_size_bytes.set(stats.database_bytes as i64);
-            }
-            Err(error) => tracing::warn!(%error, "reading memory stats for metrics"),
-        }
-    }
-}
-
 /// Ready once the embedding model is loaded (or semantic search is off):
 /// what a load balancer or supervisor should wait for after a start.
 fn ready(state: ApiState) -> Response {
@@ -422,48 +365,6 @@ fn ready(state: ApiState) -> Response {
         Err(_) => "unavailable",
     };
     warp::reply::json(&json!({ "ready": true, "embeddings": embeddings })).into_response()
-}
-
-/// The route a path belongs to, with names replaced by `:placeholders`:
-/// bounded label values for metrics, whatever paths clients send.
-pub fn route_template(path: &str) -> String {
-    const NAMED: &[(&str, &str)] = &[
-        ("agents", ":name"),
-        ("entities", ":name"),
-        ("graph", ":name"),
-        ("models", ":model"),
-        ("conversations", ":id"),
-    ];
-    let Some(rest) = path.strip_prefix("/api/v1/") else {
-        return "other".into();
-    };
-    let mut template = String::from("/api/v1");
-    let mut segments = rest.split('/').filter(|s| !s.is_empty()).peekable();
-    let mut depth = 0;
-    while let Some(segment) = segments.next() {
-        depth += 1;
-        if depth > 4
-            || !segment
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
-        {
-            return "other".into();
-        }
-        template.push('/');
-        template.push_str(segment);
-        // `agents/validate` is a route of its own; `agents/validate/...`
-        // names an agent called "validate".
-        let literal = segment == "agents" && segments.clone().eq(["validate"]);
-        if let Some((_, placeholder)) = NAMED.iter().find(|(name, _)| *name == segment)
-            && segments.peek().is_some()
-            && !literal
-        {
-            segments.next();
-            template.push('/');
-            template.push_str(placeholder);
-        }
-    }
-    template
 }
 
 /// A handler's result as a response: JSON with its status, or the error shape.
@@ -491,36 +392,4 @@ fn health(state: ApiState) -> Response {
         },
     }))
     .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::route_template;
-
-    #[test]
-    fn route_templates_hide_names() {
-        assert_eq!(route_template("/api/v1/health"), "/api/v1/health");
-        assert_eq!(
-            route_template("/api/v1/agents/echo/messages"),
-            "/api/v1/agents/:name/messages"
-        );
-        assert_eq!(
-            route_template("/api/v1/memory/entities/Alice%20Smith"),
-            "/api/v1/memory/entities/:name"
-        );
-        assert_eq!(
-            route_template("/api/v1/memory/entities"),
-            "/api/v1/memory/entities"
-        );
-        assert_eq!(
-            route_template("/api/v1/agents/validate"),
-            "/api/v1/agents/validate"
-        );
-        assert_eq!(
-            route_template("/api/v1/agents/validate/messages"),
-            "/api/v1/agents/:name/messages"
-        );
-        assert_eq!(route_template("/wp-admin/x"), "other");
-        assert_eq!(route_template("/api/v1/Random123"), "other");
-    }
 }

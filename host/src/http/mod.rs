@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use pipeline::{Handler, Pipeline};
+pub use pipeline::Pipeline;
 pub use rate_limit::RateLimiter;
 
 use crate::config::HttpServerConfig;

@@ -3,9 +3,7 @@
 //! server's rate limit, the body's media type, the route (with a
 //! deadline), compression, and the request metrics.
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,14 +15,10 @@ use warp::reply::Response;
 use super::compress;
 use super::guard::{self, AllowedHosts};
 use super::rate_limit::RateLimiter;
-use crate::api::{ApiError, request_id, route_template};
+use crate::api::{ApiError, Handler, is_public, request_id, route_for, route_template};
 use crate::auth::LiveToken;
 use crate::config::HttpServerConfig;
 use crate::metrics::metrics;
-
-/// The routes, as a function from request to response.
-pub type Handler =
-    Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
 
 pub struct Pipeline {
     routes: Handler,
@@ -34,12 +28,6 @@ pub struct Pipeline {
     /// With auth off, the names the `Host` header may give.
     hosts: Option<AllowedHosts>,
     settings: HttpServerConfig,
-}
-
-/// Routes anyone may call: probes must work without credentials and must
-/// not be starved by a client that hit its rate limit.
-fn is_exempt(path: &str) -> bool {
-    matches!(path, "/api/v1/health" | "/api/v1/ready")
 }
 
 impl Pipeline {
@@ -123,7 +111,7 @@ impl Pipeline {
             )
             .into_response();
         }
-        if !is_exempt(request.uri().path()) {
+        if !is_public(request.uri().path()) {
             if let Some(limiter) = &self.limiter
                 && let Err(wait) = limiter.check_client(client)
             {
@@ -151,7 +139,7 @@ impl Pipeline {
             }
         }
         if let Some(accepted) =
-            guard::body_media_types(request.method(), &route_template(request.uri().path()))
+            route_for(request.method().as_str(), request.uri().path()).and_then(|r| r.body)
             && !guard::content_type_is(request.headers(), accepted)
         {
             return ApiError::new(

@@ -1,0 +1,221 @@
+//! The API's route table: every route once, with what the front needs to
+//! know about it before the route runs (is a token needed, what the body
+//! may be sent as) and the template that names it in metrics.
+//!
+//! A new route is added here and to `openapi.json` beside this file:
+//! `tests/openapi.rs` checks that the two list the same routes and that
+//! each one answers on a live server.
+
+/// One route: a method and a path template, `{placeholder}` standing for
+/// one path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// Answered without a token and outside the rate limit: probes must
+    /// work without credentials and must not be starved by a busy client.
+    pub public: bool,
+    /// Media types the body may be sent as; `None` for routes that read no
+    /// body. A browser's form post cannot send `application/json`, so
+    /// requiring it keeps web pages from driving the API.
+    pub body: Option<&'static [&'static str]>,
+}
+
+const JSON: &[&str] = &["application/json"];
+/// A manifest may be sent as JSON or as the TOML text itself.
+const MANIFEST: &[&str] = &["application/json", "application/toml", "text/plain"];
+const JSON_LINES: &[&str] = &[
+    "application/x-ndjson",
+    "application/jsonl",
+    "application/json",
+];
+
+const fn get(path: &'static str) -> Route {
+    Route {
+        method: "GET",
+        path,
+        public: false,
+        body: None,
+    }
+}
+
+const fn public(path: &'static str) -> Route {
+    Route {
+        public: true,
+        ..get(path)
+    }
+}
+
+const fn delete(path: &'static str) -> Route {
+    Route {
+        method: "DELETE",
+        ..get(path)
+    }
+}
+
+const fn post(path: &'static str, body: Option<&'static [&'static str]>) -> Route {
+    Route {
+        method: "POST",
+        body,
+        ..get(path)
+    }
+}
+
+const fn put(path: &'static str) -> Route {
+    Route {
+        method: "PUT",
+        body: Some(JSON),
+        ..get(path)
+    }
+}
+
+/// Every route of the API.
+pub const ROUTES: &[Route] = &[
+    public("/api/v1/health"),
+    public("/api/v1/ready"),
+    get("/api/v1/openapi.json"),
+    get("/api/v1/agents"),
+    post("/api/v1/agents", Some(JSON)),
+    post("/api/v1/agents/validate", Some(MANIFEST)),
+    get("/api/v1/agents/{name}"),
+    put("/api/v1/agents/{name}"),
+    delete("/api/v1/agents/{name}"),
+    post("/api/v1/agents/{name}/messages", Some(JSON)),
+    post("/api/v1/agents/{name}/reload", None),
+    post("/api/v1/messages", Some(JSON)),
+    get("/api/v1/conversations/{id}"),
+    get("/api/v1/conversations/{id}/messages"),
+    post("/api/v1/embeddings", Some(JSON)),
+    get("/api/v1/models"),
+    get("/api/v1/models/{model}"),
+    post("/api/v1/memory/entities", Some(JSON)),
+    post("/api/v1/memory/observations", Some(JSON)),
+    post("/api/v1/memory/relations", Some(JSON)),
+    post("/api/v1/memory/search", Some(JSON)),
+    get("/api/v1/memory/entities/{name}"),
+    delete("/api/v1/memory/entities/{name}"),
+    get("/api/v1/memory/graph/{name}"),
+    get("/api/v1/memory/stats"),
+    get("/api/v1/memory/export"),
+    post("/api/v1/memory/import", Some(JSON_LINES)),
+];
+
+/// The route `method path` is, if any. Literal segments win over
+/// placeholders (`agents/validate` is the validate route, not an agent
+/// called "validate"), then the table's order.
+pub fn route_for(method: &str, path: &str) -> Option<&'static Route> {
+    matching(path).find(|route| route.method.eq_ignore_ascii_case(method))
+}
+
+/// Whether any route at `path` is public (whatever the method: a wrong
+/// method on a probe gets its 405 without a token).
+pub fn is_public(path: &str) -> bool {
+    matching(path).any(|route| route.public)
+}
+
+/// The template of the route at `path` in the `:placeholder` form metrics
+/// use (`/api/v1/agents/:name/messages`), or `other`: a bounded set of
+/// label values, whatever paths clients send.
+pub fn route_template(path: &str) -> String {
+    match matching(path).next() {
+        Some(route) => route
+            .path
+            .split('/')
+            .map(|segment| match placeholder(segment) {
+                Some(name) => format!(":{name}"),
+                None => segment.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => "other".into(),
+    }
+}
+
+/// The routes whose template matches `path`, most literal first.
+fn matching(path: &str) -> impl Iterator<Item = &'static Route> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut found: Vec<(usize, &'static Route)> = ROUTES
+        .iter()
+        .filter_map(|route| {
+            let template: Vec<&str> = route.path.split('/').collect();
+            if template.len() != segments.len() {
+                return None;
+            }
+            let mut placeholders = 0;
+            for (want, got) in template.iter().zip(&segments) {
+                if placeholder(want).is_some() {
+                    if got.is_empty() {
+                        return None;
+                    }
+                    placeholders += 1;
+                } else if want != got {
+                    return None;
+                }
+            }
+            Some((placeholders, route))
+        })
+        .collect();
+    found.sort_by_key(|(placeholders, _)| *placeholders);
+    found.into_iter().map(|(_, route)| route)
+}
+
+fn placeholder(segment: &str) -> Option<&str> {
+    segment.strip_prefix('{')?.strip_suffix('}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_templates_hide_names() {
+        assert_eq!(route_template("/api/v1/health"), "/api/v1/health");
+        assert_eq!(
+            route_template("/api/v1/agents/echo/messages"),
+            "/api/v1/agents/:name/messages"
+        );
+        assert_eq!(
+            route_template("/api/v1/memory/entities/Alice%20Smith"),
+            "/api/v1/memory/entities/:name"
+        );
+        assert_eq!(
+            route_template("/api/v1/memory/entities"),
+            "/api/v1/memory/entities"
+        );
+        assert_eq!(
+            route_template("/api/v1/agents/validate"),
+            "/api/v1/agents/validate"
+        );
+        assert_eq!(
+            route_template("/api/v1/agents/validate/messages"),
+            "/api/v1/agents/:name/messages"
+        );
+        assert_eq!(route_template("/wp-admin/x"), "other");
+        assert_eq!(route_template("/api/v1/Random123"), "other");
+        // Made-up paths under the API are one label, not one each.
+        assert_eq!(route_template("/api/v1/aaaa"), "other");
+    }
+
+    #[test]
+    fn the_table_says_what_the_front_checks() {
+        assert!(is_public("/api/v1/health"));
+        assert!(!is_public("/api/v1/agents"));
+        let search = route_for("POST", "/api/v1/memory/search").unwrap();
+        assert_eq!(search.body, Some(JSON));
+        assert_eq!(
+            route_for("POST", "/api/v1/agents/validate").unwrap().body,
+            Some(MANIFEST)
+        );
+        // An agent named "validate" is replaced with JSON, like any other.
+        assert_eq!(
+            route_for("PUT", "/api/v1/agents/validate").unwrap().path,
+            "/api/v1/agents/{name}"
+        );
+        assert_eq!(
+            route_for("post", "/api/v1/agents/x/reload").unwrap().body,
+            None
+        );
+        assert!(route_for("POST", "/api/v1/agents/validate/reload").is_some());
+        assert!(route_for("GET", "/api/v1/nope").is_none());
+    }
+}

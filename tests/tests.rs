@@ -1,0 +1,18 @@
+//! The integration tests: one binary (one link step on a 2-core machine,
+//! as ripgrep does), one module per area, and the shared harness in
+//! `support` (a real `caxton serve` on loopback, real plugins, real store).
+
+mod support;
+
+mod agents;
+mod clients;
+mod embeddings;
+mod embeddings_api;
+mod hardening;
+mod hostile;
+mod memory;
+mod messaging;
+mod openapi;
+mod operator;
+mod server;
+mod storage;
