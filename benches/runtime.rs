@@ -4,10 +4,8 @@
 #[path = "../tests/support/plugins.rs"]
 mod plugins;
 
-use std::sync::Arc;
-
 use caxton::config::WasmRuntimeConfig;
-use caxton::runtime::{Message, NoServices, Performative, PluginSpec, Runtime};
+use caxton::runtime::{Message, Performative, PluginSpec, Runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn message(content: &str) -> Message {
@@ -59,7 +57,8 @@ fn runtime_benches(c: &mut Criterion) {
             let outcome = tokio.block_on(runtime.call_agent(
                 &echo,
                 message(r#"{"text":"hello"}"#),
-                Arc::new(NoServices),
+                &caxton::runtime::HostServices::none(),
+                None,
             ));
             outcome.result.unwrap().unwrap()
         })

@@ -15,11 +15,10 @@ mod plugins;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caxton::config::WasmRuntimeConfig;
-use caxton::runtime::{Message, NoServices, Performative, PluginSpec, Runtime};
+use caxton::runtime::{Message, Performative, PluginSpec, Runtime};
 use serde_json::json;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -68,7 +67,12 @@ async fn in_process_echo() -> serde_json::Value {
     for i in 0..22_000 {
         let started = Instant::now();
         let outcome = runtime
-            .call_agent(&echo, message.clone(), Arc::new(NoServices))
+            .call_agent(
+                &echo,
+                message.clone(),
+                &caxton::runtime::HostServices::none(),
+                None,
+            )
             .await;
         let elapsed = started.elapsed();
         outcome.result.unwrap().unwrap();

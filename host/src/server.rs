@@ -138,6 +138,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(Conversations::start(memory.clone())),
         config.agents.clone(),
     );
+    // The services every agent call reaches, wired once: tools, memory
+    // and context from the registry, messaging from the messenger.
+    registry.wire(crate::runtime::HostServices {
+        tools: registry.clone(),
+        memory: registry.clone(),
+        context: registry.clone(),
+        messaging: messenger.clone(),
+    });
     let expiry = tokio::spawn(expire_conversations(
         messenger.clone(),
         config.agents.clone(),

@@ -10,8 +10,9 @@ use super::manifest::{Manifest, ManifestError, PluginKind};
 use crate::memory::{Caller, Memory, MemoryError, SearchOptions};
 use crate::metrics::metrics;
 use crate::runtime::{
-    AgentComponent, BoxFuture, CallLimits, CallOutcome, HostServices, Message, PluginSpec, Runtime,
-    RuntimeError, ToolComponent, WitEntity, WitError, WitSearchHit,
+    AgentComponent, BoxFuture, CallChain, CallLimits, CallOutcome, ContextHost, HostServices,
+    MemoryHost, Message, PluginSpec, Runtime, RuntimeError, ToolComponent, ToolHost, Unavailable,
+    WitEntity, WitError, WitSearchHit,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,8 @@ pub struct AgentRegistry {
     max_agents: std::sync::atomic::AtomicUsize,
     /// Largest reply content accepted from an agent, in bytes.
     max_reply_bytes: std::sync::atomic::AtomicUsize,
+    /// What agents' imports reach, wired once by `server`.
+    services: std::sync::OnceLock<HostServices>,
 }
 
 /// What an agent has done since the server started.
@@ -136,6 +139,7 @@ impl AgentRegistry {
             stats: RwLock::default(),
             max_agents: std::sync::atomic::AtomicUsize::new(usize::MAX),
             max_reply_bytes: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            services: std::sync::OnceLock::new(),
         })
     }
 
@@ -522,29 +526,41 @@ impl AgentRegistry {
         names
     }
 
-    /// Delivers a message to the named agent on a fresh instance, with
-    /// tools and memory but no messaging (see [`Self::call_with`]).
+    /// Wires the services every agent call gets (once, in `server`).
+    pub fn wire(&self, services: HostServices) {
+        if self.services.set(services).is_err() {
+            tracing::warn!("the agent registry's services were already wired");
+        }
+    }
+
+    /// The wired services, or (before wiring: offline checks, benchmarks)
+    /// this registry's tools, memory and context without messaging.
+    fn services(self: &Arc<Self>) -> HostServices {
+        self.services
+            .get()
+            .cloned()
+            .unwrap_or_else(|| HostServices {
+                tools: self.clone(),
+                memory: self.clone(),
+                context: self.clone(),
+                messaging: Arc::new(Unavailable),
+            })
+    }
+
+    /// Delivers a message to the named agent on a fresh instance; `chain`
+    /// says where the call sits in a chain of messages.
     pub async fn call(
         self: &Arc<Self>,
         agent: &str,
         message: Message,
-    ) -> Result<CallOutcome<Result<Option<Message>, WitError>>, AgentError> {
-        self.call_with(agent, message, self.clone()).await
-    }
-
-    /// Delivers a message with `services` behind the agent's imports.
-    pub async fn call_with(
-        &self,
-        agent: &str,
-        message: Message,
-        services: Arc<dyn HostServices>,
+        chain: Option<CallChain>,
     ) -> Result<CallOutcome<Result<Option<Message>, WitError>>, AgentError> {
         let deployed = self
             .agent(agent)
             .ok_or_else(|| AgentError::NotFound(agent.to_owned()))?;
         let mut outcome = self
             .runtime
-            .call_agent(&deployed.component, message, services)
+            .call_agent(&deployed.component, message, &self.services(), chain)
             .await;
         // A reply bigger than the host passes on is the plugin's error: it
         // would otherwise be copied through conversations and responses.
@@ -602,7 +618,7 @@ enum Loaded {
     Tool(ToolComponent),
 }
 
-impl HostServices for AgentRegistry {
+impl ToolHost for AgentRegistry {
     fn call_tool<'a>(
         &'a self,
         caller: &'a str,
@@ -649,13 +665,17 @@ impl HostServices for AgentRegistry {
             }
         })
     }
+}
 
+impl ContextHost for AgentRegistry {
     fn parameters(&self, caller: &str) -> String {
         self.agent(caller)
             .and_then(|a| serde_json::to_string(&a.manifest.parameters).ok())
             .unwrap_or_else(|| "{}".into())
     }
+}
 
+impl MemoryHost for AgentRegistry {
     fn remember<'a>(
         &'a self,
         caller: &'a str,

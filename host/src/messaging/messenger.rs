@@ -22,7 +22,8 @@ use crate::agents::{AgentError, AgentRegistry};
 use crate::config::AgentsConfig;
 use crate::memory::MemoryError;
 use crate::runtime::{
-    BoxFuture, CallOutcome, HostServices, Message, Performative, WitEntity, WitError, WitSearchHit,
+    BoxFuture, CallChain, CallOutcome, Message, MessagingHost, Performative, WitError,
+    messaging_unavailable,
 };
 
 /// The result of handing one message to one agent.
@@ -297,17 +298,13 @@ impl Messenger {
         }
         let mut chain = context.chain.clone();
         chain.push(agent.to_owned());
-        let services: Arc<dyn HostServices> = Arc::new(AgentServices {
-            registry: self.registry.clone(),
-            messenger: self.me.upgrade().expect("the messenger outlives its calls"),
-            context: CallContext { chain, ..context },
-        });
+        let chain: CallChain = Arc::new(CallContext { chain, ..context });
         let request = (
             message.id.clone(),
             message.reply_with.clone(),
             message.sender.clone(),
         );
-        let mut outcome = self.registry.call_with(agent, message, services).await;
+        let mut outcome = self.registry.call(agent, message, Some(chain)).await;
         if let Ok(CallOutcome {
             result: Ok(Ok(Some(reply))),
             ..
@@ -412,15 +409,7 @@ impl Messenger {
     }
 }
 
-/// What a running agent's imports reach: the registry's tools and memory,
-/// and messaging that knows the chain this call is part of.
-struct AgentServices {
-    registry: Arc<AgentRegistry>,
-    messenger: Arc<Messenger>,
-    context: CallContext,
-}
-
-impl AgentServices {
+impl Messenger {
     /// An agent's outgoing message is held to the reply limit: it would
     /// otherwise be copied through queues, conversations and the callee.
     fn check_size(&self, caller: &str, message: &Message) -> Result<(), WitError> {
@@ -436,6 +425,14 @@ impl AgentServices {
             "message of {size} bytes is larger than [agents] max_reply_size ({limit} bytes)"
         )))
     }
+}
+
+/// The chain a call's `messaging` imports continue: the one this messenger
+/// started the call with. A call outside any chain cannot send.
+fn continuing(chain: Option<&CallChain>) -> Result<&CallContext, WitError> {
+    chain
+        .and_then(|chain| chain.downcast_ref::<CallContext>())
+        .ok_or_else(messaging_unavailable)
 }
 
 /// The bytes of a message's text fields: what routing and recording it copies.
@@ -456,78 +453,24 @@ fn message_bytes(message: &Message) -> usize {
     .sum()
 }
 
-impl HostServices for AgentServices {
-    fn parameters(&self, caller: &str) -> String {
-        self.registry.parameters(caller)
-    }
-
-    fn call_tool<'a>(
-        &'a self,
-        caller: &'a str,
-        tool: &'a str,
-        input: String,
-    ) -> BoxFuture<'a, Result<String, WitError>> {
-        self.registry.call_tool(caller, tool, input)
-    }
-
-    fn remember<'a>(
-        &'a self,
-        caller: &'a str,
-        name: String,
-        entity_type: String,
-        observations: Vec<String>,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
-        self.registry
-            .remember(caller, name, entity_type, observations)
-    }
-
-    fn relate<'a>(
-        &'a self,
-        caller: &'a str,
-        from: String,
-        to: String,
-        relation_type: String,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
-        self.registry.relate(caller, from, to, relation_type)
-    }
-
-    fn search<'a>(
-        &'a self,
-        caller: &'a str,
-        query: String,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<WitSearchHit>, WitError>> {
-        self.registry.search(caller, query, limit)
-    }
-
-    fn open<'a>(
-        &'a self,
-        caller: &'a str,
-        names: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<WitEntity>, WitError>> {
-        self.registry.open(caller, names)
-    }
-
-    fn forget<'a>(&'a self, caller: &'a str, name: String) -> BoxFuture<'a, Result<(), WitError>> {
-        self.registry.forget(caller, name)
-    }
-
+impl MessagingHost for Messenger {
     fn send<'a>(
         &'a self,
         caller: &'a str,
+        chain: Option<&'a CallChain>,
         mut message: Message,
     ) -> BoxFuture<'a, Result<(), WitError>> {
         Box::pin(async move {
+            let context = continuing(chain)?;
             self.check_size(caller, &message)?;
-            let agent = self.messenger.route_from(&self.context, &message)?;
-            Messenger::stamp(caller, &self.context, &mut message, &agent);
+            let agent = self.route_from(context, &message)?;
+            Messenger::stamp(caller, context, &mut message, &agent);
             let job = Job {
                 message,
-                context: self.context.clone(),
+                context: context.clone(),
                 reply: None,
             };
-            self.messenger
-                .enqueue(&agent, job, self.context.priority)
+            self.enqueue(&agent, job, context.priority)
                 .await
                 .map_err(|e| WitError::Unavailable(e.to_string()))
         })
@@ -536,23 +479,22 @@ impl HostServices for AgentServices {
     fn request<'a>(
         &'a self,
         caller: &'a str,
+        chain: Option<&'a CallChain>,
         mut message: Message,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Message, WitError>> {
         Box::pin(async move {
+            let context = continuing(chain)?;
             self.check_size(caller, &message)?;
-            let agent = self.messenger.route_from(&self.context, &message)?;
-            Messenger::stamp(caller, &self.context, &mut message, &agent);
+            let agent = self.route_from(context, &message)?;
+            Messenger::stamp(caller, context, &mut message, &agent);
             let started = Instant::now();
-            let delivery = tokio::time::timeout(
-                timeout,
-                self.messenger
-                    .execute(&agent, message, self.context.clone()),
-            )
-            .await
-            .map_err(|_| {
-                WitError::Timeout(format!("no reply from {agent:?} within {timeout:?}"))
-            })?;
+            let delivery =
+                tokio::time::timeout(timeout, self.execute(&agent, message, context.clone()))
+                    .await
+                    .map_err(|_| {
+                        WitError::Timeout(format!("no reply from {agent:?} within {timeout:?}"))
+                    })?;
             tracing::debug!(from = caller, to = %agent, elapsed_us = started.elapsed().as_micros() as u64, "agent request answered");
             match delivery.outcome {
                 Ok(CallOutcome {
@@ -568,7 +510,7 @@ impl HostServices for AgentServices {
                     sender: agent.clone(),
                     receiver: Some(caller.to_owned()),
                     capability: None,
-                    conversation_id: Some(self.context.conversation_id.clone()),
+                    conversation_id: Some(context.conversation_id.clone()),
                     reply_with: None,
                     in_reply_to: None,
                     content: "null".into(),

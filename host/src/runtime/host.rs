@@ -1,12 +1,7 @@
-//! The store data of one call and the host side of the WIT imports.
-//!
-//! The runtime cannot depend on the services above it (tools live in the
-//! agent registry; memory and messaging come later), so it reaches them
-//! through [`HostServices`], implemented by those services and wired up in
-//! `server`.
+//! The store data of one call and the host side of the WIT imports: each
+//! import goes to its capability's service in [`HostServices`].
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
@@ -15,118 +10,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::bindings::agent::caxton::agent::{context, log, memory, messaging, tools, types};
 use super::bindings::{Message, WitError};
 use super::limits::MemoryLimiter;
+use super::services::{CallChain, HostServices};
 use super::stderr::StderrTail;
-
-/// A boxed future, for the object-safe service trait.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Host services a plugin can reach through its imports.
-pub trait HostServices: Send + Sync {
-    /// Runs tool `tool` with JSON `input` on behalf of plugin `caller`,
-    /// after checking the caller's allowlist.
-    fn call_tool<'a>(
-        &'a self,
-        caller: &'a str,
-        tool: &'a str,
-        input: String,
-    ) -> BoxFuture<'a, Result<String, WitError>>;
-
-    /// `memory.remember` for plugin `caller`.
-    fn remember<'a>(
-        &'a self,
-        caller: &'a str,
-        name: String,
-        entity_type: String,
-        observations: Vec<String>,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
-        let _ = (caller, name, entity_type, observations);
-        Box::pin(async { Err(memory_unavailable()) })
-    }
-
-    /// `memory.relate` for plugin `caller`.
-    fn relate<'a>(
-        &'a self,
-        caller: &'a str,
-        from: String,
-        to: String,
-        relation_type: String,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
-        let _ = (caller, from, to, relation_type);
-        Box::pin(async { Err(memory_unavailable()) })
-    }
-
-    /// `memory.search` for plugin `caller`.
-    fn search<'a>(
-        &'a self,
-        caller: &'a str,
-        query: String,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<memory::SearchHit>, WitError>> {
-        let _ = (caller, query, limit);
-        Box::pin(async { Err(memory_unavailable()) })
-    }
-
-    /// `memory.open` for plugin `caller`.
-    fn open<'a>(
-        &'a self,
-        caller: &'a str,
-        names: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<memory::Entity>, WitError>> {
-        let _ = (caller, names);
-        Box::pin(async { Err(memory_unavailable()) })
-    }
-
-    /// The `[parameters]` of plugin `caller`'s manifest as JSON text.
-    fn parameters(&self, caller: &str) -> String {
-        let _ = caller;
-        "{}".into()
-    }
-
-    /// `messaging.send` for plugin `caller`: deliver without waiting.
-    fn send<'a>(
-        &'a self,
-        caller: &'a str,
-        message: Message,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
-        let _ = (caller, message);
-        Box::pin(async { Err(messaging_unavailable()) })
-    }
-
-    /// `messaging.request` for plugin `caller`: deliver and await the reply.
-    fn request<'a>(
-        &'a self,
-        caller: &'a str,
-        message: Message,
-        timeout: std::time::Duration,
-    ) -> BoxFuture<'a, Result<Message, WitError>> {
-        let _ = (caller, message, timeout);
-        Box::pin(async { Err(messaging_unavailable()) })
-    }
-
-    /// `memory.forget` for plugin `caller`.
-    fn forget<'a>(&'a self, caller: &'a str, name: String) -> BoxFuture<'a, Result<(), WitError>> {
-        let _ = (caller, name);
-        Box::pin(async { Err(memory_unavailable()) })
-    }
-}
-
-/// Services for plugins that may not call anything (tools themselves).
-pub struct NoServices;
-
-impl HostServices for NoServices {
-    fn call_tool<'a>(
-        &'a self,
-        caller: &'a str,
-        tool: &'a str,
-        _input: String,
-    ) -> BoxFuture<'a, Result<String, WitError>> {
-        Box::pin(async move {
-            Err(WitError::Denied(format!(
-                "{caller} cannot call tool {tool}: tools cannot call other tools"
-            )))
-        })
-    }
-}
 
 /// Longest log line kept from a plugin; the rest is cut so a chatty plugin
 /// cannot flood the host log.
@@ -152,7 +37,9 @@ pub struct HostState {
     /// Log lines written during this call.
     log_lines: u32,
     pub(crate) limiter: MemoryLimiter,
-    services: Arc<dyn HostServices>,
+    services: HostServices,
+    /// Where this call sits in a chain of messages, for its `messaging`.
+    chain: Option<CallChain>,
     /// The server's runtime, when there is one (not in offline checks).
     server: Option<tokio::runtime::Handle>,
 }
@@ -161,7 +48,8 @@ impl HostState {
     pub fn new(
         plugin: Arc<str>,
         memory_limit: u64,
-        services: Arc<dyn HostServices>,
+        services: HostServices,
+        chain: Option<CallChain>,
         server: Option<tokio::runtime::Handle>,
     ) -> Self {
         let stderr = StderrTail::new(STDERR_KEPT);
@@ -187,6 +75,7 @@ impl HostState {
             log_lines: 0,
             limiter: MemoryLimiter::new(memory_limit),
             services,
+            chain,
             server,
         }
     }
@@ -247,10 +136,6 @@ impl log::Host for HostState {
     }
 }
 
-fn memory_unavailable() -> WitError {
-    WitError::Unavailable("agent memory is not available on this host".into())
-}
-
 /// Runs a memory write on the server's threads. A write holds the store's
 /// one writer lock; held by a call on the low-priority threads, every
 /// normal-priority writer would wait for it (priority inversion). A spawned
@@ -281,9 +166,9 @@ impl memory::Host for HostState {
         entity_type: String,
         observations: Vec<String>,
     ) -> Result<(), WitError> {
-        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        let (memory, plugin) = (self.services.memory.clone(), self.plugin.clone());
         write_on_server_threads(self.server.clone(), async move {
-            services
+            memory
                 .remember(&plugin, name, entity_type, observations)
                 .await
         })
@@ -296,9 +181,9 @@ impl memory::Host for HostState {
         to: String,
         relation_type: String,
     ) -> Result<(), WitError> {
-        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        let (memory, plugin) = (self.services.memory.clone(), self.plugin.clone());
         write_on_server_threads(self.server.clone(), async move {
-            services.relate(&plugin, from, to, relation_type).await
+            memory.relate(&plugin, from, to, relation_type).await
         })
         .await
     }
@@ -308,19 +193,20 @@ impl memory::Host for HostState {
         query: String,
         limit: u32,
     ) -> Result<Vec<memory::SearchHit>, WitError> {
-        let (services, plugin) = (self.services.clone(), self.plugin.clone());
-        services.search(&plugin, query, limit).await
+        self.services
+            .memory
+            .search(&self.plugin, query, limit)
+            .await
     }
 
     async fn open(&mut self, names: Vec<String>) -> Result<Vec<memory::Entity>, WitError> {
-        let (services, plugin) = (self.services.clone(), self.plugin.clone());
-        services.open(&plugin, names).await
+        self.services.memory.open(&self.plugin, names).await
     }
 
     async fn forget(&mut self, name: String) -> Result<(), WitError> {
-        let (services, plugin) = (self.services.clone(), self.plugin.clone());
+        let (memory, plugin) = (self.services.memory.clone(), self.plugin.clone());
         write_on_server_threads(self.server.clone(), async move {
-            services.forget(&plugin, name).await
+            memory.forget(&plugin, name).await
         })
         .await
     }
@@ -332,31 +218,32 @@ impl context::Host for HostState {
     }
 
     async fn parameters(&mut self) -> String {
-        self.services.parameters(&self.plugin)
+        self.services.context.parameters(&self.plugin)
     }
 }
 
 impl tools::Host for HostState {
     async fn call(&mut self, name: String, input: String) -> Result<String, WitError> {
-        let services = self.services.clone();
-        let plugin = self.plugin.clone();
-        services.call_tool(&plugin, &name, input).await
+        self.services
+            .tools
+            .call_tool(&self.plugin, &name, input)
+            .await
     }
-}
-
-fn messaging_unavailable() -> WitError {
-    WitError::Unavailable("agent-to-agent messaging is not available to this plugin".into())
 }
 
 impl messaging::Host for HostState {
     async fn send(&mut self, message: Message) -> Result<(), WitError> {
-        let (services, plugin) = (self.services.clone(), self.plugin.clone());
-        services.send(&plugin, message).await
+        self.services
+            .messaging
+            .send(&self.plugin, self.chain.as_ref(), message)
+            .await
     }
 
     async fn request(&mut self, message: Message, timeout_ms: u32) -> Result<Message, WitError> {
-        let (services, plugin) = (self.services.clone(), self.plugin.clone());
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
-        services.request(&plugin, message, timeout).await
+        self.services
+            .messaging
+            .request(&self.plugin, self.chain.as_ref(), message, timeout)
+            .await
     }
 }

@@ -9,6 +9,7 @@ mod error;
 mod host;
 mod lanes;
 mod limits;
+mod services;
 mod stderr;
 
 use std::path::{Path, PathBuf};
@@ -24,8 +25,11 @@ pub use bindings::{
 };
 pub use cache::CacheOutcome;
 pub use error::RuntimeError;
-pub use host::{BoxFuture, HostServices, NoServices};
 pub use limits::{CallLimits, CallUsage, MemoryLimitExceeded};
+pub use services::{
+    BoxFuture, CallChain, ContextHost, HostServices, MemoryHost, MessagingHost, ToolHost,
+    Unavailable, messaging_unavailable,
+};
 
 use bindings::agent::AgentPre;
 use bindings::tool::ToolPre;
@@ -255,19 +259,22 @@ impl Runtime {
             })
     }
 
-    /// Delivers `message` to the agent on a fresh instance.
+    /// Delivers `message` to the agent on a fresh instance, its imports
+    /// reaching `services`; `chain` says where the call sits in a chain of
+    /// messages (for its `messaging` imports).
     pub async fn call_agent(
         &self,
         agent: &AgentComponent,
         message: Message,
-        services: Arc<dyn HostServices>,
+        services: &HostServices,
+        chain: Option<CallChain>,
     ) -> CallOutcome<Result<Option<Message>, WitError>> {
         let pre = agent.pre.clone();
         self.run(
             &agent.name,
             &agent.standing,
             agent.limits,
-            services,
+            (services.clone(), chain),
             move |store| {
                 Box::pin(async move {
                     let agent = pre.instantiate_async(&mut *store).await?;
@@ -285,7 +292,7 @@ impl Runtime {
             &tool.name,
             &tool.standing,
             tool.limits,
-            Arc::new(NoServices),
+            (HostServices::none(), None),
             move |store| {
                 Box::pin(async move {
                     let tool = pre.instantiate_async(&mut *store).await?;
@@ -307,7 +314,7 @@ impl Runtime {
             &tool.name,
             &tool.standing,
             tool.limits,
-            Arc::new(NoServices),
+            (HostServices::none(), None),
             move |store| {
                 Box::pin(async move {
                     let tool = pre.instantiate_async(&mut *store).await?;
@@ -326,7 +333,7 @@ impl Runtime {
         plugin: &Arc<str>,
         standing: &Standing,
         limits: CallLimits,
-        services: Arc<dyn HostServices>,
+        (services, chain): (HostServices, Option<CallChain>),
         body: impl for<'s> FnOnce(&'s mut Store<HostState>) -> BoxFuture<'s, wasmtime::Result<T>>
         + Send
         + 'static,
@@ -348,7 +355,7 @@ impl Runtime {
                 usage: CallUsage::default(),
             };
         };
-        let mut store = match self.store_for(plugin, &limits, services) {
+        let mut store = match self.store_for(plugin, &limits, services, chain) {
             Ok(store) => store,
             Err(error) => {
                 return CallOutcome {
@@ -408,7 +415,8 @@ impl Runtime {
         &self,
         plugin: &Arc<str>,
         limits: &CallLimits,
-        services: Arc<dyn HostServices>,
+        services: HostServices,
+        chain: Option<CallChain>,
     ) -> Result<Store<HostState>, RuntimeError> {
         let mut store = Store::new(
             &self.engine,
@@ -416,6 +424,7 @@ impl Runtime {
                 plugin.clone(),
                 limits.memory_bytes,
                 services,
+                chain,
                 self.server.clone(),
             ),
         );

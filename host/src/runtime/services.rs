@@ -1,0 +1,226 @@
+//! The host services a plugin reaches through its imports, one small trait
+//! per capability (as Spin's factors are one unit each). The runtime cannot
+//! depend on the services above it, so it defines what it needs here; the
+//! agent registry and the messenger implement the traits, and `server`
+//! assembles them once into [`HostServices`].
+//!
+//! No method has a default: a service that forgets one fails to compile.
+//! Where a capability is missing on purpose (tools calling tools, offline
+//! checks) [`Unavailable`] says so explicitly.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::bindings::agent::caxton::agent::memory;
+use super::bindings::{Message, WitError};
+
+/// A boxed future, for the object-safe service traits.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where one call sits in a chain of messages. The runtime only carries it
+/// from the call to the call's `messaging` imports; the messaging service
+/// made it and reads it back.
+pub type CallChain = Arc<dyn Any + Send + Sync>;
+
+/// `tools`: a plugin calling a tool.
+pub trait ToolHost: Send + Sync {
+    /// Runs tool `tool` with JSON `input` on behalf of plugin `caller`,
+    /// after checking the caller's allowlist.
+    fn call_tool<'a>(
+        &'a self,
+        caller: &'a str,
+        tool: &'a str,
+        input: String,
+    ) -> BoxFuture<'a, Result<String, WitError>>;
+}
+
+/// `memory`: the knowledge graph, as plugin `caller` (the plugin cannot
+/// name another owner, so scopes are enforced on the host side).
+pub trait MemoryHost: Send + Sync {
+    fn remember<'a>(
+        &'a self,
+        caller: &'a str,
+        name: String,
+        entity_type: String,
+        observations: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), WitError>>;
+
+    fn relate<'a>(
+        &'a self,
+        caller: &'a str,
+        from: String,
+        to: String,
+        relation_type: String,
+    ) -> BoxFuture<'a, Result<(), WitError>>;
+
+    fn search<'a>(
+        &'a self,
+        caller: &'a str,
+        query: String,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<memory::SearchHit>, WitError>>;
+
+    fn open<'a>(
+        &'a self,
+        caller: &'a str,
+        names: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<memory::Entity>, WitError>>;
+
+    fn forget<'a>(&'a self, caller: &'a str, name: String) -> BoxFuture<'a, Result<(), WitError>>;
+}
+
+/// `messaging`: a plugin sending to other agents, from where its call sits
+/// in a chain (`None` for a call made outside any chain).
+pub trait MessagingHost: Send + Sync {
+    /// Deliver without waiting.
+    fn send<'a>(
+        &'a self,
+        caller: &'a str,
+        chain: Option<&'a CallChain>,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), WitError>>;
+
+    /// Deliver and await the reply.
+    fn request<'a>(
+        &'a self,
+        caller: &'a str,
+        chain: Option<&'a CallChain>,
+        message: Message,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Message, WitError>>;
+}
+
+/// `context`: what a plugin may know about itself.
+pub trait ContextHost: Send + Sync {
+    /// The `[parameters]` of plugin `caller`'s manifest as JSON text.
+    fn parameters(&self, caller: &str) -> String;
+}
+
+/// The services a plugin call gets, assembled once.
+#[derive(Clone)]
+pub struct HostServices {
+    pub tools: Arc<dyn ToolHost>,
+    pub memory: Arc<dyn MemoryHost>,
+    pub messaging: Arc<dyn MessagingHost>,
+    pub context: Arc<dyn ContextHost>,
+}
+
+impl HostServices {
+    /// Nothing but refusals: for tools (which may call nothing) and for
+    /// checks that run a plugin outside a server.
+    pub fn none() -> Self {
+        let unavailable = Arc::new(Unavailable);
+        Self {
+            tools: unavailable.clone(),
+            memory: unavailable.clone(),
+            messaging: unavailable.clone(),
+            context: unavailable,
+        }
+    }
+}
+
+/// Every capability, refused with a reason.
+pub struct Unavailable;
+
+fn refuse<'a, T: Send + 'a>(error: WitError) -> BoxFuture<'a, Result<T, WitError>> {
+    Box::pin(async move { Err(error) })
+}
+
+fn memory_unavailable() -> WitError {
+    WitError::Unavailable("agent memory is not available on this host".into())
+}
+
+impl ToolHost for Unavailable {
+    fn call_tool<'a>(
+        &'a self,
+        caller: &'a str,
+        tool: &'a str,
+        _input: String,
+    ) -> BoxFuture<'a, Result<String, WitError>> {
+        refuse(WitError::Denied(format!(
+            "{caller} cannot call tool {tool}: tools cannot call other tools"
+        )))
+    }
+}
+
+impl MemoryHost for Unavailable {
+    fn remember<'a>(
+        &'a self,
+        _caller: &'a str,
+        _name: String,
+        _entity_type: String,
+        _observations: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        refuse(memory_unavailable())
+    }
+
+    fn relate<'a>(
+        &'a self,
+        _caller: &'a str,
+        _from: String,
+        _to: String,
+        _relation_type: String,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        refuse(memory_unavailable())
+    }
+
+    fn search<'a>(
+        &'a self,
+        _caller: &'a str,
+        _query: String,
+        _limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<memory::SearchHit>, WitError>> {
+        refuse(memory_unavailable())
+    }
+
+    fn open<'a>(
+        &'a self,
+        _caller: &'a str,
+        _names: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<memory::Entity>, WitError>> {
+        refuse(memory_unavailable())
+    }
+
+    fn forget<'a>(
+        &'a self,
+        _caller: &'a str,
+        _name: String,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        refuse(memory_unavailable())
+    }
+}
+
+impl MessagingHost for Unavailable {
+    fn send<'a>(
+        &'a self,
+        _caller: &'a str,
+        _chain: Option<&'a CallChain>,
+        _message: Message,
+    ) -> BoxFuture<'a, Result<(), WitError>> {
+        refuse(messaging_unavailable())
+    }
+
+    fn request<'a>(
+        &'a self,
+        _caller: &'a str,
+        _chain: Option<&'a CallChain>,
+        _message: Message,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<Message, WitError>> {
+        refuse(messaging_unavailable())
+    }
+}
+
+/// Why `messaging` fails where it is not wired or a call is outside a chain.
+pub fn messaging_unavailable() -> WitError {
+    WitError::Unavailable("agent-to-agent messaging is not available to this plugin".into())
+}
+
+impl ContextHost for Unavailable {
+    fn parameters(&self, _caller: &str) -> String {
+        "{}".into()
+    }
+}
