@@ -16,3 +16,4 @@ mod openapi;
 mod operator;
 mod server;
 mod storage;
+mod wit_versions;

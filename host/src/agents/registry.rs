@@ -11,8 +11,8 @@ use crate::memory::{Caller, Memory, MemoryError, SearchOptions};
 use crate::metrics::metrics;
 use crate::runtime::{
     AgentComponent, BoxFuture, CallChain, CallLimits, CallOutcome, ContextHost, HostServices,
-    MemoryHost, Message, PluginSpec, Runtime, RuntimeError, ToolComponent, ToolHost, Unavailable,
-    WitEntity, WitError, WitSearchHit,
+    MemoryEntity, MemoryHit, MemoryHost, Message, PluginError, PluginSpec, Runtime, RuntimeError,
+    ToolComponent, ToolHost, Unavailable,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -185,15 +185,15 @@ impl AgentRegistry {
     }
 
     /// The memory service and the caller identity for plugin `caller`.
-    fn memory_for(&self, caller: &str) -> Result<(&Memory, Caller), WitError> {
+    fn memory_for(&self, caller: &str) -> Result<(&Memory, Caller), PluginError> {
         let memory = self.memory.as_deref().ok_or_else(|| {
-            WitError::Unavailable("agent memory is not available on this host".into())
+            PluginError::Unavailable("agent memory is not available on this host".into())
         })?;
         if self
             .agent(caller)
             .is_some_and(|a| !a.manifest.memory.enabled)
         {
-            return Err(WitError::Denied(format!(
+            return Err(PluginError::Denied(format!(
                 "memory is disabled for agent {caller:?} ([memory] enabled = false)"
             )));
         }
@@ -554,7 +554,7 @@ impl AgentRegistry {
         agent: &str,
         message: Message,
         chain: Option<CallChain>,
-    ) -> Result<CallOutcome<Result<Option<Message>, WitError>>, AgentError> {
+    ) -> Result<CallOutcome<Result<Option<Message>, PluginError>>, AgentError> {
         let deployed = self
             .agent(agent)
             .ok_or_else(|| AgentError::NotFound(agent.to_owned()))?;
@@ -571,7 +571,7 @@ impl AgentRegistry {
             && reply.content.len() > limit
         {
             deployed.component.put_on_probation();
-            outcome.result = Ok(Err(WitError::InvalidInput(format!(
+            outcome.result = Ok(Err(PluginError::InvalidInput(format!(
                 "reply of {} bytes is larger than [agents] max_reply_size ({limit} bytes)",
                 reply.content.len()
             ))));
@@ -624,19 +624,19 @@ impl ToolHost for AgentRegistry {
         caller: &'a str,
         tool: &'a str,
         input: String,
-    ) -> BoxFuture<'a, Result<String, WitError>> {
+    ) -> BoxFuture<'a, Result<String, PluginError>> {
         Box::pin(async move {
             let allowed = self
                 .agent(caller)
                 .is_some_and(|agent| agent.manifest.tools.iter().any(|t| t == tool));
             if !allowed {
-                return Err(WitError::Denied(format!(
+                return Err(PluginError::Denied(format!(
                     "tool {tool:?} is not on agent {caller:?}'s allowlist; add it to `tools` in its manifest"
                 )));
             }
-            let deployed = self
-                .tool(tool)
-                .ok_or_else(|| WitError::NotFound(format!("no tool named {tool:?} is deployed")))?;
+            let deployed = self.tool(tool).ok_or_else(|| {
+                PluginError::NotFound(format!("no tool named {tool:?} is deployed"))
+            })?;
             let deadline = self
                 .agent(caller)
                 .and_then(|a| a.manifest.resource_limits.tool_call_timeout);
@@ -644,7 +644,7 @@ impl ToolHost for AgentRegistry {
             let outcome = match deadline {
                 None => call.await,
                 Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                    WitError::Timeout(format!(
+                    PluginError::Timeout(format!(
                         "tool {tool:?} did not answer within {limit:?} (resource_limits.tool_call_timeout)"
                     ))
                 })?,
@@ -658,10 +658,10 @@ impl ToolHost for AgentRegistry {
             }
             match outcome.result {
                 Ok(result) => result,
-                Err(RuntimeError::DeadlineExceeded { timeout }) => Err(WitError::Timeout(format!(
-                    "tool {tool:?} did not finish within {timeout:?}"
-                ))),
-                Err(e) => Err(WitError::Internal(format!("tool {tool:?} failed: {e}"))),
+                Err(RuntimeError::DeadlineExceeded { timeout }) => Err(PluginError::Timeout(
+                    format!("tool {tool:?} did not finish within {timeout:?}"),
+                )),
+                Err(e) => Err(PluginError::Internal(format!("tool {tool:?} failed: {e}"))),
             }
         })
     }
@@ -682,7 +682,7 @@ impl MemoryHost for AgentRegistry {
         name: String,
         entity_type: String,
         observations: Vec<String>,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(async move {
             let (memory, identity) = self.memory_for(caller)?;
             let limit = self
@@ -702,7 +702,7 @@ impl MemoryHost for AgentRegistry {
         from: String,
         to: String,
         relation_type: String,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(async move {
             let (memory, identity) = self.memory_for(caller)?;
             memory
@@ -718,7 +718,7 @@ impl MemoryHost for AgentRegistry {
         caller: &'a str,
         query: String,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<WitSearchHit>, WitError>> {
+    ) -> BoxFuture<'a, Result<Vec<MemoryHit>, PluginError>> {
         Box::pin(async move {
             let (memory, identity) = self.memory_for(caller)?;
             let cap = self
@@ -735,7 +735,7 @@ impl MemoryHost for AgentRegistry {
             let hits = match deadline {
                 None => search.await,
                 Some(limit) => tokio::time::timeout(limit, search).await.map_err(|_| {
-                    WitError::Timeout(format!(
+                    PluginError::Timeout(format!(
                         "memory search did not finish within {limit:?} (resource_limits.memory_search_timeout)"
                     ))
                 })?,
@@ -743,7 +743,7 @@ impl MemoryHost for AgentRegistry {
             .map_err(to_wit)?;
             Ok(hits
                 .into_iter()
-                .map(|hit| WitSearchHit {
+                .map(|hit| MemoryHit {
                     entity: hit.entity,
                     entity_type: hit.entity_type,
                     observation: hit.observation,
@@ -757,13 +757,13 @@ impl MemoryHost for AgentRegistry {
         &'a self,
         caller: &'a str,
         names: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<WitEntity>, WitError>> {
+    ) -> BoxFuture<'a, Result<Vec<MemoryEntity>, PluginError>> {
         Box::pin(async move {
             let (memory, identity) = self.memory_for(caller)?;
             let views = memory.entities(&identity, &names).await.map_err(to_wit)?;
             Ok(views
                 .into_iter()
-                .map(|view| WitEntity {
+                .map(|view| MemoryEntity {
                     name: view.name,
                     entity_type: view.entity_type,
                     observations: view.observations,
@@ -772,7 +772,11 @@ impl MemoryHost for AgentRegistry {
         })
     }
 
-    fn forget<'a>(&'a self, caller: &'a str, name: String) -> BoxFuture<'a, Result<(), WitError>> {
+    fn forget<'a>(
+        &'a self,
+        caller: &'a str,
+        name: String,
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(async move {
             let (memory, identity) = self.memory_for(caller)?;
             memory.forget(&identity, &name).await.map_err(to_wit)
@@ -780,14 +784,14 @@ impl MemoryHost for AgentRegistry {
     }
 }
 
-fn to_wit(error: MemoryError) -> WitError {
+fn to_wit(error: MemoryError) -> PluginError {
     match error {
-        MemoryError::Denied(text) => WitError::Denied(text),
-        MemoryError::Invalid(text) => WitError::InvalidInput(text),
-        MemoryError::NotFound(name) => WitError::NotFound(format!("no entity named {name:?}")),
+        MemoryError::Denied(text) => PluginError::Denied(text),
+        MemoryError::Invalid(text) => PluginError::InvalidInput(text),
+        MemoryError::NotFound(name) => PluginError::NotFound(format!("no entity named {name:?}")),
         MemoryError::Embed(crate::embed::EmbedError::Busy) => {
-            WitError::Unavailable("the embedding queue is full; retry shortly".into())
+            PluginError::Unavailable("the embedding queue is full; retry shortly".into())
         }
-        other => WitError::Internal(other.to_string()),
+        other => PluginError::Internal(other.to_string()),
     }
 }

@@ -10,7 +10,7 @@ use warp::reply::Response;
 use warp::{Rejection, Reply};
 
 use crate::agents::AgentError;
-use crate::runtime::{CallUsage, RuntimeError, WitError};
+use crate::runtime::{CallUsage, PluginError, RuntimeError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -65,14 +65,14 @@ impl ApiError {
     }
 
     /// The plugin ran and returned an error value.
-    pub fn from_plugin(error: &WitError, usage: &CallUsage) -> Self {
+    pub fn from_plugin(error: &PluginError, usage: &CallUsage) -> Self {
         let (kind, text) = match error {
-            WitError::InvalidInput(t) => ("invalid-input", t),
-            WitError::NotFound(t) => ("not-found", t),
-            WitError::Denied(t) => ("denied", t),
-            WitError::Unavailable(t) => ("unavailable", t),
-            WitError::Timeout(t) => ("timeout", t),
-            WitError::Internal(t) => ("internal", t),
+            PluginError::InvalidInput(t) => ("invalid-input", t),
+            PluginError::NotFound(t) => ("not-found", t),
+            PluginError::Denied(t) => ("denied", t),
+            PluginError::Unavailable(t) => ("unavailable", t),
+            PluginError::Timeout(t) => ("timeout", t),
+            PluginError::Internal(t) => ("internal", t),
         };
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -22,14 +22,14 @@ use crate::agents::{AgentError, AgentRegistry};
 use crate::config::AgentsConfig;
 use crate::memory::MemoryError;
 use crate::runtime::{
-    BoxFuture, CallChain, CallOutcome, Message, MessagingHost, Performative, WitError,
+    BoxFuture, CallChain, CallOutcome, Message, MessagingHost, Performative, PluginError,
     messaging_unavailable,
 };
 
 /// The result of handing one message to one agent.
 pub struct Delivery {
     pub agent: String,
-    pub outcome: Result<CallOutcome<Result<Option<Message>, WitError>>, AgentError>,
+    pub outcome: Result<CallOutcome<Result<Option<Message>, PluginError>>, AgentError>,
 }
 
 /// Why a message could not be delivered at all.
@@ -366,10 +366,10 @@ impl Messenger {
     }
 
     /// Where a message an agent sends goes, after the depth check.
-    fn route_from(&self, context: &CallContext, message: &Message) -> Result<String, WitError> {
+    fn route_from(&self, context: &CallContext, message: &Message) -> Result<String, PluginError> {
         if context.chain.len() as u32 >= self.settings.max_message_depth {
             self.put_cycle_on_probation(&context.chain);
-            return Err(WitError::Denied(
+            return Err(PluginError::Denied(
                 MessagingError::DepthLimit {
                     limit: self.settings.max_message_depth,
                     chain: context.chain.join(" → "),
@@ -384,14 +384,14 @@ impl Messenger {
                 strategy: Strategy::Best,
             },
             (None, None) => {
-                return Err(WitError::InvalidInput(
+                return Err(PluginError::InvalidInput(
                     MessagingError::NoAddress.to_string(),
                 ));
             }
         };
         let agents = self
             .resolve(&target)
-            .map_err(|e| WitError::NotFound(e.to_string()))?;
+            .map_err(|e| PluginError::NotFound(e.to_string()))?;
         Ok(agents
             .into_iter()
             .next()
@@ -412,7 +412,7 @@ impl Messenger {
 impl Messenger {
     /// An agent's outgoing message is held to the reply limit: it would
     /// otherwise be copied through queues, conversations and the callee.
-    fn check_size(&self, caller: &str, message: &Message) -> Result<(), WitError> {
+    fn check_size(&self, caller: &str, message: &Message) -> Result<(), PluginError> {
         let limit = self.registry.max_message_bytes();
         let size = message_bytes(message);
         if size <= limit {
@@ -421,7 +421,7 @@ impl Messenger {
         if let Some(agent) = self.registry.agent(caller) {
             agent.component.put_on_probation();
         }
-        Err(WitError::InvalidInput(format!(
+        Err(PluginError::InvalidInput(format!(
             "message of {size} bytes is larger than [agents] max_reply_size ({limit} bytes)"
         )))
     }
@@ -429,7 +429,7 @@ impl Messenger {
 
 /// The chain a call's `messaging` imports continue: the one this messenger
 /// started the call with. A call outside any chain cannot send.
-fn continuing(chain: Option<&CallChain>) -> Result<&CallContext, WitError> {
+fn continuing(chain: Option<&CallChain>) -> Result<&CallContext, PluginError> {
     chain
         .and_then(|chain| chain.downcast_ref::<CallContext>())
         .ok_or_else(messaging_unavailable)
@@ -459,7 +459,7 @@ impl MessagingHost for Messenger {
         caller: &'a str,
         chain: Option<&'a CallChain>,
         mut message: Message,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(async move {
             let context = continuing(chain)?;
             self.check_size(caller, &message)?;
@@ -472,7 +472,7 @@ impl MessagingHost for Messenger {
             };
             self.enqueue(&agent, job, context.priority)
                 .await
-                .map_err(|e| WitError::Unavailable(e.to_string()))
+                .map_err(|e| PluginError::Unavailable(e.to_string()))
         })
     }
 
@@ -482,7 +482,7 @@ impl MessagingHost for Messenger {
         chain: Option<&'a CallChain>,
         mut message: Message,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<Message, WitError>> {
+    ) -> BoxFuture<'a, Result<Message, PluginError>> {
         Box::pin(async move {
             let context = continuing(chain)?;
             self.check_size(caller, &message)?;
@@ -493,7 +493,7 @@ impl MessagingHost for Messenger {
                 tokio::time::timeout(timeout, self.execute(&agent, message, context.clone()))
                     .await
                     .map_err(|_| {
-                        WitError::Timeout(format!("no reply from {agent:?} within {timeout:?}"))
+                        PluginError::Timeout(format!("no reply from {agent:?} within {timeout:?}"))
                     })?;
             tracing::debug!(from = caller, to = %agent, elapsed_us = started.elapsed().as_micros() as u64, "agent request answered");
             match delivery.outcome {
@@ -522,10 +522,10 @@ impl MessagingHost for Messenger {
                 }) => Err(error),
                 Ok(CallOutcome {
                     result: Err(fault), ..
-                }) => Err(WitError::Internal(format!(
+                }) => Err(PluginError::Internal(format!(
                     "agent {agent:?} failed: {fault}"
                 ))),
-                Err(error) => Err(WitError::NotFound(error.to_string())),
+                Err(error) => Err(PluginError::NotFound(error.to_string())),
             }
         })
     }

@@ -35,6 +35,14 @@ pub enum RuntimeError {
     },
     #[error("{path} imports `{interface}`, which this host does not provide")]
     UnknownImport { path: PathBuf, interface: String },
+    #[error(
+        "{path} was built against caxton:agent@{version}, which this host does not run (it supports {supported}); rebuild the plugin against a supported version of the WIT package"
+    )]
+    UnsupportedVersion {
+        path: PathBuf,
+        version: String,
+        supported: String,
+    },
     #[error("component cache at {path}: {source}")]
     Cache {
         path: PathBuf,
@@ -68,6 +76,7 @@ impl RuntimeError {
             RuntimeError::WrongWorld { .. } => "wrong_world",
             RuntimeError::UngrantedImport { .. } => "ungranted_import",
             RuntimeError::UnknownImport { .. } => "unknown_import",
+            RuntimeError::UnsupportedVersion { .. } => "unsupported_wit_version",
             RuntimeError::Cache { .. } => "component_cache_error",
             RuntimeError::OutOfFuel { .. } => "out_of_fuel",
             RuntimeError::DeadlineExceeded { .. } => "deadline_exceeded",

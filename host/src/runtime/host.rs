@@ -7,11 +7,13 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::agent::caxton::agent::{context, log, memory, messaging, tools, types};
-use super::bindings::{Message, WitError};
+use super::bindings::latest::agent::caxton::agent::{
+    context, log, memory, messaging, tools, types,
+};
 use super::limits::MemoryLimiter;
 use super::services::{CallChain, HostServices};
 use super::stderr::StderrTail;
+use super::types::PluginError;
 
 /// Longest log line kept from a plugin; the rest is cut so a chatty plugin
 /// cannot flood the host log.
@@ -143,19 +145,22 @@ impl log::Host for HostState {
 async fn write_on_server_threads<F>(
     server: Option<tokio::runtime::Handle>,
     write: F,
-) -> Result<(), WitError>
+) -> Result<(), PluginError>
 where
-    F: Future<Output = Result<(), WitError>> + Send + 'static,
+    F: Future<Output = Result<(), PluginError>> + Send + 'static,
 {
     match server {
         Some(server) => server.spawn(write).await.unwrap_or_else(|error| {
-            Err(WitError::Internal(format!(
+            Err(PluginError::Internal(format!(
                 "the memory write failed: {error}"
             )))
         }),
         None => write.await,
     }
 }
+
+/// The error a plugin sees, in this version's WIT type.
+type WitError = types::Error;
 
 // Memory calls go to the services as the calling plugin: the plugin cannot
 // name another owner, so scopes are enforced on the host side.
@@ -173,6 +178,7 @@ impl memory::Host for HostState {
                 .await
         })
         .await
+        .map_err(WitError::from)
     }
 
     async fn relate(
@@ -186,6 +192,7 @@ impl memory::Host for HostState {
             memory.relate(&plugin, from, to, relation_type).await
         })
         .await
+        .map_err(WitError::from)
     }
 
     async fn search(
@@ -193,14 +200,17 @@ impl memory::Host for HostState {
         query: String,
         limit: u32,
     ) -> Result<Vec<memory::SearchHit>, WitError> {
-        self.services
+        let hits = self
+            .services
             .memory
             .search(&self.plugin, query, limit)
-            .await
+            .await?;
+        Ok(hits.into_iter().map(memory::SearchHit::from).collect())
     }
 
     async fn open(&mut self, names: Vec<String>) -> Result<Vec<memory::Entity>, WitError> {
-        self.services.memory.open(&self.plugin, names).await
+        let entities = self.services.memory.open(&self.plugin, names).await?;
+        Ok(entities.into_iter().map(memory::Entity::from).collect())
     }
 
     async fn forget(&mut self, name: String) -> Result<(), WitError> {
@@ -209,6 +219,7 @@ impl memory::Host for HostState {
             memory.forget(&plugin, name).await
         })
         .await
+        .map_err(WitError::from)
     }
 }
 
@@ -224,26 +235,34 @@ impl context::Host for HostState {
 
 impl tools::Host for HostState {
     async fn call(&mut self, name: String, input: String) -> Result<String, WitError> {
-        self.services
+        Ok(self
+            .services
             .tools
             .call_tool(&self.plugin, &name, input)
-            .await
+            .await?)
     }
 }
 
 impl messaging::Host for HostState {
-    async fn send(&mut self, message: Message) -> Result<(), WitError> {
-        self.services
+    async fn send(&mut self, message: types::Message) -> Result<(), WitError> {
+        Ok(self
+            .services
             .messaging
-            .send(&self.plugin, self.chain.as_ref(), message)
-            .await
+            .send(&self.plugin, self.chain.as_ref(), message.into())
+            .await?)
     }
 
-    async fn request(&mut self, message: Message, timeout_ms: u32) -> Result<Message, WitError> {
+    async fn request(
+        &mut self,
+        message: types::Message,
+        timeout_ms: u32,
+    ) -> Result<types::Message, WitError> {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
-        self.services
+        let reply = self
+            .services
             .messaging
-            .request(&self.plugin, self.chain.as_ref(), message, timeout)
-            .await
+            .request(&self.plugin, self.chain.as_ref(), message.into(), timeout)
+            .await?;
+        Ok(reply.into())
     }
 }

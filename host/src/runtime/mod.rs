@@ -11,6 +11,7 @@ mod lanes;
 mod limits;
 mod services;
 mod stderr;
+mod types;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,9 +21,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
-pub use bindings::{
-    GRANTABLE_INTERFACES, Message, Performative, ToolDescription, WitEntity, WitError, WitSearchHit,
-};
+pub use bindings::{GRANTABLE_INTERFACES, SUPPORTED_VERSIONS};
 pub use cache::CacheOutcome;
 pub use error::RuntimeError;
 pub use limits::{CallLimits, CallUsage, MemoryLimitExceeded};
@@ -30,9 +29,10 @@ pub use services::{
     BoxFuture, CallChain, ContextHost, HostServices, MemoryHost, MessagingHost, ToolHost,
     Unavailable, messaging_unavailable,
 };
+pub use types::{MemoryEntity, MemoryHit, Message, Performative, PluginError, ToolDescription};
 
-use bindings::agent::AgentPre;
-use bindings::tool::ToolPre;
+use bindings::latest::agent::AgentPre;
+use bindings::latest::tool::ToolPre;
 use cache::ComponentCache;
 use engine::EpochTicker;
 use host::HostState;
@@ -130,7 +130,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("linking WASI: {e:#}")))?;
-        bindings::agent::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        bindings::latest::agent::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Engine(format!("linking host interfaces: {e:#}")))?;
         let cache = ComponentCache::open(cache_dir, &engine)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
@@ -268,7 +268,7 @@ impl Runtime {
         message: Message,
         services: &HostServices,
         chain: Option<CallChain>,
-    ) -> CallOutcome<Result<Option<Message>, WitError>> {
+    ) -> CallOutcome<Result<Option<Message>, PluginError>> {
         let pre = agent.pre.clone();
         self.run(
             &agent.name,
@@ -278,7 +278,10 @@ impl Runtime {
             move |store| {
                 Box::pin(async move {
                     let agent = pre.instantiate_async(&mut *store).await?;
-                    agent.call_handle(&mut *store, &message).await
+                    let reply = agent.call_handle(&mut *store, &message.into()).await?;
+                    Ok(reply
+                        .map(|reply| reply.map(Message::from))
+                        .map_err(PluginError::from))
                 })
             },
         )
@@ -296,7 +299,7 @@ impl Runtime {
             move |store| {
                 Box::pin(async move {
                     let tool = pre.instantiate_async(&mut *store).await?;
-                    tool.call_describe(&mut *store).await
+                    Ok(tool.call_describe(&mut *store).await?.into())
                 })
             },
         )
@@ -308,7 +311,7 @@ impl Runtime {
         &self,
         tool: &ToolComponent,
         input: String,
-    ) -> CallOutcome<Result<String, WitError>> {
+    ) -> CallOutcome<Result<String, PluginError>> {
         let pre = tool.pre.clone();
         self.run(
             &tool.name,
@@ -318,7 +321,10 @@ impl Runtime {
             move |store| {
                 Box::pin(async move {
                     let tool = pre.instantiate_async(&mut *store).await?;
-                    tool.call_invoke(&mut *store, &input).await
+                    Ok(tool
+                        .call_invoke(&mut *store, &input)
+                        .await?
+                        .map_err(PluginError::from))
                 })
             },
         )
@@ -503,7 +509,20 @@ fn check_imports(
                 interface: import.to_owned(),
             });
         };
-        let interface = rest.split('@').next().unwrap_or(rest);
+        // The package version first: an unsupported one is refused by
+        // name, before any import is looked up.
+        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            return Err(RuntimeError::UnsupportedVersion {
+                path: path.to_owned(),
+                version: if version.is_empty() {
+                    "(unversioned)".into()
+                } else {
+                    version.to_owned()
+                },
+                supported: SUPPORTED_VERSIONS.join(", "),
+            });
+        }
         let allowed = match (world, interface) {
             (_, "types") => true,
             (World::Agent, "context") => true,

@@ -14,8 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::bindings::agent::caxton::agent::memory;
-use super::bindings::{Message, WitError};
+use super::types::{MemoryEntity, MemoryHit, Message, PluginError};
 
 /// A boxed future, for the object-safe service traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -34,7 +33,7 @@ pub trait ToolHost: Send + Sync {
         caller: &'a str,
         tool: &'a str,
         input: String,
-    ) -> BoxFuture<'a, Result<String, WitError>>;
+    ) -> BoxFuture<'a, Result<String, PluginError>>;
 }
 
 /// `memory`: the knowledge graph, as plugin `caller` (the plugin cannot
@@ -46,7 +45,7 @@ pub trait MemoryHost: Send + Sync {
         name: String,
         entity_type: String,
         observations: Vec<String>,
-    ) -> BoxFuture<'a, Result<(), WitError>>;
+    ) -> BoxFuture<'a, Result<(), PluginError>>;
 
     fn relate<'a>(
         &'a self,
@@ -54,22 +53,26 @@ pub trait MemoryHost: Send + Sync {
         from: String,
         to: String,
         relation_type: String,
-    ) -> BoxFuture<'a, Result<(), WitError>>;
+    ) -> BoxFuture<'a, Result<(), PluginError>>;
 
     fn search<'a>(
         &'a self,
         caller: &'a str,
         query: String,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<memory::SearchHit>, WitError>>;
+    ) -> BoxFuture<'a, Result<Vec<MemoryHit>, PluginError>>;
 
     fn open<'a>(
         &'a self,
         caller: &'a str,
         names: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<memory::Entity>, WitError>>;
+    ) -> BoxFuture<'a, Result<Vec<MemoryEntity>, PluginError>>;
 
-    fn forget<'a>(&'a self, caller: &'a str, name: String) -> BoxFuture<'a, Result<(), WitError>>;
+    fn forget<'a>(
+        &'a self,
+        caller: &'a str,
+        name: String,
+    ) -> BoxFuture<'a, Result<(), PluginError>>;
 }
 
 /// `messaging`: a plugin sending to other agents, from where its call sits
@@ -81,7 +84,7 @@ pub trait MessagingHost: Send + Sync {
         caller: &'a str,
         chain: Option<&'a CallChain>,
         message: Message,
-    ) -> BoxFuture<'a, Result<(), WitError>>;
+    ) -> BoxFuture<'a, Result<(), PluginError>>;
 
     /// Deliver and await the reply.
     fn request<'a>(
@@ -90,7 +93,7 @@ pub trait MessagingHost: Send + Sync {
         chain: Option<&'a CallChain>,
         message: Message,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<Message, WitError>>;
+    ) -> BoxFuture<'a, Result<Message, PluginError>>;
 }
 
 /// `context`: what a plugin may know about itself.
@@ -125,12 +128,12 @@ impl HostServices {
 /// Every capability, refused with a reason.
 pub struct Unavailable;
 
-fn refuse<'a, T: Send + 'a>(error: WitError) -> BoxFuture<'a, Result<T, WitError>> {
+fn refuse<'a, T: Send + 'a>(error: PluginError) -> BoxFuture<'a, Result<T, PluginError>> {
     Box::pin(async move { Err(error) })
 }
 
-fn memory_unavailable() -> WitError {
-    WitError::Unavailable("agent memory is not available on this host".into())
+fn memory_unavailable() -> PluginError {
+    PluginError::Unavailable("agent memory is not available on this host".into())
 }
 
 impl ToolHost for Unavailable {
@@ -139,8 +142,8 @@ impl ToolHost for Unavailable {
         caller: &'a str,
         tool: &'a str,
         _input: String,
-    ) -> BoxFuture<'a, Result<String, WitError>> {
-        refuse(WitError::Denied(format!(
+    ) -> BoxFuture<'a, Result<String, PluginError>> {
+        refuse(PluginError::Denied(format!(
             "{caller} cannot call tool {tool}: tools cannot call other tools"
         )))
     }
@@ -153,7 +156,7 @@ impl MemoryHost for Unavailable {
         _name: String,
         _entity_type: String,
         _observations: Vec<String>,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
         refuse(memory_unavailable())
     }
 
@@ -163,7 +166,7 @@ impl MemoryHost for Unavailable {
         _from: String,
         _to: String,
         _relation_type: String,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
         refuse(memory_unavailable())
     }
 
@@ -172,7 +175,7 @@ impl MemoryHost for Unavailable {
         _caller: &'a str,
         _query: String,
         _limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<memory::SearchHit>, WitError>> {
+    ) -> BoxFuture<'a, Result<Vec<MemoryHit>, PluginError>> {
         refuse(memory_unavailable())
     }
 
@@ -180,7 +183,7 @@ impl MemoryHost for Unavailable {
         &'a self,
         _caller: &'a str,
         _names: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<memory::Entity>, WitError>> {
+    ) -> BoxFuture<'a, Result<Vec<MemoryEntity>, PluginError>> {
         refuse(memory_unavailable())
     }
 
@@ -188,7 +191,7 @@ impl MemoryHost for Unavailable {
         &'a self,
         _caller: &'a str,
         _name: String,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
         refuse(memory_unavailable())
     }
 }
@@ -199,7 +202,7 @@ impl MessagingHost for Unavailable {
         _caller: &'a str,
         _chain: Option<&'a CallChain>,
         _message: Message,
-    ) -> BoxFuture<'a, Result<(), WitError>> {
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
         refuse(messaging_unavailable())
     }
 
@@ -209,14 +212,14 @@ impl MessagingHost for Unavailable {
         _chain: Option<&'a CallChain>,
         _message: Message,
         _timeout: Duration,
-    ) -> BoxFuture<'a, Result<Message, WitError>> {
+    ) -> BoxFuture<'a, Result<Message, PluginError>> {
         refuse(messaging_unavailable())
     }
 }
 
 /// Why `messaging` fails where it is not wired or a call is outside a chain.
-pub fn messaging_unavailable() -> WitError {
-    WitError::Unavailable("agent-to-agent messaging is not available to this plugin".into())
+pub fn messaging_unavailable() -> PluginError {
+    PluginError::Unavailable("agent-to-agent messaging is not available to this plugin".into())
 }
 
 impl ContextHost for Unavailable {
