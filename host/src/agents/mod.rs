@@ -1,9 +1,14 @@
 //! Agents and tools: their manifests and the registry of what is deployed.
 
+mod calls;
 mod deployments;
 mod manifest;
+mod plugin_host;
 mod registry;
 mod reload;
+mod stats;
+#[cfg(test)]
+pub(crate) mod tests;
 
 pub use deployments::{Deployments, Stored, parse_with_component};
 pub use manifest::{
@@ -11,3 +16,4 @@ pub use manifest::{
 };
 pub use registry::{AgentError, AgentRegistry, DeployedAgent, DeployedTool, LoadReport, Prepared};
 pub use reload::{HotReload, OnRemoved, reload_now, watch};
+pub use stats::AgentStats;

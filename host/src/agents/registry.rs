@@ -1,18 +1,18 @@
-//! The registry of deployed agents and tools. Each entry is an `Arc`
-//! swapped whole, so a later hot reload replaces an agent atomically while
-//! calls in flight finish on the version they started with.
+//! The registry of deployed agents and tools: the map, loading and
+//! installing, and lookups. Each entry is an `Arc` swapped whole, so a
+//! later hot reload replaces an agent atomically while calls in flight
+//! finish on the version they started with. Calls live in `calls.rs`, the
+//! counters in `stats.rs`, what plugins' imports reach in `plugin_host.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::manifest::{Manifest, ManifestError, PluginKind};
-use crate::memory::{Caller, Memory, MemoryError, SearchOptions};
-use crate::metrics::metrics;
+use super::stats::AgentStats;
+use crate::memory::Memory;
 use crate::runtime::{
-    AgentComponent, BoxFuture, CallChain, CallLimits, CallOutcome, ContextHost, HostServices,
-    MemoryEntity, MemoryHit, MemoryHost, Message, PluginError, PluginSpec, Runtime, RuntimeError,
-    ToolComponent, ToolHost, Unavailable,
+    AgentComponent, CallLimits, HostServices, PluginSpec, Runtime, RuntimeError, ToolComponent,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -79,53 +79,20 @@ pub struct LoadReport {
 }
 
 pub struct AgentRegistry {
-    runtime: Arc<Runtime>,
-    memory: Option<Arc<Memory>>,
-    agents: RwLock<HashMap<String, Arc<DeployedAgent>>>,
-    tools: RwLock<HashMap<String, Arc<DeployedTool>>>,
+    pub(super) runtime: Arc<Runtime>,
+    pub(super) memory: Option<Arc<Memory>>,
+    pub(super) agents: RwLock<HashMap<String, Arc<DeployedAgent>>>,
+    pub(super) tools: RwLock<HashMap<String, Arc<DeployedTool>>>,
     /// Why the last reload of a manifest file was refused, by file.
-    reload_errors: RwLock<HashMap<PathBuf, String>>,
+    pub(super) reload_errors: RwLock<HashMap<PathBuf, String>>,
     /// Per-agent counters; they survive reloads (same name, same counters).
-    stats: RwLock<HashMap<String, Arc<AgentStats>>>,
+    pub(super) stats: RwLock<HashMap<String, Arc<AgentStats>>>,
     /// Agents and tools deployed at most.
-    max_agents: std::sync::atomic::AtomicUsize,
+    pub(super) max_agents: std::sync::atomic::AtomicUsize,
     /// Largest reply content accepted from an agent, in bytes.
-    max_reply_bytes: std::sync::atomic::AtomicUsize,
+    pub(super) max_reply_bytes: std::sync::atomic::AtomicUsize,
     /// What agents' imports reach, wired once by `server`.
-    services: std::sync::OnceLock<HostServices>,
-}
-
-/// What an agent has done since the server started.
-#[derive(Debug, Default)]
-pub struct AgentStats {
-    pub messages: std::sync::atomic::AtomicU64,
-    pub failures: std::sync::atomic::AtomicU64,
-    pub total_wall_us: std::sync::atomic::AtomicU64,
-    pub fuel: std::sync::atomic::AtomicU64,
-}
-
-impl AgentStats {
-    fn record(&self, usage: &crate::runtime::CallUsage, ok: bool) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.messages.fetch_add(1, Relaxed);
-        if !ok {
-            self.failures.fetch_add(1, Relaxed);
-        }
-        self.total_wall_us.fetch_add(usage.wall_time_us, Relaxed);
-        self.fuel.fetch_add(usage.fuel_consumed, Relaxed);
-    }
-
-    /// The counters as JSON.
-    pub fn snapshot(&self) -> serde_json::Value {
-        use std::sync::atomic::Ordering::Relaxed;
-        let messages = self.messages.load(Relaxed);
-        serde_json::json!({
-            "messages": messages,
-            "failures": self.failures.load(Relaxed),
-            "fuel_consumed": self.fuel.load(Relaxed),
-            "mean_wall_time_us": self.total_wall_us.load(Relaxed).checked_div(messages).unwrap_or(0),
-        })
-    }
+    pub(super) services: std::sync::OnceLock<HostServices>,
 }
 
 impl AgentRegistry {
@@ -165,39 +132,6 @@ impl AgentRegistry {
 
     pub fn tool(&self, name: &str) -> Option<Arc<DeployedTool>> {
         self.tools.read().expect("tools lock").get(name).cloned()
-    }
-
-    /// The identity agent `name` uses for memory: its manifest's scope and
-    /// workspace when it is deployed, agent-private defaults otherwise.
-    pub fn memory_caller(&self, name: &str) -> Caller {
-        match self.agent(name) {
-            Some(agent) => {
-                let settings = &agent.manifest.memory;
-                Caller::Agent {
-                    name: name.to_owned(),
-                    workspace: settings.workspace.clone(),
-                    default_scope: settings.scope,
-                    global_write: settings.global_write,
-                }
-            }
-            None => Caller::agent(name),
-        }
-    }
-
-    /// The memory service and the caller identity for plugin `caller`.
-    fn memory_for(&self, caller: &str) -> Result<(&Memory, Caller), PluginError> {
-        let memory = self.memory.as_deref().ok_or_else(|| {
-            PluginError::Unavailable("agent memory is not available on this host".into())
-        })?;
-        if self
-            .agent(caller)
-            .is_some_and(|a| !a.manifest.memory.enabled)
-        {
-            return Err(PluginError::Denied(format!(
-                "memory is disabled for agent {caller:?} ([memory] enabled = false)"
-            )));
-        }
-        Ok((memory, self.memory_caller(caller)))
     }
 
     /// Loads every `*.toml` manifest in `dir`: tools first, so agents can
@@ -525,273 +459,9 @@ impl AgentRegistry {
         names.sort();
         names
     }
-
-    /// Wires the services every agent call gets (once, in `server`).
-    pub fn wire(&self, services: HostServices) {
-        if self.services.set(services).is_err() {
-            tracing::warn!("the agent registry's services were already wired");
-        }
-    }
-
-    /// The wired services, or (before wiring: offline checks, benchmarks)
-    /// this registry's tools, memory and context without messaging.
-    fn services(self: &Arc<Self>) -> HostServices {
-        self.services
-            .get()
-            .cloned()
-            .unwrap_or_else(|| HostServices {
-                tools: self.clone(),
-                memory: self.clone(),
-                context: self.clone(),
-                messaging: Arc::new(Unavailable),
-            })
-    }
-
-    /// Delivers a message to the named agent on a fresh instance; `chain`
-    /// says where the call sits in a chain of messages.
-    pub async fn call(
-        self: &Arc<Self>,
-        agent: &str,
-        message: Message,
-        chain: Option<CallChain>,
-    ) -> Result<CallOutcome<Result<Option<Message>, PluginError>>, AgentError> {
-        let deployed = self
-            .agent(agent)
-            .ok_or_else(|| AgentError::NotFound(agent.to_owned()))?;
-        let mut outcome = self
-            .runtime
-            .call_agent(&deployed.component, message, &self.services(), chain)
-            .await;
-        // A reply bigger than the host passes on is the plugin's error: it
-        // would otherwise be copied through conversations and responses.
-        let limit = self
-            .max_reply_bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if let Ok(Ok(Some(reply))) = &outcome.result
-            && reply.content.len() > limit
-        {
-            deployed.component.put_on_probation();
-            outcome.result = Ok(Err(PluginError::InvalidInput(format!(
-                "reply of {} bytes is larger than [agents] max_reply_size ({limit} bytes)",
-                reply.content.len()
-            ))));
-        }
-        let m = metrics();
-        m.agent_response_time
-            .with_label_values(&[agent])
-            .observe(outcome.usage.wall_time_us as f64 / 1e6);
-        m.fuel_consumed
-            .with_label_values(&[agent])
-            .inc_by(outcome.usage.fuel_consumed);
-        let processed = match &outcome.result {
-            Ok(Ok(_)) => "ok",
-            Ok(Err(_)) => "plugin_error",
-            Err(error) => {
-                record_fault(error);
-                "fault"
-            }
-        };
-        m.messages_processed.with_label_values(&[processed]).inc();
-        self.stats_of(agent)
-            .record(&outcome.usage, processed == "ok");
-        Ok(outcome)
-    }
-}
-
-/// Counts a call stopped by the sandbox, by the kind of fault.
-fn record_fault(error: &RuntimeError) {
-    if matches!(
-        error,
-        RuntimeError::OutOfFuel { .. }
-            | RuntimeError::DeadlineExceeded { .. }
-            | RuntimeError::MemoryLimit(_)
-            | RuntimeError::Trap { .. }
-            | RuntimeError::PoolExhausted
-            | RuntimeError::PluginBusy { .. }
-    ) {
-        metrics().traps.with_label_values(&[error.code()]).inc();
-    }
 }
 
 enum Loaded {
     Agent(AgentComponent),
     Tool(ToolComponent),
-}
-
-impl ToolHost for AgentRegistry {
-    fn call_tool<'a>(
-        &'a self,
-        caller: &'a str,
-        tool: &'a str,
-        input: String,
-    ) -> BoxFuture<'a, Result<String, PluginError>> {
-        Box::pin(async move {
-            let allowed = self
-                .agent(caller)
-                .is_some_and(|agent| agent.manifest.tools.iter().any(|t| t == tool));
-            if !allowed {
-                return Err(PluginError::Denied(format!(
-                    "tool {tool:?} is not on agent {caller:?}'s allowlist; add it to `tools` in its manifest"
-                )));
-            }
-            let deployed = self.tool(tool).ok_or_else(|| {
-                PluginError::NotFound(format!("no tool named {tool:?} is deployed"))
-            })?;
-            let deadline = self
-                .agent(caller)
-                .and_then(|a| a.manifest.resource_limits.tool_call_timeout);
-            let call = self.runtime.invoke_tool(&deployed.component, input);
-            let outcome = match deadline {
-                None => call.await,
-                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                    PluginError::Timeout(format!(
-                        "tool {tool:?} did not answer within {limit:?} (resource_limits.tool_call_timeout)"
-                    ))
-                })?,
-            };
-            metrics()
-                .tool_call_duration
-                .with_label_values(&[tool])
-                .observe(outcome.usage.wall_time_us as f64 / 1e6);
-            if let Err(error) = &outcome.result {
-                record_fault(error);
-            }
-            match outcome.result {
-                Ok(result) => result,
-                Err(RuntimeError::DeadlineExceeded { timeout }) => Err(PluginError::Timeout(
-                    format!("tool {tool:?} did not finish within {timeout:?}"),
-                )),
-                Err(e) => Err(PluginError::Internal(format!("tool {tool:?} failed: {e}"))),
-            }
-        })
-    }
-}
-
-impl ContextHost for AgentRegistry {
-    fn parameters(&self, caller: &str) -> String {
-        self.agent(caller)
-            .and_then(|a| serde_json::to_string(&a.manifest.parameters).ok())
-            .unwrap_or_else(|| "{}".into())
-    }
-}
-
-impl MemoryHost for AgentRegistry {
-    fn remember<'a>(
-        &'a self,
-        caller: &'a str,
-        name: String,
-        entity_type: String,
-        observations: Vec<String>,
-    ) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin(async move {
-            let (memory, identity) = self.memory_for(caller)?;
-            let limit = self
-                .agent(caller)
-                .and_then(|a| a.manifest.resource_limits.max_memory_entities);
-            memory
-                .remember_within(&identity, None, &name, &entity_type, &observations, limit)
-                .await
-                .map(|_| ())
-                .map_err(to_wit)
-        })
-    }
-
-    fn relate<'a>(
-        &'a self,
-        caller: &'a str,
-        from: String,
-        to: String,
-        relation_type: String,
-    ) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin(async move {
-            let (memory, identity) = self.memory_for(caller)?;
-            memory
-                .relate(&identity, &from, &to, &relation_type, 1.0)
-                .await
-                .map(|_| ())
-                .map_err(to_wit)
-        })
-    }
-
-    fn search<'a>(
-        &'a self,
-        caller: &'a str,
-        query: String,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<MemoryHit>, PluginError>> {
-        Box::pin(async move {
-            let (memory, identity) = self.memory_for(caller)?;
-            let cap = self
-                .agent(caller)
-                .map_or(10, |a| a.manifest.memory.search_limit);
-            let options = SearchOptions {
-                limit: limit.min(cap) as usize,
-                entity_type: None,
-            };
-            let deadline = self
-                .agent(caller)
-                .and_then(|a| a.manifest.resource_limits.memory_search_timeout);
-            let search = memory.search(&identity, &query, &options);
-            let hits = match deadline {
-                None => search.await,
-                Some(limit) => tokio::time::timeout(limit, search).await.map_err(|_| {
-                    PluginError::Timeout(format!(
-                        "memory search did not finish within {limit:?} (resource_limits.memory_search_timeout)"
-                    ))
-                })?,
-            }
-            .map_err(to_wit)?;
-            Ok(hits
-                .into_iter()
-                .map(|hit| MemoryHit {
-                    entity: hit.entity,
-                    entity_type: hit.entity_type,
-                    observation: hit.observation,
-                    score: hit.score,
-                })
-                .collect())
-        })
-    }
-
-    fn open<'a>(
-        &'a self,
-        caller: &'a str,
-        names: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<MemoryEntity>, PluginError>> {
-        Box::pin(async move {
-            let (memory, identity) = self.memory_for(caller)?;
-            let views = memory.entities(&identity, &names).await.map_err(to_wit)?;
-            Ok(views
-                .into_iter()
-                .map(|view| MemoryEntity {
-                    name: view.name,
-                    entity_type: view.entity_type,
-                    observations: view.observations,
-                })
-                .collect())
-        })
-    }
-
-    fn forget<'a>(
-        &'a self,
-        caller: &'a str,
-        name: String,
-    ) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin(async move {
-            let (memory, identity) = self.memory_for(caller)?;
-            memory.forget(&identity, &name).await.map_err(to_wit)
-        })
-    }
-}
-
-fn to_wit(error: MemoryError) -> PluginError {
-    match error {
-        MemoryError::Denied(text) => PluginError::Denied(text),
-        MemoryError::Invalid(text) => PluginError::InvalidInput(text),
-        MemoryError::NotFound(name) => PluginError::NotFound(format!("no entity named {name:?}")),
-        MemoryError::Embed(crate::embed::EmbedError::Busy) => {
-            PluginError::Unavailable("the embedding queue is full; retry shortly".into())
-        }
-        other => PluginError::Internal(other.to_string()),
-    }
 }

@@ -7,6 +7,8 @@ mod mailbox;
 mod message;
 mod messenger;
 mod router;
+#[cfg(test)]
+mod tests;
 
 pub use conversations::{ConversationView, Conversations, ThreadMessage};
 pub use mailbox::{Mailbox, Priority};

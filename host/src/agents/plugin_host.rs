@@ -1,0 +1,226 @@
+//! What agents' imports reach through the registry: tool calls (checked
+//! against the agent's allowlist, with its tool deadline), its manifest's
+//! parameters, and memory as the agent's own identity (its scope,
+//! workspace and entity limit).
+
+use super::calls::record_fault;
+use super::registry::AgentRegistry;
+use crate::memory::{Caller, Memory, MemoryError, SearchOptions};
+use crate::metrics::metrics;
+use crate::runtime::{
+    BoxFuture, ContextHost, MemoryEntity, MemoryHit, MemoryHost, PluginError, RuntimeError,
+    ToolHost,
+};
+
+impl AgentRegistry {
+    /// The identity agent `name` uses for memory: its manifest's scope and
+    /// workspace when it is deployed, agent-private defaults otherwise.
+    pub fn memory_caller(&self, name: &str) -> Caller {
+        match self.agent(name) {
+            Some(agent) => {
+                let settings = &agent.manifest.memory;
+                Caller::Agent {
+                    name: name.to_owned(),
+                    workspace: settings.workspace.clone(),
+                    default_scope: settings.scope,
+                    global_write: settings.global_write,
+                }
+            }
+            None => Caller::agent(name),
+        }
+    }
+
+    /// The memory service and the caller identity for plugin `caller`.
+    pub(super) fn memory_for(&self, caller: &str) -> Result<(&Memory, Caller), PluginError> {
+        let memory = self.memory.as_deref().ok_or_else(|| {
+            PluginError::Unavailable("agent memory is not available on this host".into())
+        })?;
+        if self
+            .agent(caller)
+            .is_some_and(|a| !a.manifest.memory.enabled)
+        {
+            return Err(PluginError::Denied(format!(
+                "memory is disabled for agent {caller:?} ([memory] enabled = false)"
+            )));
+        }
+        Ok((memory, self.memory_caller(caller)))
+    }
+}
+
+impl ToolHost for AgentRegistry {
+    fn call_tool<'a>(
+        &'a self,
+        caller: &'a str,
+        tool: &'a str,
+        input: String,
+    ) -> BoxFuture<'a, Result<String, PluginError>> {
+        Box::pin(async move {
+            let allowed = self
+                .agent(caller)
+                .is_some_and(|agent| agent.manifest.tools.iter().any(|t| t == tool));
+            if !allowed {
+                return Err(PluginError::Denied(format!(
+                    "tool {tool:?} is not on agent {caller:?}'s allowlist; add it to `tools` in its manifest"
+                )));
+            }
+            let deployed = self.tool(tool).ok_or_else(|| {
+                PluginError::NotFound(format!("no tool named {tool:?} is deployed"))
+            })?;
+            let deadline = self
+                .agent(caller)
+                .and_then(|a| a.manifest.resource_limits.tool_call_timeout);
+            let call = self.runtime.invoke_tool(&deployed.component, input);
+            let outcome = match deadline {
+                None => call.await,
+                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
+                    PluginError::Timeout(format!(
+                        "tool {tool:?} did not answer within {limit:?} (resource_limits.tool_call_timeout)"
+                    ))
+                })?,
+            };
+            metrics()
+                .tool_call_duration
+                .with_label_values(&[tool])
+                .observe(outcome.usage.wall_time_us as f64 / 1e6);
+            if let Err(error) = &outcome.result {
+                record_fault(error);
+            }
+            match outcome.result {
+                Ok(result) => result,
+                Err(RuntimeError::DeadlineExceeded { timeout }) => Err(PluginError::Timeout(
+                    format!("tool {tool:?} did not finish within {timeout:?}"),
+                )),
+                Err(e) => Err(PluginError::Internal(format!("tool {tool:?} failed: {e}"))),
+            }
+        })
+    }
+}
+
+impl ContextHost for AgentRegistry {
+    fn parameters(&self, caller: &str) -> String {
+        self.agent(caller)
+            .and_then(|a| serde_json::to_string(&a.manifest.parameters).ok())
+            .unwrap_or_else(|| "{}".into())
+    }
+}
+
+impl MemoryHost for AgentRegistry {
+    fn remember<'a>(
+        &'a self,
+        caller: &'a str,
+        name: String,
+        entity_type: String,
+        observations: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            let limit = self
+                .agent(caller)
+                .and_then(|a| a.manifest.resource_limits.max_memory_entities);
+            memory
+                .remember_within(&identity, None, &name, &entity_type, &observations, limit)
+                .await
+                .map(|_| ())
+                .map_err(to_wit)
+        })
+    }
+
+    fn relate<'a>(
+        &'a self,
+        caller: &'a str,
+        from: String,
+        to: String,
+        relation_type: String,
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            memory
+                .relate(&identity, &from, &to, &relation_type, 1.0)
+                .await
+                .map(|_| ())
+                .map_err(to_wit)
+        })
+    }
+
+    fn search<'a>(
+        &'a self,
+        caller: &'a str,
+        query: String,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<MemoryHit>, PluginError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            let cap = self
+                .agent(caller)
+                .map_or(10, |a| a.manifest.memory.search_limit);
+            let options = SearchOptions {
+                limit: limit.min(cap) as usize,
+                entity_type: None,
+            };
+            let deadline = self
+                .agent(caller)
+                .and_then(|a| a.manifest.resource_limits.memory_search_timeout);
+            let search = memory.search(&identity, &query, &options);
+            let hits = match deadline {
+                None => search.await,
+                Some(limit) => tokio::time::timeout(limit, search).await.map_err(|_| {
+                    PluginError::Timeout(format!(
+                        "memory search did not finish within {limit:?} (resource_limits.memory_search_timeout)"
+                    ))
+                })?,
+            }
+            .map_err(to_wit)?;
+            Ok(hits
+                .into_iter()
+                .map(|hit| MemoryHit {
+                    entity: hit.entity,
+                    entity_type: hit.entity_type,
+                    observation: hit.observation,
+                    score: hit.score,
+                })
+                .collect())
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        caller: &'a str,
+        names: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<MemoryEntity>, PluginError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            let views = memory.entities(&identity, &names).await.map_err(to_wit)?;
+            Ok(views
+                .into_iter()
+                .map(|view| MemoryEntity {
+                    name: view.name,
+                    entity_type: view.entity_type,
+                    observations: view.observations,
+                })
+                .collect())
+        })
+    }
+
+    fn forget<'a>(
+        &'a self,
+        caller: &'a str,
+        name: String,
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(async move {
+            let (memory, identity) = self.memory_for(caller)?;
+            memory.forget(&identity, &name).await.map_err(to_wit)
+        })
+    }
+}
+
+fn to_wit(error: MemoryError) -> PluginError {
+    match error {
+        MemoryError::Denied(text) => PluginError::Denied(text),
+        MemoryError::Invalid(text) => PluginError::InvalidInput(text),
+        MemoryError::NotFound(name) => PluginError::NotFound(format!("no entity named {name:?}")),
+        MemoryError::Embed(crate::embed::EmbedError::Busy) => {
+            PluginError::Unavailable("the embedding queue is full; retry shortly".into())
+        }
+        other => PluginError::Internal(other.to_string()),
+    }
+}
