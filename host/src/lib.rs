@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod private_files;
 pub mod runtime;
 pub mod server;
+pub mod store;
 pub mod toml_check;

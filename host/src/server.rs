@@ -15,6 +15,7 @@ use crate::http::{self, Pipeline};
 use crate::memory::Memory;
 use crate::messaging::{Conversations, Messenger};
 use crate::runtime::Runtime;
+use crate::store::Db;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -44,12 +45,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .database_path
         .clone()
         .unwrap_or_else(|| data_dir.join("memory.db"));
-    let memory = Memory::open(
-        &database,
-        &config.memory.sqlite_config,
-        embeddings.as_ref().ok().cloned(),
-    )
-    .await?;
+    // One store under memory, conversations and deployments.
+    let store = Arc::new(Db::open(&database, &config.memory.sqlite_config).await?);
+    let memory = Memory::on(store.clone(), embeddings.as_ref().ok().cloned()).await?;
     let registry = AgentRegistry::new(runtime.clone(), Some(memory.clone()));
     registry.set_max_agents(config.agents.max_agents);
     registry.set_max_reply_bytes(config.agents.max_reply_size);
@@ -75,7 +73,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
 
     // Agents deployed through the API come back after the directory's.
-    let deployments = Arc::new(Deployments::new(memory.clone(), data_dir.join("deployed")));
+    let deployments = Arc::new(Deployments::new(store.clone(), data_dir.join("deployed")));
     for stored in deployments.list().await? {
         let report = crate::agents::parse_with_component(
             &stored.manifest,
@@ -135,7 +133,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let messenger = Messenger::new(
         registry.clone(),
-        Some(Conversations::start(memory.clone())),
+        Some(Conversations::start(store.clone())),
         config.agents.clone(),
     );
     // The services every agent call reaches, wired once: tools, memory

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, ManifestReport};
-use crate::memory::{Memory, MemoryError};
+use crate::store::{Db, StoreError};
 use crate::toml_check::Problem;
 
 pub struct Deployments {
-    memory: Arc<Memory>,
+    db: Arc<Db>,
     dir: PathBuf,
     /// One deployment change at a time: the check, the install and the row
     /// must not interleave with another's, or the registry and the store
@@ -32,9 +32,9 @@ pub struct Stored {
 
 impl Deployments {
     /// `dir` holds the component files (`<data dir>/deployed`).
-    pub fn new(memory: Arc<Memory>, dir: PathBuf) -> Self {
+    pub fn new(db: Arc<Db>, dir: PathBuf) -> Self {
         Self {
-            memory,
+            db,
             dir,
             changing: tokio::sync::Mutex::new(()),
         }
@@ -82,7 +82,7 @@ impl Deployments {
     /// Removes component files that no stored deployment names (replaced
     /// or removed versions, uploads cut off halfway). Call under
     /// [`Self::lock`].
-    pub async fn remove_unreferenced(&self) -> Result<usize, MemoryError> {
+    pub async fn remove_unreferenced(&self) -> Result<usize, StoreError> {
         let referenced: std::collections::HashSet<PathBuf> = self
             .list()
             .await?
@@ -117,15 +117,14 @@ impl Deployments {
         name: &str,
         manifest: &str,
         component: &Path,
-    ) -> Result<(), MemoryError> {
+    ) -> Result<(), StoreError> {
         let sha = component
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_owned();
-        let now = crate::memory::now_ms();
-        self.memory
-            .db()
+        let now = crate::store::now_ms();
+        self.db
             .write(|tx| async move {
                 tx.execute(
                     "INSERT INTO deployments (name, manifest, component_sha256, created_at, updated_at)
@@ -140,9 +139,8 @@ impl Deployments {
     }
 
     /// Forgets `name`; true when it was an API deployment.
-    pub async fn remove(&self, name: &str) -> Result<bool, MemoryError> {
-        self.memory
-            .db()
+    pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        self.db
             .write(|tx| async move {
                 let removed = tx
                     .execute("DELETE FROM deployments WHERE name = ?1", [name])
@@ -152,8 +150,8 @@ impl Deployments {
             .await
     }
 
-    pub async fn list(&self) -> Result<Vec<Stored>, MemoryError> {
-        let conn = self.memory.db().reader().await?;
+    pub async fn list(&self) -> Result<Vec<Stored>, StoreError> {
+        let conn = self.db.reader().await?;
         let mut rows = conn
             .query(
                 "SELECT name, manifest, component_sha256 FROM deployments ORDER BY name",

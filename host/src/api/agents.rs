@@ -299,7 +299,7 @@ pub async fn deploy(
     ))
 }
 
-fn store_error(error: crate::memory::MemoryError) -> ApiError {
+fn store_error(error: crate::store::StoreError) -> ApiError {
     if error.is_disk_full() {
         return ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,

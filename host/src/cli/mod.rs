@@ -141,7 +141,7 @@ impl StorageArgs {
             Some(path) => path.clone(),
             None => config.data_dir()?.join("memory.db"),
         };
-        let report = crate::memory::maintain(&database, &config.memory.sqlite_config).await?;
+        let report = crate::store::maintain(&database, &config.memory.sqlite_config).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         if !report.healthy() {
             anyhow::bail!(

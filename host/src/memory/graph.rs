@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use libsql::Value;
 use serde::Serialize;
 
-use super::db::Db;
-use super::group_commit::AfterCommit;
 use super::index::{EntryFilter, VectorIndex, Visibility};
 use super::scope::{Caller, Scope};
 use super::{MemoryError, now_ms};
 use crate::config::SqliteConfig;
 use crate::embed::EmbeddingEngine;
+use crate::store::AfterCommit;
+use crate::store::Db;
 
 /// Bounds that keep one call from flooding the store.
 pub(super) const MAX_NAME: usize = 256;
@@ -124,7 +124,7 @@ struct EntityRow {
 }
 
 pub struct Memory {
-    pub(super) db: Db,
+    pub(super) db: Arc<Db>,
     pub(super) embeddings: Option<Arc<EmbeddingEngine>>,
     pub(super) index: Arc<RwLock<VectorIndex>>,
     /// Owners and entity types as small integers for the index's filters.
@@ -138,7 +138,16 @@ impl Memory {
         sqlite: &SqliteConfig,
         embeddings: Option<Arc<EmbeddingEngine>>,
     ) -> Result<Arc<Self>, MemoryError> {
-        let db = Db::open(path, sqlite).await?;
+        let db = Arc::new(Db::open(path, sqlite).await?);
+        Self::on(db, embeddings).await
+    }
+
+    /// The knowledge graph in the store `db` (which other modules' tables
+    /// share).
+    pub async fn on(
+        db: Arc<Db>,
+        embeddings: Option<Arc<EmbeddingEngine>>,
+    ) -> Result<Arc<Self>, MemoryError> {
         let dims = embeddings.as_ref().map_or(384, |e| e.dims());
         let memory = Arc::new(Self {
             db,
@@ -150,9 +159,8 @@ impl Memory {
         Ok(memory)
     }
 
-    /// The store file's connections, shared with other tables that live
-    /// in it (conversations).
-    pub fn db(&self) -> &Db {
+    /// The store the graph lives in.
+    pub fn db(&self) -> &Arc<Db> {
         &self.db
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::memory::{Memory, MemoryError, now_ms};
 use crate::runtime::Message;
+use crate::store::{Db, StoreError, now_ms};
 
 use super::message::PerformativeName;
 
@@ -48,7 +48,7 @@ struct Pending {
 }
 
 pub struct Conversations {
-    memory: Arc<Memory>,
+    db: Arc<Db>,
     writes: mpsc::Sender<Pending>,
 }
 
@@ -57,9 +57,9 @@ impl Conversations {
     /// transaction each (group commit): one writer lock and one commit for
     /// many messages instead of one each, which was the ceiling on
     /// messages per second.
-    pub fn start(memory: Arc<Memory>) -> Self {
+    pub fn start(db: Arc<Db>) -> Self {
         let (writes, mut pending) = mpsc::channel::<Pending>(PENDING);
-        let writer = memory.clone();
+        let writer = db.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while pending.recv_many(&mut batch, BATCH).await > 0 {
@@ -75,7 +75,7 @@ impl Conversations {
                 }
             }
         });
-        Self { memory, writes }
+        Self { db, writes }
     }
 
     /// Appends `message` to conversation `id` (creating or reopening it,
@@ -117,8 +117,8 @@ impl Conversations {
     }
 
     /// Active conversations `agent` takes part in.
-    pub async fn active_for(&self, agent: &str) -> Result<i64, MemoryError> {
-        let conn = self.memory.db().reader().await?;
+    pub async fn active_for(&self, agent: &str) -> Result<i64, StoreError> {
+        let conn = self.db.reader().await?;
         let mut rows = conn
             .query(
                 "SELECT count(*) FROM conversation_participants p
@@ -131,8 +131,8 @@ impl Conversations {
     }
 
     /// Whether `agent` already takes part in active conversation `id`.
-    pub async fn is_participant(&self, id: &str, agent: &str) -> Result<bool, MemoryError> {
-        let conn = self.memory.db().reader().await?;
+    pub async fn is_participant(&self, id: &str, agent: &str) -> Result<bool, StoreError> {
+        let conn = self.db.reader().await?;
         let mut rows = conn
             .query(
                 "SELECT 1 FROM conversation_participants p
@@ -144,8 +144,8 @@ impl Conversations {
         Ok(rows.next().await?.is_some())
     }
 
-    pub async fn get(&self, id: &str) -> Result<Option<ConversationView>, MemoryError> {
-        let conn = self.memory.db().reader().await?;
+    pub async fn get(&self, id: &str) -> Result<Option<ConversationView>, StoreError> {
+        let conn = self.db.reader().await?;
         let mut rows = conn
             .query(
                 "SELECT status, created_at, last_activity,
@@ -185,11 +185,11 @@ impl Conversations {
     }
 
     /// The thread in order; `None` when no such conversation exists.
-    pub async fn messages(&self, id: &str) -> Result<Option<Vec<ThreadMessage>>, MemoryError> {
+    pub async fn messages(&self, id: &str) -> Result<Option<Vec<ThreadMessage>>, StoreError> {
         if self.get(id).await?.is_none() {
             return Ok(None);
         }
-        let conn = self.memory.db().reader().await?;
+        let conn = self.db.reader().await?;
         let mut rows = conn
             .query(
                 "SELECT seq, message_id, performative, sender, receiver, in_reply_to, content, created_at
@@ -223,9 +223,9 @@ impl Conversations {
         &self,
         idle: Duration,
         retention: Duration,
-    ) -> Result<(u64, u64), MemoryError> {
+    ) -> Result<(u64, u64), StoreError> {
         let now = now_ms();
-        let writer = self.memory.db().writer().await;
+        let writer = self.db.writer().await;
         let closed = writer
             .execute(
                 "UPDATE conversations SET status = 'closed'
@@ -244,7 +244,7 @@ impl Conversations {
 }
 
 /// Writes a batch of messages in one transaction.
-async fn write_batch(memory: &Memory, batch: &[Pending]) -> Result<(), MemoryError> {
+async fn write_batch(db: &Db, batch: &[Pending]) -> Result<(), StoreError> {
     let records: Vec<&(String, Message)> = batch.iter().filter_map(|p| p.record.as_ref()).collect();
     if records.is_empty() {
         return Ok(());
@@ -252,7 +252,7 @@ async fn write_batch(memory: &Memory, batch: &[Pending]) -> Result<(), MemoryErr
     let now = now_ms();
     // One write in the store's group commit: a batch of messages shares
     // its sync with memory writes arriving at the same time.
-    memory.db().write(|tx| async move {
+    db.write(|tx| async move {
     for (id, message) in records {
         let id = id.as_str();
         tx.execute(

@@ -20,11 +20,11 @@ use super::mailbox::{Mailbox, Priority};
 use super::router::{Router, Strategy, Target};
 use crate::agents::{AgentError, AgentRegistry};
 use crate::config::AgentsConfig;
-use crate::memory::MemoryError;
 use crate::runtime::{
     BoxFuture, CallChain, CallOutcome, Message, MessagingHost, Performative, PluginError,
     messaging_unavailable,
 };
+use crate::store::StoreError;
 
 /// The result of handing one message to one agent.
 pub struct Delivery {
@@ -54,7 +54,7 @@ pub enum MessagingError {
     #[error("a message needs a receiver or a capability")]
     NoAddress,
     #[error("recording the conversation failed: {0}")]
-    Store(#[from] MemoryError),
+    Store(#[from] StoreError),
 }
 
 /// Where a call sits in a chain of messages: what `messaging` imports made

@@ -64,7 +64,7 @@ mod tests {
     use std::time::Instant;
 
     use crate::config::SqliteConfig;
-    use crate::memory::Db;
+    use crate::store::Db;
 
     /// Size of the main database file after ~400 KB of committed writes,
     /// `wait` later, with the writer's own checkpoints out of reach.

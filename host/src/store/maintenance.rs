@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::MemoryError;
+use super::StoreError;
 use super::db::Db;
 use crate::config::SqliteConfig;
 
@@ -27,7 +27,7 @@ impl MaintenanceReport {
     }
 }
 
-async fn strings(conn: &libsql::Connection, sql: &str) -> Result<Vec<String>, MemoryError> {
+async fn strings(conn: &libsql::Connection, sql: &str) -> Result<Vec<String>, StoreError> {
     let mut rows = conn.query(sql, ()).await?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().await? {
@@ -40,7 +40,7 @@ async fn strings(conn: &libsql::Connection, sql: &str) -> Result<Vec<String>, Me
     Ok(out)
 }
 
-async fn number(conn: &libsql::Connection, sql: &str) -> Result<i64, MemoryError> {
+async fn number(conn: &libsql::Connection, sql: &str) -> Result<i64, StoreError> {
     Ok(strings(conn, sql)
         .await?
         .first()
@@ -49,12 +49,9 @@ async fn number(conn: &libsql::Connection, sql: &str) -> Result<i64, MemoryError
 }
 
 /// Runs maintenance on the memory database at `path`.
-pub async fn maintain(
-    path: &Path,
-    config: &SqliteConfig,
-) -> Result<MaintenanceReport, MemoryError> {
+pub async fn maintain(path: &Path, config: &SqliteConfig) -> Result<MaintenanceReport, StoreError> {
     if !path.exists() {
-        return Err(MemoryError::Invalid(format!(
+        return Err(StoreError::Invalid(format!(
             "no memory database at {}; pass --data-dir (or memory.database_path) of the server",
             path.display()
         )));

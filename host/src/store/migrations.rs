@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::MemoryError;
+use super::StoreError;
 
 /// `(version, name, sql)`, in order. Add new files here; never edit one
 /// that has shipped (its checksum is recorded in every database).
@@ -27,7 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// Brings the schema up to date; returns how many migrations ran.
-pub async fn migrate(conn: &libsql::Connection) -> Result<usize, MemoryError> {
+pub async fn migrate(conn: &libsql::Connection) -> Result<usize, StoreError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -53,7 +53,7 @@ pub async fn migrate(conn: &libsql::Connection) -> Result<usize, MemoryError> {
 
     let newest_known = MIGRATIONS.last().map_or(0, |m| m.0);
     if let Some((version, _)) = applied.iter().find(|(v, _)| *v > newest_known) {
-        return Err(MemoryError::NewerSchema {
+        return Err(StoreError::NewerSchema {
             found: *version,
             supported: newest_known,
         });
@@ -64,7 +64,7 @@ pub async fn migrate(conn: &libsql::Connection) -> Result<usize, MemoryError> {
         let checksum = hex::encode(Sha256::digest(sql.as_bytes()));
         if let Some((_, recorded)) = applied.iter().find(|(v, _)| *v == version) {
             if *recorded != checksum {
-                return Err(MemoryError::MigrationChanged {
+                return Err(StoreError::MigrationChanged {
                     name: name.to_owned(),
                 });
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::MappedMutexGuard;
 
-use super::MemoryError;
+use super::StoreError;
 use super::checkpoint::{Checkpointer, WRITER_FALLBACK_FACTOR};
 use super::group_commit::{AfterCommit, GroupCommit};
 use crate::config::SqliteConfig;
@@ -26,9 +26,9 @@ pub struct Db {
 const POOLED_READERS: usize = 4;
 
 impl Db {
-    pub async fn open(path: &Path, config: &SqliteConfig) -> Result<Self, MemoryError> {
+    pub async fn open(path: &Path, config: &SqliteConfig) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| MemoryError::Io {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
                 path: dir.to_owned(),
                 source,
             })?;
@@ -45,7 +45,7 @@ impl Db {
         let db = libsql::Builder::new_local(path)
             .build()
             .await
-            .map_err(|e| MemoryError::Open {
+            .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
@@ -82,16 +82,17 @@ impl Db {
 
     /// Runs `work` as one write, committed with the writes that arrive
     /// meanwhile; see [`GroupCommit::write`].
-    pub async fn write<T, F, Fut>(&self, work: F) -> Result<T, MemoryError>
+    pub async fn write<T, E, F, Fut>(&self, work: F) -> Result<T, E>
     where
+        E: From<StoreError> + std::fmt::Display,
         F: FnOnce(libsql::Connection) -> Fut,
-        Fut: Future<Output = Result<(T, Option<AfterCommit>), MemoryError>>,
+        Fut: Future<Output = Result<(T, Option<AfterCommit>), E>>,
     {
         self.writes.write(work).await
     }
 
     /// A read connection from the pool (opened on demand).
-    pub async fn reader(&self) -> Result<Reader<'_>, MemoryError> {
+    pub async fn reader(&self) -> Result<Reader<'_>, StoreError> {
         let pooled = self.readers.lock().expect("reader pool").pop();
         let conn = match pooled {
             Some(conn) => conn,
@@ -137,7 +138,7 @@ impl Drop for Reader<'_> {
 
 /// Pragmas that return a row (journal_mode) must be run as queries: libsql's
 /// `execute` refuses statements that return rows.
-async fn pragma(conn: &libsql::Connection, sql: &str) -> Result<(), MemoryError> {
+async fn pragma(conn: &libsql::Connection, sql: &str) -> Result<(), StoreError> {
     let mut rows = conn.query(sql, ()).await?;
     while rows.next().await?.is_some() {}
     Ok(())
@@ -147,7 +148,7 @@ async fn apply_pragmas(
     conn: &libsql::Connection,
     config: &SqliteConfig,
     writer: bool,
-) -> Result<(), MemoryError> {
+) -> Result<(), StoreError> {
     // Wait for a lock instead of failing at once: without this, two writers
     // (say the server and `caxton storage maintenance`) fail immediately.
     conn.busy_timeout(config.busy_timeout)?;
@@ -233,7 +234,7 @@ mod tests {
         rows.next().await.unwrap().unwrap().get(0).unwrap()
     }
 
-    async fn insert(db: &Db, n: i64) -> Result<(), MemoryError> {
+    async fn insert(db: &Db, n: i64) -> Result<(), StoreError> {
         db.write(|tx| async move {
             tx.execute("INSERT INTO facts (n) VALUES (?1)", [n]).await?;
             Ok(((), None))
@@ -304,9 +305,10 @@ mod tests {
         let stalled = tokio::time::timeout(
             Duration::from_millis(50),
             db.write(|tx| async move {
+                // A write that never finishes, cut off by its caller.
                 tx.execute("INSERT INTO facts (n) VALUES (1)", ()).await?;
                 std::future::pending::<()>().await;
-                Ok(((), None))
+                Ok::<_, StoreError>(((), None))
             }),
         )
         .await;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, oneshot};
 
-use super::MemoryError;
+use super::StoreError;
 
 /// Work to do once a write is committed (and only then).
 pub type AfterCommit = Box<dyn FnOnce() + Send>;
@@ -28,8 +28,8 @@ pub struct CommitFailed {
     pub disk_full: bool,
 }
 
-impl From<&MemoryError> for CommitFailed {
-    fn from(error: &MemoryError) -> Self {
+impl From<&StoreError> for CommitFailed {
+    fn from(error: &StoreError) -> Self {
         Self {
             message: error.to_string(),
             disk_full: error.is_disk_full(),
@@ -106,17 +106,18 @@ impl GroupCommit {
     /// is committed (durable, with `synchronous = FULL`), after its
     /// `AfterCommit` ran; a failed write is rolled back alone. A write
     /// cancelled before it returns may still be committed with its group.
-    pub async fn write<T, F, Fut>(self: &Arc<Self>, work: F) -> Result<T, MemoryError>
+    pub async fn write<T, E, F, Fut>(self: &Arc<Self>, work: F) -> Result<T, E>
     where
+        E: From<StoreError> + std::fmt::Display,
         F: FnOnce(libsql::Connection) -> Fut,
-        Fut: Future<Output = Result<(T, Option<AfterCommit>), MemoryError>>,
+        Fut: Future<Output = Result<(T, Option<AfterCommit>), E>>,
     {
         let mut writer = self.lock().await;
         let group = match begin_write(&mut writer).await {
             Ok(group) => group,
             Err(error) => {
                 fail_group(&mut writer, &error).await;
-                return Err(error);
+                return Err(error.into());
             }
         };
         // From here until this write has its answer, a cancellation must
@@ -137,7 +138,7 @@ impl GroupCommit {
             // errors, a full disk among them): the whole group failed.
             fail_group(&mut writer, &error).await;
             guard.disarm();
-            return Err(outcome.err().unwrap_or(error));
+            return Err(outcome.err().unwrap_or_else(|| error.into()));
         }
         let value = match outcome {
             Ok((value, after_commit)) => {
@@ -154,7 +155,8 @@ impl GroupCommit {
             guard.disarm();
             return match (value, committed) {
                 (Ok(value), Ok(())) => Ok(value),
-                (Err(error), _) | (Ok(_), Err(error)) => Err(error),
+                (Err(error), _) => Err(error),
+                (Ok(_), Err(error)) => Err(error.into()),
             };
         }
         // Others are queued: they join this group, and the last commits.
@@ -184,7 +186,9 @@ impl GroupCommit {
                             disk_full: false,
                         })
                     });
-                    return result.map(|()| value).map_err(MemoryError::from);
+                    return result
+                        .map(|()| value)
+                        .map_err(|failed| StoreError::from(failed).into());
                 }
                 // Nobody took the group over: commit it here (and hear
                 // the answer on the next turn of the loop).
@@ -221,7 +225,7 @@ impl GroupCommit {
 
     /// Commits the open group, if any: runs its after-commit work in order
     /// and answers the writes waiting on it.
-    async fn commit(&self, writer: &mut Writer) -> Result<(), MemoryError> {
+    async fn commit(&self, writer: &mut Writer) -> Result<(), StoreError> {
         let Some(group) = writer.group.take() else {
             return Ok(());
         };
@@ -250,7 +254,7 @@ impl GroupCommit {
 
 /// Opens a group if none is open and a savepoint for one write in it;
 /// returns the group's number.
-async fn begin_write(writer: &mut Writer) -> Result<u64, MemoryError> {
+async fn begin_write(writer: &mut Writer) -> Result<u64, StoreError> {
     if writer.group.is_none() {
         execute(&writer.conn, "BEGIN IMMEDIATE").await?;
         writer.group = Some(Group {
@@ -266,7 +270,7 @@ async fn begin_write(writer: &mut Writer) -> Result<u64, MemoryError> {
 }
 
 /// Rolls back the open group after `error` and answers its writes.
-async fn fail_group(writer: &mut Writer, error: &MemoryError) {
+async fn fail_group(writer: &mut Writer, error: &StoreError) {
     writer.savepoint_open = false;
     let Some(group) = writer.group.take() else {
         return;
@@ -277,19 +281,19 @@ async fn fail_group(writer: &mut Writer, error: &MemoryError) {
     answer_failed(group, error);
 }
 
-fn answer_failed(group: Group, error: &MemoryError) {
+fn answer_failed(group: Group, error: &StoreError) {
     let failed = CommitFailed::from(error);
     for waiting in group.waiting {
         let _ = waiting.send(Err(failed.clone()));
     }
 }
 
-async fn undo_savepoint(conn: &libsql::Connection) -> Result<(), MemoryError> {
+async fn undo_savepoint(conn: &libsql::Connection) -> Result<(), StoreError> {
     execute(conn, "ROLLBACK TO write").await?;
     execute(conn, "RELEASE write").await
 }
 
-async fn execute(conn: &libsql::Connection, sql: &str) -> Result<(), MemoryError> {
+async fn execute(conn: &libsql::Connection, sql: &str) -> Result<(), StoreError> {
     conn.execute(sql, ()).await?;
     Ok(())
 }
