@@ -23,6 +23,14 @@ pub enum ConfigError {
     Env { variable: String, message: String },
     #[error("invalid config: {0}")]
     Invalid(String),
+    #[error(
+        "invalid config file {path}:\n{}",
+        problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+    )]
+    Problems {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
     #[error("cannot find a data directory for this user; pass --data-dir or set CAXTON_DATA_DIR")]
     NoDataDir,
 }
@@ -45,31 +53,41 @@ pub struct Config {
 pub struct AgentsConfig {
     /// Messages waiting per agent, all priorities together; a full queue
     /// answers 429 instead of growing memory.
+    /// Default: `64`.
     pub queue_capacity: usize,
     /// Messages one agent handles at once from its queue.
+    /// Default: `4`.
     pub workers_per_agent: usize,
     /// Longest chain of agent-to-agent messages (a cycle ends here).
+    /// Default: `8`.
     pub max_message_depth: u32,
     /// How long an HTTP sender waits for an agent's reply.
+    /// Default: `"30s"`.
     #[serde(with = "duration_text")]
     pub reply_timeout: Duration,
     /// A conversation with no message for this long is closed.
+    /// Default: `"30m"`.
     #[serde(with = "duration_text")]
     pub conversation_idle_timeout: Duration,
     /// Closed conversations are deleted after this long.
+    /// Default: `"7days"`.
     #[serde(with = "duration_text")]
     pub conversation_retention: Duration,
     /// Watch the agents directory and swap changed agents in while serving.
+    /// Default: `true`.
     pub hot_reload: bool,
     /// Quiet time after a file event before reloading, so an editor's
     /// several writes make one reload.
+    /// Default: `"10ms"`.
     #[serde(with = "duration_text")]
     pub reload_debounce: Duration,
     /// Agents deployed at most (directory and API together).
+    /// Default: `200`.
     pub max_agents: usize,
     /// Largest message content an agent may return as a reply or send to
     /// another agent, in bytes; a bigger one fails that call (or that
     /// `send`/`request`) instead of flowing through the host.
+    /// Default: `1048576`.
     pub max_reply_size: usize,
 }
 
@@ -96,9 +114,11 @@ impl Default for AgentsConfig {
 pub struct AuthConfig {
     /// Require `Authorization: Bearer <token>` on every route but health.
     /// Turning it off is only allowed on a loopback address.
+    /// Default: `true`.
     pub enabled: bool,
     /// Where the token lives. Default: `auth-token` in the data dir,
     /// generated (mode 0600) at first start.
+    /// Default: `<data dir>/auth-token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
 }
@@ -117,28 +137,36 @@ impl Default for AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpServerConfig {
     /// Longest a request may take before the server answers 504.
+    /// Default: `"30s"`.
     #[serde(with = "duration_text")]
     pub request_timeout: Duration,
     /// Longest a client may take to send a request's headers; slow
     /// clients are disconnected instead of holding a connection.
+    /// Default: `"10s"`.
     #[serde(with = "duration_text")]
     pub header_read_timeout: Duration,
     /// Keep idle connections open for further requests.
+    /// Default: `true`.
     pub keep_alive: bool,
     /// Open connections at most; further clients wait in the listen backlog.
+    /// Default: `256`.
     pub max_connections: usize,
     /// Open connections from one client address at most; past it, a new
     /// connection from that address is closed at once, so one client
     /// cannot hold every slot.
+    /// Default: `64`.
     pub max_connections_per_client: usize,
     /// Host names (besides the listen address and, on loopback,
     /// `localhost`) accepted in the `Host` header when auth is off; other
     /// names are refused so a web page cannot reach the API through DNS
     /// rebinding.
+    /// Default: `[]`.
     pub allowed_hosts: Vec<String>,
     /// Gzip JSON responses when the client accepts it.
+    /// Default: `true`.
     pub compression: bool,
     /// Responses smaller than this are sent as they are.
+    /// Default: `2048`.
     pub compression_min_bytes: usize,
     pub rate_limit: RateLimitConfig,
 }
@@ -164,13 +192,18 @@ impl Default for HttpServerConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
+    /// Default: `true`.
     pub enabled: bool,
     /// Sustained requests per second from one client address.
+    /// Default: `200`.
     pub per_client_rps: u32,
     /// Requests one client may send at once above the sustained rate.
+    /// Default: `400`.
     pub per_client_burst: u32,
     /// Sustained requests per second for all clients together.
+    /// Default: `2000`.
     pub global_rps: u32,
+    /// Default: `4000`.
     pub global_burst: u32,
 }
 
@@ -191,6 +224,7 @@ impl Default for RateLimitConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
     /// The libsql file. Default: `memory.db` in the data dir.
+    /// Default: `<data dir>/memory.db`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_path: Option<PathBuf>,
     pub sqlite_config: SqliteConfig,
@@ -203,15 +237,20 @@ pub struct MemoryConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CleanupConfig {
+    /// Default: `true`.
     pub enabled: bool,
     /// Time between passes (the first runs one interval after startup).
+    /// Default: `"10m"`.
     #[serde(with = "duration_text")]
     pub interval: Duration,
     /// Entities an agent may keep in its own scope (0 = no limit).
+    /// Default: `10000`.
     pub max_entities_per_agent: u64,
     /// Entities in the whole store, every scope (0 = no limit).
+    /// Default: `0`.
     pub entity_limit: u64,
     /// Relations in the whole store, weakest dropped first (0 = no limit).
+    /// Default: `0`.
     pub relation_limit: u64,
     /// Entities not updated for this long are forgotten (absent = kept forever).
     #[serde(
@@ -219,11 +258,14 @@ pub struct CleanupConfig {
         with = "optional_duration_text",
         skip_serializing_if = "Option::is_none"
     )]
+    /// Default: none (no age limit).
     pub max_age: Option<Duration>,
     /// Remove relations and observations whose entity is gone.
+    /// Default: `true`.
     pub orphan_cleanup: bool,
     /// Rows deleted per write transaction: smaller batches keep agents'
     /// writes flowing during a long pass.
+    /// Default: `500`.
     pub batch_size: u64,
 }
 
@@ -248,6 +290,7 @@ impl Default for CleanupConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SqliteConfig {
     /// Write-ahead logging: readers never block the writer.
+    /// Default: `true`.
     pub wal_mode: bool,
     /// `full` (the default) syncs the WAL at every commit: an acknowledged
     /// write survives power loss. Writes arriving together share one commit
@@ -255,24 +298,32 @@ pub struct SqliteConfig {
     /// `normal` skips that sync: faster single writes, still safe from
     /// corruption and from a process crash, but the last writes before a
     /// power cut can be lost.
+    /// Default: `"full"`.
     pub synchronous: Synchronous,
     /// Page cache per connection, in MiB.
+    /// Default: `16`.
     pub cache_size_mb: u64,
     /// Memory-mapped I/O window, in MiB (0 turns it off).
+    /// Default: `64`.
     pub mmap_size_mb: u64,
     /// Where temporary tables and indices live.
+    /// Default: `"memory"`.
     pub temp_store: TempStore,
     /// WAL pages before an automatic checkpoint.
+    /// Default: `1000`.
     pub wal_autocheckpoint: u64,
     /// How often a background thread checkpoints the WAL, so commits rarely
     /// pay for it; the writer then checkpoints itself only past four times
     /// `wal_autocheckpoint` (the WAL file can grow that large). "0s" leaves
     /// checkpoints to the writer.
+    /// Default: `"100ms"`.
     #[serde(with = "duration_text")]
     pub checkpoint_interval: Duration,
     /// Size the WAL is truncated back to after a checkpoint, in MiB.
+    /// Default: `64`.
     pub journal_size_limit_mb: u64,
     /// How long a connection waits for a lock before failing.
+    /// Default: `"5s"`.
     #[serde(with = "duration_text")]
     pub busy_timeout: Duration,
 }
@@ -334,25 +385,32 @@ impl TempStore {
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddingConfig {
     /// Semantic search on or off; off, the server starts without a model.
+    /// Default: `true`.
     pub enabled: bool,
     /// Model name from `models/manifest.toml`.
+    /// Default: `"all-MiniLM-L6-v2"`.
     pub model: String,
     /// Directory holding `model.onnx` and `tokenizer.json`.
     /// Default: `models/<model>` in the source tree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_path: Option<PathBuf>,
     /// Embeddings kept in the LRU cache (0 disables it); ~1.6 KB each.
+    /// Default: `10000`.
     pub cache_size: usize,
     /// Most texts run as one inference. Above 1, a second plan is compiled
     /// for this many rows: ~54 MB more RSS for ~35% more throughput.
+    /// Default: `1`.
     pub batch_size: usize,
     /// How long a worker waits for more texts to fill a batch. Zero (the
     /// default) batches only what is already queued: no added latency.
+    /// Default: `"0s"`.
     #[serde(with = "duration_text")]
     pub batch_window: Duration,
     /// Inference threads, each running whole batches on one core.
+    /// Default: `1`.
     pub thread_count: usize,
     /// Tokens per text; longer texts are truncated (the model was trained on 256).
+    /// Default: `256`.
     pub max_sequence_length: usize,
 }
 
@@ -388,29 +446,36 @@ impl EmbeddingConfig {
 pub struct ServerConfig {
     /// Address of the HTTP API. Loopback by default; another address
     /// needs `[auth] enabled = true` (the default).
+    /// Default: `"127.0.0.1:8080"`.
     pub listen: SocketAddr,
     /// Replaces the port of `listen` (handy as `CAXTON_SERVER__PORT`).
+    /// Default: the port of `listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// Async worker threads (default: one per core).
+    /// Default: one per core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
     /// Threads for blocking work (store queries, index scans, file I/O).
+    /// Default: `32`.
     pub max_blocking_threads: usize,
     /// Where the store, the component cache and secrets live.
-    /// Default: the platform data dir (`directories`), e.g. `~/.local/share/caxton`.
+    /// Default: the platform data dir.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// Directory of agent and tool manifests loaded at startup.
-    /// Default: the examples bundled with the source tree.
+    /// Default: the bundled examples.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agents_dir: Option<PathBuf>,
     /// Largest accepted request body, in bytes; larger bodies get 413.
+    /// Default: `1048576`.
     pub max_request_size: u64,
     /// Largest memory import (`POST /api/v1/memory/import`), in bytes.
+    /// Default: `67108864`.
     pub max_import_size: u64,
     /// Address of the Prometheus `/metrics` listener, apart from the API so
     /// it can be firewalled separately. Absent: no metrics listener.
+    /// Default: `"127.0.0.1:9090"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -437,38 +502,49 @@ impl Default for ServerConfig {
 pub struct WasmRuntimeConfig {
     /// Component instances that can run at once (pool slots). A call that
     /// finds every slot busy is refused with 503 instead of queueing forever.
+    /// Default: `50`.
     pub pool_size: u32,
     /// Slots one plugin may hold at once (its own calls, nested requests
     /// and tool calls included); 0 = half the pool. Past it, that plugin's
     /// calls get 503 while the others keep their slots.
+    /// Default: `0`.
     pub max_slots_per_plugin: u32,
     /// Hard cap on one instance's linear memory, in MiB; per-agent
     /// `memory_mb` must be at most this. Also the per-slot address-space
     /// reservation, so small caps keep virtual memory small too.
+    /// Default: `64`.
     pub max_memory_per_instance_mb: u32,
     /// Fuel (roughly, wasm instructions) per call when a manifest sets none.
+    /// Default: `500000000`.
     pub default_fuel: u64,
     /// Wall-clock limit per call when a manifest sets none.
+    /// Default: `"5s"`.
     #[serde(with = "duration_text")]
     pub default_execution_timeout: Duration,
     /// Resolution of deadlines: the epoch ticker's period.
+    /// Default: `"5ms"`.
     #[serde(with = "duration_text")]
     pub epoch_tick: Duration,
     /// Fuel between forced yields to the async runtime, so a busy plugin
     /// cannot starve the server's other tasks.
+    /// Default: `100000`.
     pub fuel_yield_interval: u64,
     /// Wasm stack limit per instance, in KiB (deeper recursion traps).
+    /// Default: `512`.
     pub max_wasm_stack_kb: u32,
     /// A call whose wasm has run this long continues on the low-priority
     /// threads, so that short calls and the API keep their latency while a
     /// plugin burns its fuel.
+    /// Default: `"10ms"`.
     #[serde(with = "duration_text")]
     pub long_call_after: Duration,
     /// Threads of the low-priority lane (nice 19); 0 = one per core.
+    /// Default: `0`.
     pub low_priority_threads: u32,
     /// After a fault (trap, fuel, memory cap, or a deadline missed at
     /// normal priority) a plugin's calls start on the low-priority threads
     /// for this long.
+    /// Default: `"10s"`.
     #[serde(with = "duration_text")]
     pub fault_probation: Duration,
 }
@@ -499,7 +575,7 @@ impl Config {
             source,
         })?;
         let config = Self::parse(&text, path)?;
-        config.validate()?;
+        config.validate_text(&text, path)?;
         Ok(config)
     }
 
@@ -553,90 +629,160 @@ impl Config {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(
+            problems
+                .iter()
+                .map(|(key, message)| format!("{}: {message}", key.join(".")))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
+    }
+
+    /// [`Self::validate`] for a config read from `text`: every problem,
+    /// each placed at its key's line and column, as manifests report them.
+    pub fn validate_text(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let locator = crate::toml_check::Locator::new(text);
+        Err(ConfigError::Problems {
+            path: path.to_owned(),
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| {
+                    locator.problem(&key, format!("{}: {message}", key.join(".")))
+                })
+                .collect(),
+        })
+    }
+
+    /// Every value out of its range, with the key it is at.
+    fn problems(&self) -> Vec<(Vec<&'static str>, String)> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &[&'static str], message: &str| {
+            if !ok {
+                problems.push((key.to_vec(), message.to_owned()));
+            }
+        };
         let rt = &self.wasm_runtime;
-        if rt.pool_size == 0 {
-            return Err(ConfigError::Invalid(
-                "wasm_runtime.pool_size must be at least 1".into(),
-            ));
-        }
-        if rt.max_memory_per_instance_mb == 0 || rt.max_memory_per_instance_mb > 4096 {
-            return Err(ConfigError::Invalid(
-                "wasm_runtime.max_memory_per_instance_mb must be between 1 and 4096".into(),
-            ));
-        }
-        if rt.epoch_tick.is_zero() || rt.default_execution_timeout.is_zero() {
-            return Err(ConfigError::Invalid(
-                "wasm_runtime.epoch_tick and default_execution_timeout must be above zero".into(),
-            ));
-        }
+        check(
+            rt.pool_size > 0,
+            &["wasm_runtime", "pool_size"],
+            "must be at least 1",
+        );
+        check(
+            (1..=4096).contains(&rt.max_memory_per_instance_mb),
+            &["wasm_runtime", "max_memory_per_instance_mb"],
+            "must be between 1 and 4096",
+        );
+        check(
+            !rt.epoch_tick.is_zero(),
+            &["wasm_runtime", "epoch_tick"],
+            "must be above zero",
+        );
+        check(
+            !rt.default_execution_timeout.is_zero(),
+            &["wasm_runtime", "default_execution_timeout"],
+            "must be above zero",
+        );
+        check(
+            rt.default_fuel > 0,
+            &["wasm_runtime", "default_fuel"],
+            "must be above zero",
+        );
+        check(
+            rt.fuel_yield_interval > 0,
+            &["wasm_runtime", "fuel_yield_interval"],
+            "must be above zero",
+        );
         let embedding = &self.memory.embedding_config;
-        if embedding.batch_size == 0 || embedding.thread_count == 0 {
-            return Err(ConfigError::Invalid(
-                "memory.embedding_config.batch_size and thread_count must be at least 1".into(),
-            ));
-        }
-        if !(2..=512).contains(&embedding.max_sequence_length) {
-            return Err(ConfigError::Invalid(
-                "memory.embedding_config.max_sequence_length must be between 2 and 512 (the model's position table)".into(),
-            ));
-        }
-        if rt.fuel_yield_interval == 0 || rt.default_fuel == 0 {
-            return Err(ConfigError::Invalid(
-                "wasm_runtime.default_fuel and fuel_yield_interval must be above zero".into(),
-            ));
-        }
-        if !self.auth.enabled && !self.server.listen.ip().is_loopback() {
-            return Err(ConfigError::Invalid(format!(
+        check(
+            embedding.batch_size > 0,
+            &["memory", "embedding_config", "batch_size"],
+            "must be at least 1",
+        );
+        check(
+            embedding.thread_count > 0,
+            &["memory", "embedding_config", "thread_count"],
+            "must be at least 1",
+        );
+        check(
+            (2..=512).contains(&embedding.max_sequence_length),
+            &["memory", "embedding_config", "max_sequence_length"],
+            "must be between 2 and 512 (the model's position table)",
+        );
+        check(
+            self.auth.enabled || self.server.listen.ip().is_loopback(),
+            &["auth", "enabled"],
+            &format!(
                 "refusing to serve {} with auth disabled: anyone on the network could run agents. Set [auth] enabled = true or listen on 127.0.0.1",
                 self.server.listen
-            )));
-        }
+            ),
+        );
         let limits = &self.http_server.rate_limit;
-        if limits.enabled
-            && [
-                limits.per_client_rps,
-                limits.per_client_burst,
-                limits.global_rps,
-                limits.global_burst,
-            ]
-            .contains(&0)
-        {
-            return Err(ConfigError::Invalid(
-                "http_server.rate_limit rates and bursts must be above zero (or set enabled = false)"
-                    .into(),
-            ));
+        for (key, value) in [
+            ("per_client_rps", limits.per_client_rps),
+            ("per_client_burst", limits.per_client_burst),
+            ("global_rps", limits.global_rps),
+            ("global_burst", limits.global_burst),
+        ] {
+            check(
+                !limits.enabled || value > 0,
+                &["http_server", "rate_limit", key],
+                "must be above zero (or set enabled = false)",
+            );
         }
         let agents = &self.agents;
-        if agents.queue_capacity == 0
-            || agents.workers_per_agent == 0
-            || agents.max_message_depth == 0
-        {
-            return Err(ConfigError::Invalid(
-                "agents.queue_capacity, workers_per_agent and max_message_depth must be at least 1"
-                    .into(),
-            ));
+        for (key, value) in [
+            ("queue_capacity", agents.queue_capacity),
+            ("workers_per_agent", agents.workers_per_agent),
+            ("max_message_depth", agents.max_message_depth as usize),
+        ] {
+            check(value > 0, &["agents", key], "must be at least 1");
         }
-        if self.server.worker_threads == Some(0) || self.server.max_blocking_threads == 0 {
-            return Err(ConfigError::Invalid(
-                "server.worker_threads and max_blocking_threads must be at least 1".into(),
-            ));
-        }
-        if self.http_server.max_connections == 0
-            || self.http_server.max_connections_per_client == 0
-            || self.http_server.request_timeout.is_zero()
-        {
-            return Err(ConfigError::Invalid(
-                "http_server.max_connections, max_connections_per_client and request_timeout must be above zero".into(),
-            ));
-        }
+        check(
+            self.server.worker_threads != Some(0),
+            &["server", "worker_threads"],
+            "must be at least 1",
+        );
+        check(
+            self.server.max_blocking_threads > 0,
+            &["server", "max_blocking_threads"],
+            "must be at least 1",
+        );
+        let http = &self.http_server;
+        check(
+            http.max_connections > 0,
+            &["http_server", "max_connections"],
+            "must be above zero",
+        );
+        check(
+            http.max_connections_per_client > 0,
+            &["http_server", "max_connections_per_client"],
+            "must be above zero",
+        );
+        check(
+            !http.request_timeout.is_zero(),
+            &["http_server", "request_timeout"],
+            "must be above zero",
+        );
         let cleanup = &self.memory.cleanup;
-        if cleanup.enabled && (cleanup.interval.is_zero() || cleanup.batch_size == 0) {
-            return Err(ConfigError::Invalid(
-                "memory.cleanup.interval and batch_size must be above zero (or set enabled = false)"
-                    .into(),
-            ));
-        }
-        Ok(())
+        check(
+            !cleanup.enabled || !cleanup.interval.is_zero(),
+            &["memory", "cleanup", "interval"],
+            "must be above zero (or set enabled = false)",
+        );
+        check(
+            !cleanup.enabled || cleanup.batch_size > 0,
+            &["memory", "cleanup", "batch_size"],
+            "must be above zero (or set enabled = false)",
+        );
+        problems
     }
 
     /// The data dir: configured, or the platform's per-user data dir.
@@ -795,5 +941,28 @@ mod tests {
     fn zero_pool_is_refused() {
         let config: Config = toml::from_str("[wasm_runtime]\npool_size = 0").unwrap();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn every_out_of_range_value_is_reported_at_its_line() {
+        let text = "[wasm_runtime]\npool_size = 0\n\n[agents]\nqueue_capacity = 0\n\n[memory.embedding_config]\nmax_sequence_length = 1000\n";
+        let config = Config::parse(text, Path::new("caxton.toml")).unwrap();
+        let Err(ConfigError::Problems { problems, .. }) =
+            config.validate_text(text, Path::new("caxton.toml"))
+        else {
+            panic!("three problems expected");
+        };
+        let placed: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.message.split(':').next().unwrap()))
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                (2, "wasm_runtime.pool_size"),
+                (8, "memory.embedding_config.max_sequence_length"),
+                (5, "agents.queue_capacity"),
+            ]
+        );
     }
 }
