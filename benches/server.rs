@@ -12,12 +12,11 @@
 #[path = "../tests/support/plugins.rs"]
 mod plugins;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use caxton::config::WasmRuntimeConfig;
+use caxton::harness::{ServeOptions, ServerProcess};
 use caxton::runtime::{Message, Performative, PluginSpec, Runtime};
 use serde_json::json;
 
@@ -83,42 +82,18 @@ async fn in_process_echo() -> serde_json::Value {
     summarize("echo instantiate + call (in process)", samples)
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the server and returns it once /health answers, with the time that took.
-async fn start(data_dir: &Path) -> (Server, Duration) {
+/// Starts the server (through the harness the tests use) on the bundled
+/// example agents, and returns it once /health answers, with the time
+/// that took.
+async fn start(data_dir: &Path) -> (ServerProcess, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_caxton"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("CAXTON_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("caxton listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
+    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agents");
+    let options = ServeOptions::new(Path::new(env!("CARGO_BIN_EXE_caxton")), data_dir, &agents);
+    let server = ServerProcess::start(&options).unwrap();
     let client = reqwest::Client::new();
     loop {
         let healthy = client
-            .get(format!("{base}/api/v1/health"))
+            .get(format!("{}/api/v1/health", server.base))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success());
@@ -127,7 +102,7 @@ async fn start(data_dir: &Path) -> (Server, Duration) {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    (Server { child, base }, started.elapsed())
+    (server, started.elapsed())
 }
 
 fn rss_kb(pid: u32, field: &str) -> u64 {
@@ -180,7 +155,7 @@ async fn main() {
     results.insert("warm_start".into(), warm);
 
     let (server, _) = start(data.path()).await;
-    let pid = server.child.id();
+    let pid = server.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kb(pid, "VmRSS:");
     println!(

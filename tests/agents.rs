@@ -224,7 +224,7 @@ async fn the_agents_api_deploys_lists_replaces_and_removes_and_deployments_persi
             .unwrap(),
     )
     .await;
-    assert_eq!((again.status, again.code()), (409, "agent_exists"));
+    again.assert_error(409, "agent_exists");
 
     let reply = server.send("greeter", &json!({"content": "hello"})).await;
     assert_eq!(reply.body["reply"]["content"], "hello");
@@ -277,7 +277,7 @@ async fn the_agents_api_deploys_lists_replaces_and_removes_and_deployments_persi
             .unwrap(),
     )
     .await;
-    assert_eq!((refused.status, refused.code()), (409, "defined_by_file"));
+    refused.assert_error(409, "defined_by_file");
 
     // Broken manifests are refused with located problems, nothing changes.
     let broken = Reply::read(

@@ -114,7 +114,7 @@ async fn the_embeddings_route_speaks_the_openai_shape() {
 async fn with_semantic_search_disabled_the_route_says_so() {
     let server = Server::start(&AgentsDir::new());
     let reply = post(&server, json!({"input": "hello"})).await;
-    assert_eq!((reply.status, reply.code()), (503, "embeddings_disabled"));
+    reply.assert_error(503, "embeddings_disabled");
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn a_server_without_its_model_refuses_to_start_and_says_how_to_fetch_it() {
         ),
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+    let output = crate::support::caxton_command()
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .arg("--data-dir")
@@ -144,7 +144,7 @@ fn a_server_without_its_model_refuses_to_start_and_says_how_to_fetch_it() {
 #[test]
 fn caxton_embed_prints_one_json_line_per_text() {
     let (text, expected) = reference(2);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+    let output = crate::support::caxton_command()
         .args(["embed", &text, "second text"])
         .env_remove("CAXTON_CONFIG")
         .output()

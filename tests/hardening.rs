@@ -471,12 +471,7 @@ async fn a_form_post_is_refused_and_writes_nothing() {
         .await
         .unwrap();
     let reply = Reply::read(response).await;
-    assert_eq!(
-        (reply.status, reply.code()),
-        (415, "unsupported_media_type"),
-        "{}",
-        reply.body
-    );
+    reply.assert_error(415, "unsupported_media_type");
     let stats = server.get_json("/api/v1/memory/stats").await;
     assert_eq!(stats["entities"], 0, "{stats}");
 }
@@ -493,10 +488,7 @@ async fn with_auth_off_only_this_servers_names_are_answered() {
             .send()
     };
     let rebound = Reply::read(with_host(format!("attacker.example:{port}")).await.unwrap()).await;
-    assert_eq!(
-        (rebound.status, rebound.code()),
-        (421, "misdirected_request")
-    );
+    rebound.assert_error(421, "misdirected_request");
     for name in ["localhost", "127.0.0.1"] {
         let reply = Reply::read(with_host(format!("{name}:{port}")).await.unwrap()).await;
         assert_eq!(reply.status, 200, "{name}: {}", reply.body);
@@ -511,10 +503,7 @@ async fn with_auth_off_only_this_servers_names_are_answered() {
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        (cross_site.status, cross_site.code()),
-        (403, "cross_origin")
-    );
+    cross_site.assert_error(403, "cross_origin");
     let same_site = client
         .post(server.url("/api/v1/memory/search"))
         .header("origin", format!("http://localhost:{port}"))

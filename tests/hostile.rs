@@ -48,12 +48,7 @@ async fn floods_from_a_plugin_end_that_call_only() {
     let huge = server
         .send("fault", &json!({"content": {"fault": "huge_reply"}}))
         .await;
-    assert_eq!(
-        (huge.status, huge.code()),
-        (422, "plugin_error"),
-        "{}",
-        huge.body
-    );
+    huge.assert_error(422, "plugin_error");
     assert!(
         huge.body["error"]["message"]
             .as_str()
@@ -110,12 +105,7 @@ async fn runaway_plugins_finish_their_calls_at_low_priority_and_healthy_ones_do_
     let spin = server
         .send("fault", &json!({"content": {"fault": "loop"}}))
         .await;
-    assert_eq!(
-        (spin.status, spin.code()),
-        (504, "deadline_exceeded"),
-        "{}",
-        spin.body
-    );
+    spin.assert_error(504, "deadline_exceeded");
     assert_eq!(metric(&server, &series("fault", "long")).await, 1.0);
     // A deadline missed at low priority is no reason for probation (a busy
     // plugin under load would stay there); a trap is.
@@ -450,7 +440,7 @@ async fn acknowledged_writes_survive_kill_9_every_time() {
         acknowledged_entities.len()
     );
     // A last check, offline: the store is intact.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+    let output = crate::support::caxton_command()
         .args(["storage", "maintenance", "--data-dir"])
         .arg(data.path())
         .output()
@@ -684,7 +674,7 @@ async fn a_full_disk_fails_writes_clearly_keeps_reads_and_recovers() {
     let again = Reply::read(write(9999).await.unwrap()).await;
     assert_eq!(again.status, 201, "{:?}", again.body);
     drop(server);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+    let output = crate::support::caxton_command()
         .args(["storage", "maintenance", "--data-dir"])
         .arg(&data)
         .output()

@@ -41,7 +41,7 @@ async fn agent_scoped_memory_is_private_over_http() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(observations_of(&reply.body).is_empty(), "{}", reply.body);
     let reply = server.get("/api/v1/memory/entities/vault?agent=beta").await;
-    assert_eq!((reply.status, reply.code()), (404, "entity_not_found"));
+    reply.assert_error(404, "entity_not_found");
     let reply = server
         .post(
             "/api/v1/memory/relations",
@@ -70,7 +70,7 @@ async fn agent_scoped_memory_is_private_over_http() {
         json!({"agent": "beta", "scope": "global", "name": "x", "entity_type": "t", "observations": ["y"]}),
     )
     .await;
-    assert_eq!((reply.status, reply.code()), (403, "forbidden"));
+    reply.assert_error(403, "forbidden");
     let reply = server.post("/api/v1/memory/entities",
         json!({"scope": "global", "name": "office", "entity_type": "place", "observations": ["the office is in Oslo"]}),
     )

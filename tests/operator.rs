@@ -2,7 +2,6 @@
 //! compression, Prometheus metrics, and the CLI talking to it.
 
 use std::io::Read;
-use std::process::Command;
 
 use crate::support::{AgentsDir, Reply, Server, caxton};
 use serde_json::{Value, json};
@@ -443,7 +442,7 @@ fn config_init_show_and_validate_work_together() {
         String::from_utf8_lossy(&valid.stderr)
     );
 
-    let shown = Command::new(env!("CARGO_BIN_EXE_caxton"))
+    let shown = crate::support::caxton_command()
         .args(["config", "show", "--effective", "--config", file])
         .env("CAXTON_WASM_RUNTIME__POOL_SIZE", "7")
         .output()

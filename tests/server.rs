@@ -112,12 +112,7 @@ async fn runaway_plugins_are_stopped_with_distinct_errors_and_the_host_keeps_ser
     let reply = server
         .send("fault-fuel", &json!({"content": {"fault": "loop"}}))
         .await;
-    assert_eq!(
-        (reply.status, reply.code()),
-        (422, "out_of_fuel"),
-        "{}",
-        reply.body
-    );
+    reply.assert_error(422, "out_of_fuel");
     let fuel = reply.body["error"]["details"]["usage"]["fuel_consumed"].as_u64();
     assert_eq!(fuel, Some(5_000_000));
     assert_echo_works(&server).await;
@@ -125,12 +120,7 @@ async fn runaway_plugins_are_stopped_with_distinct_errors_and_the_host_keeps_ser
     let reply = server
         .send("fault-deadline", &json!({"content": {"fault": "loop"}}))
         .await;
-    assert_eq!(
-        (reply.status, reply.code()),
-        (504, "deadline_exceeded"),
-        "{}",
-        reply.body
-    );
+    reply.assert_error(504, "deadline_exceeded");
     let wall_us = reply.body["error"]["details"]["usage"]["wall_time_us"]
         .as_u64()
         .unwrap();
@@ -143,12 +133,7 @@ async fn runaway_plugins_are_stopped_with_distinct_errors_and_the_host_keeps_ser
     let reply = server
         .send("fault-memory", &json!({"content": {"fault": "alloc"}}))
         .await;
-    assert_eq!(
-        (reply.status, reply.code()),
-        (422, "memory_limit_exceeded"),
-        "{}",
-        reply.body
-    );
+    reply.assert_error(422, "memory_limit_exceeded");
     let peak = reply.body["error"]["details"]["usage"]["peak_memory_bytes"]
         .as_u64()
         .unwrap();
@@ -158,12 +143,7 @@ async fn runaway_plugins_are_stopped_with_distinct_errors_and_the_host_keeps_ser
     let reply = server
         .send("fault-trap", &json!({"content": {"fault": "panic"}}))
         .await;
-    assert_eq!(
-        (reply.status, reply.code()),
-        (422, "plugin_trap"),
-        "{}",
-        reply.body
-    );
+    reply.assert_error(422, "plugin_trap");
     let message = reply.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("fault plugin asked to panic"), "{message}");
     assert_echo_works(&server).await;
@@ -171,12 +151,7 @@ async fn runaway_plugins_are_stopped_with_distinct_errors_and_the_host_keeps_ser
     let reply = server
         .send("fault-trap", &json!({"content": {"fault": "recurse"}}))
         .await;
-    assert_eq!(
-        (reply.status, reply.code()),
-        (422, "plugin_trap"),
-        "{}",
-        reply.body
-    );
+    reply.assert_error(422, "plugin_trap");
     let message = reply.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("stack overflow"), "{message}");
     assert_echo_works(&server).await;
@@ -259,7 +234,7 @@ async fn an_ungranted_import_is_refused_at_load_naming_the_interface() {
         "{log}"
     );
     let reply = server.send("sneaky", &json!({"content": {}})).await;
-    assert_eq!((reply.status, reply.code()), (404, "agent_not_found"));
+    reply.assert_error(404, "agent_not_found");
     // The valid agents still serve.
     let health = server.get_json("/api/v1/health").await;
     assert_eq!(health["agents"], 2);
@@ -301,7 +276,7 @@ async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
             .unwrap(),
     )
     .await;
-    assert_eq!((reply.status, reply.code()), (400, "bad_request"));
+    reply.assert_error(400, "bad_request");
     assert!(
         reply.body["error"]["message"]
             .as_str()
@@ -313,7 +288,7 @@ async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
     let reply =
         crate::support::Reply::read(post("/api/v1/agents/echo/messages", body).await.unwrap())
             .await;
-    assert_eq!((reply.status, reply.code()), (400, "bad_request"));
+    reply.assert_error(400, "bad_request");
 
     let reply = crate::support::Reply::read(
         post(
@@ -324,7 +299,7 @@ async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
         .unwrap(),
     )
     .await;
-    assert_eq!((reply.status, reply.code()), (404, "agent_not_found"));
+    reply.assert_error(404, "agent_not_found");
 
     let reply = crate::support::Reply::read(
         client
@@ -334,7 +309,7 @@ async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
             .unwrap(),
     )
     .await;
-    assert_eq!((reply.status, reply.code()), (404, "route_not_found"));
+    reply.assert_error(404, "route_not_found");
 
     // Last on this client: the server closes a connection whose oversized
     // body it refused, so a pooled connection must not be reused after it.
@@ -342,7 +317,7 @@ async fn bad_requests_get_the_error_shape_with_fitting_statuses() {
     let reply =
         crate::support::Reply::read(post("/api/v1/agents/echo/messages", huge).await.unwrap())
             .await;
-    assert_eq!((reply.status, reply.code()), (413, "payload_too_large"));
+    reply.assert_error(413, "payload_too_large");
 
     assert_echo_works(&server).await;
 }

@@ -27,7 +27,7 @@ async fn maintenance_checks_and_compacts_the_store_offline() {
     }
     assert!(server.terminate().success());
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+    let output = crate::support::caxton_command()
         .args(["storage", "maintenance", "--data-dir"])
         .arg(data.path())
         .env_remove("CAXTON_CONFIG")
@@ -55,7 +55,7 @@ async fn maintenance_checks_and_compacts_the_store_offline() {
 
     // No database there: a clear error, not a new empty file.
     let empty = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+    let output = crate::support::caxton_command()
         .args(["storage", "maintenance", "--data-dir"])
         .arg(empty.path())
         .output()

@@ -10,6 +10,7 @@ pub mod benchmark;
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod harness;
 pub mod http;
 pub mod memory;
 pub mod messaging;

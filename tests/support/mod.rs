@@ -1,14 +1,16 @@
-//! Test support: a real `caxton serve` process on a random loopback port,
-//! with its own data dir and agents dir, and its log captured.
+//! Test support: a real `caxton serve` process on a random loopback port
+//! (started by the library's harness, as the benchmark and the benches
+//! start it), with its own data dir and agents dir, and its log captured;
+//! requests, error assertions and a `caxton` command builder.
 
 pub mod plugins;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use caxton::harness::{ServeOptions, ServerProcess};
 use serde_json::Value;
 
 pub use plugins::component;
@@ -70,11 +72,11 @@ impl AgentsDir {
     }
 }
 
-/// A running server. Killed on drop.
+/// A running server (the library's harness, as the benchmark and the
+/// benches start it), with the test helpers. Killed on drop.
 pub struct Server {
-    child: Child,
+    process: ServerProcess,
     pub base: String,
-    log: Arc<Mutex<String>>,
     pub data_dir: PathBuf,
     /// The API token the server generated (None when auth is off).
     pub token: Option<String>,
@@ -102,81 +104,18 @@ impl Server {
     /// Starts a server on `data_dir`, optionally with a config file's text.
     pub fn start_with(agents: &AgentsDir, data_dir: &Path, config: Option<&str>) -> Self {
         plugins::plugin_dir();
-        let mut command = Command::new(binary());
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--agents-dir")
-            .arg(agents.path())
-            .env("CAXTON_LOG", "info,plugin=debug")
-            .env_remove("CAXTON_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(text) = config {
-            let path = data_dir.join("caxton-test.toml");
-            std::fs::create_dir_all(data_dir).unwrap();
-            std::fs::write(&path, text).unwrap();
-            command.arg("--config").arg(path);
-        }
-        let mut child = command.spawn().expect("starting caxton");
-
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
-
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let metrics_url = Arc::new(Mutex::new(None));
-        std::thread::spawn({
-            let metrics_url = metrics_url.clone();
-            let log = log.clone();
-            move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Some(url) = line.strip_prefix("caxton metrics on ") {
-                        *metrics_url.lock().unwrap() = Some(url.to_owned());
-                    }
-                    if let Some(address) = line.strip_prefix("caxton listening on ") {
-                        let _ = sender.send(address.to_owned());
-                    }
-                    let mut log = log.lock().unwrap();
-                    log.push_str("[stdout] ");
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
-        let base = match receiver.recv_timeout(Duration::from_secs(120)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("server did not start; its log:\n{}", log.lock().unwrap());
-            }
-        };
-        wait_until_ready(&base, &log);
-        // Servers configured without auth have no token file.
-        let token = std::fs::read_to_string(data_dir.join("auth-token"))
-            .map(|t| t.trim().to_owned())
-            .ok();
-        let metrics_url = metrics_url.lock().unwrap().clone();
+        let mut options = ServeOptions::new(&binary(), data_dir, agents.path());
+        options.config = config.map(str::to_owned);
+        options.log_filter = "info,plugin=debug".into();
+        options.capture_log = true;
+        let process = ServerProcess::start(&options).unwrap_or_else(|error| panic!("{error}"));
+        wait_until_ready(&process.base, &process);
         Self {
-            child,
-            base,
-            log,
+            base: process.base.clone(),
+            token: process.token.clone(),
+            metrics_url: process.metrics_url.clone(),
             data_dir: data_dir.to_owned(),
-            token,
-            metrics_url,
+            process,
             _agents: agents.clone(),
             _data: None,
         }
@@ -184,7 +123,7 @@ impl Server {
 
     /// The server process's id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// The most resident memory the server has used so far (Linux's
@@ -222,7 +161,7 @@ impl Server {
 
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.process.log()
     }
 
     /// Waits until the log contains `needle` (logs arrive asynchronously).
@@ -240,13 +179,13 @@ impl Server {
     /// Sends SIGTERM and waits for the process to exit; returns its status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process.child_mut().try_wait().unwrap() {
                 return status;
             }
             assert!(
@@ -329,13 +268,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 pub struct Reply {
     pub status: u16,
     pub retry_after: Option<String>,
@@ -363,6 +295,22 @@ impl Reply {
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
+
+    /// Asserts the answer is the error shape with `status` and `code`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "expected {status} {code}, got: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["message"].is_string(),
+            "no message in the error shape: {}",
+            self.body
+        );
+    }
 }
 
 /// The `caxton` binary under test: this build's, or the one `CAXTON_BIN`
@@ -373,13 +321,21 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_caxton")))
 }
 
-/// Runs the `caxton` binary with `args`, ignoring any token or server the
-/// environment names, and returns what it printed.
-pub fn caxton(args: &[&str]) -> std::process::Output {
-    Command::new(binary())
-        .args(args)
+/// The `caxton` binary under test as a command, ignoring any token,
+/// server or config the environment names.
+pub fn caxton_command() -> Command {
+    let mut command = Command::new(binary());
+    command
         .env_remove("CAXTON_TOKEN")
         .env_remove("CAXTON_SERVER")
+        .env_remove("CAXTON_CONFIG");
+    command
+}
+
+/// Runs `caxton` with `args` and returns what it printed.
+pub fn caxton(args: &[&str]) -> std::process::Output {
+    caxton_command()
+        .args(args)
         .output()
         .expect("running caxton")
 }
@@ -387,7 +343,7 @@ pub fn caxton(args: &[&str]) -> std::process::Output {
 /// Polls `/api/v1/ready` (no token needed) until the server answers 200:
 /// with the model on, it loads in the background after "listening", and a
 /// test that embeds before then would time out on a busy machine.
-fn wait_until_ready(base: &str, log: &Arc<Mutex<String>>) {
+fn wait_until_ready(base: &str, process: &ServerProcess) {
     use std::io::{Read, Write};
     let address = base.trim_start_matches("http://");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -407,7 +363,7 @@ fn wait_until_ready(base: &str, log: &Arc<Mutex<String>>) {
         assert!(
             Instant::now() < deadline,
             "server never became ready; its log:\n{}",
-            log.lock().unwrap()
+            process.log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }

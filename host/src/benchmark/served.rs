@@ -1,28 +1,22 @@
 //! A real `caxton serve` (this binary) on loopback for the end-to-end
 //! suites, with its own data and agents directories; killed on drop.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::harness::{ServeOptions, ServerProcess};
+
 pub struct Served {
-    child: Child,
+    /// The server, started by the harness the tests use too.
+    _process: ServerProcess,
     pub base: String,
     pub client: reqwest::Client,
     /// From spawning the process to its "listening" line.
     pub startup: Duration,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A component built from `plugins/`, by crate name.
@@ -77,33 +71,13 @@ pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served>
     }
     raise_open_file_limit();
     std::fs::create_dir_all(data)?;
-    let config_path = data.join("bench.toml");
-    std::fs::write(&config_path, config)?;
-    let started = Instant::now();
-    let mut child = Command::new(std::env::current_exe()?)
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--agents-dir")
-        .arg(agents)
-        .arg("--config")
-        .arg(&config_path)
-        .env("CAXTON_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut base = None;
-    for line in BufReader::new(stdout).lines() {
-        if let Some(address) = line?.strip_prefix("caxton listening on ") {
-            base = Some(address.to_owned());
-            break;
-        }
-    }
-    let startup = started.elapsed();
-    let base = base.ok_or_else(|| anyhow::anyhow!("the server did not start"))?;
-    let token = std::fs::read_to_string(data.join(crate::auth::TOKEN_FILE))?;
+    let mut options = ServeOptions::new(&std::env::current_exe()?, data, agents);
+    options.config = Some(config.to_owned());
+    let process = ServerProcess::start(&options)?;
+    let token = process
+        .token
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the server wrote no API token"))?;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
@@ -115,10 +89,10 @@ pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served>
         .timeout(Duration::from_secs(60))
         .build()?;
     Ok(Served {
-        child,
-        base,
+        base: process.base.clone(),
+        startup: process.startup,
+        _process: process,
         client,
-        startup,
     })
 }
 

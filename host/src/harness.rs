@@ -1,0 +1,168 @@
+//! A real `caxton serve` child process on loopback: what the integration
+//! tests, `caxton benchmark` and the benches all start, the same way. It
+//! listens on random ports, reads the addresses from the lines the server
+//! prints, keeps what the server logs (when asked), and is killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How to start one server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The `caxton` binary.
+    pub binary: PathBuf,
+    pub data_dir: PathBuf,
+    pub agents_dir: PathBuf,
+    /// Config file text, written into the data dir (`None`: defaults).
+    pub config: Option<String>,
+    /// `CAXTON_LOG` for the server.
+    pub log_filter: String,
+    /// Keep the server's log (stderr and stdout) in memory for the caller.
+    pub capture_log: bool,
+    /// Longest wait for the "listening" line.
+    pub start_timeout: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(binary: &Path, data_dir: &Path, agents_dir: &Path) -> Self {
+        Self {
+            binary: binary.to_owned(),
+            data_dir: data_dir.to_owned(),
+            agents_dir: agents_dir.to_owned(),
+            config: None,
+            log_filter: "warn".into(),
+            capture_log: false,
+            start_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A running server; killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// `http://ADDR`.
+    pub base: String,
+    /// `http://ADDR/metrics`, when the metrics listener is on.
+    pub metrics_url: Option<String>,
+    /// The API token the server uses (`None` when auth is off).
+    pub token: Option<String>,
+    /// From spawning the process to its "listening" line.
+    pub startup: Duration,
+    log: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `caxton serve` with `options` and waits for its address.
+    pub fn start(options: &ServeOptions) -> anyhow::Result<Self> {
+        let mut command = Command::new(&options.binary);
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&options.data_dir)
+            .arg("--agents-dir")
+            .arg(&options.agents_dir)
+            .env("CAXTON_LOG", &options.log_filter)
+            .env_remove("CAXTON_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(if options.capture_log {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        if let Some(text) = &options.config {
+            std::fs::create_dir_all(&options.data_dir)?;
+            let path = options.data_dir.join("caxton-harness.toml");
+            std::fs::write(&path, text)?;
+            command.arg("--config").arg(path);
+        }
+        let started = Instant::now();
+        let mut child = command.spawn()?;
+        let log = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut log = log.lock().expect("log lock");
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+
+        // The addresses arrive on stdout; the rest of stdout joins the log.
+        let (addresses, listening) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let capture = options.capture_log;
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                let mut metrics = None;
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(url) = line.strip_prefix("caxton metrics on ") {
+                        metrics = Some(url.to_owned());
+                    }
+                    if let Some(address) = line.strip_prefix("caxton listening on ") {
+                        let _ = addresses.send((address.to_owned(), metrics.clone()));
+                    }
+                    if capture {
+                        let mut log = log.lock().expect("log lock");
+                        log.push_str("[stdout] ");
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                }
+            }
+        });
+        let (base, metrics_url) = match listening.recv_timeout(options.start_timeout) {
+            Ok(found) => found,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!(
+                    "the server did not start within {:?}; its log:\n{}",
+                    options.start_timeout,
+                    log.lock().expect("log lock")
+                );
+            }
+        };
+        let startup = started.elapsed();
+        // Servers configured without auth have no token file.
+        let token = std::fs::read_to_string(options.data_dir.join(crate::auth::TOKEN_FILE))
+            .map(|t| t.trim().to_owned())
+            .ok();
+        Ok(Self {
+            child,
+            base,
+            metrics_url,
+            token,
+            startup,
+            log,
+        })
+    }
+
+    /// Everything the server logged so far (with `capture_log`).
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child process, for signals and exit status.
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
