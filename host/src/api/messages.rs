@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 
 use super::{ApiError, ApiState};
-use crate::messaging::{Delivery, MessageJson, MessagingError, PerformativeName, Strategy, Target};
+use crate::messaging::{Delivery, MessageJson, MessagingError, Strategy, Target};
 use crate::runtime::{CallOutcome, Message, Performative};
 
 fn from_messaging(error: MessagingError) -> ApiError {
@@ -163,7 +163,7 @@ fn no_provider(request: &MessageJson, capability: &str) -> Value {
         },
         "caxton",
     );
-    debug_assert_eq!(reply.performative, PerformativeName::Failure);
+    debug_assert_eq!(reply.performative, Performative::Failure);
     json!({ "agent": null, "reply": reply, "usage": null, "conversation_id": request.conversation_id })
 }
 

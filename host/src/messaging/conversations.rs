@@ -10,14 +10,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::runtime::Message;
 use crate::store::{Db, StoreError, now_ms};
 
-use super::message::PerformativeName;
+use crate::runtime::Performative;
 
 /// One message of a thread, as `GET /api/v1/conversations/{id}/messages` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ThreadMessage {
     pub seq: i64,
     pub id: String,
-    pub performative: PerformativeName,
+    pub performative: Performative,
     pub sender: String,
     pub receiver: Option<String>,
     pub in_reply_to: Option<String>,
@@ -273,7 +273,7 @@ async fn write_batch(db: &Db, batch: &[Pending]) -> Result<(), StoreError> {
             )
             .await?;
         }
-        let performative = serde_json::to_value(PerformativeName::from(message.performative))
+        let performative = serde_json::to_value(message.performative)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();

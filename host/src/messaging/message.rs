@@ -6,51 +6,6 @@ use serde::{Deserialize, Serialize};
 use super::{Priority, Strategy};
 use crate::runtime::{Message, Performative};
 
-/// The performative as it is spelled in JSON (`accept-proposal`, ...).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PerformativeName {
-    #[default]
-    Request,
-    Inform,
-    Query,
-    Propose,
-    AcceptProposal,
-    RejectProposal,
-    Failure,
-    NotUnderstood,
-}
-
-impl From<PerformativeName> for Performative {
-    fn from(p: PerformativeName) -> Self {
-        match p {
-            PerformativeName::Request => Performative::Request,
-            PerformativeName::Inform => Performative::Inform,
-            PerformativeName::Query => Performative::Query,
-            PerformativeName::Propose => Performative::Propose,
-            PerformativeName::AcceptProposal => Performative::AcceptProposal,
-            PerformativeName::RejectProposal => Performative::RejectProposal,
-            PerformativeName::Failure => Performative::Failure,
-            PerformativeName::NotUnderstood => Performative::NotUnderstood,
-        }
-    }
-}
-
-impl From<Performative> for PerformativeName {
-    fn from(p: Performative) -> Self {
-        match p {
-            Performative::Request => PerformativeName::Request,
-            Performative::Inform => PerformativeName::Inform,
-            Performative::Query => PerformativeName::Query,
-            Performative::Propose => PerformativeName::Propose,
-            Performative::AcceptProposal => PerformativeName::AcceptProposal,
-            Performative::RejectProposal => PerformativeName::RejectProposal,
-            Performative::Failure => PerformativeName::Failure,
-            Performative::NotUnderstood => PerformativeName::NotUnderstood,
-        }
-    }
-}
-
 /// A message as JSON. On input, `id` defaults to a fresh UUID,
 /// `performative` to `request` and `sender` to `"client"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,7 +14,7 @@ pub struct MessageJson {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
-    pub performative: PerformativeName,
+    pub performative: Performative,
     #[serde(default = "default_sender")]
     pub sender: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,7 +53,7 @@ impl MessageJson {
     pub fn into_message(self) -> Message {
         Message {
             id: self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            performative: self.performative.into(),
+            performative: self.performative,
             sender: self.sender,
             receiver: self.receiver,
             capability: self.capability,
@@ -121,7 +76,7 @@ impl MessageJson {
             } else {
                 reply.id
             }),
-            performative: reply.performative.into(),
+            performative: reply.performative,
             sender: from.to_owned(),
             receiver: reply.receiver,
             capability: reply.capability,
@@ -154,7 +109,7 @@ mod tests {
     fn performatives_are_kebab_case_and_checked() {
         let json: MessageJson =
             serde_json::from_str(r#"{"performative": "accept-proposal", "content": 1}"#).unwrap();
-        assert_eq!(json.performative, PerformativeName::AcceptProposal);
+        assert_eq!(json.performative, Performative::AcceptProposal);
         let err = serde_json::from_str::<MessageJson>(r#"{"performative": "shout", "content": 1}"#)
             .unwrap_err();
         assert!(err.to_string().contains("shout"), "{err}");

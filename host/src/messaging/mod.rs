@@ -12,6 +12,6 @@ mod tests;
 
 pub use conversations::{ConversationView, Conversations, ThreadMessage};
 pub use mailbox::{Mailbox, Priority};
-pub use message::{MessageJson, PerformativeName};
+pub use message::MessageJson;
 pub use messenger::{CallContext, Delivery, MessagingError, Messenger, QueueStats};
 pub use router::{Router, Strategy, Target};

@@ -5,9 +5,14 @@
 
 use std::fmt;
 
-/// The FIPA communicative act a message performs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The FIPA communicative act a message performs, spelled in JSON as
+/// the WIT spells it (`accept-proposal`, ...).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Performative {
+    #[default]
     Request,
     Inform,
     Query,
