@@ -210,61 +210,28 @@ impl Server {
 
     /// POSTs JSON to `path`; the status, Retry-After and body.
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        let response = self
-            .client()
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request failed");
-        Reply::read(response).await
+        Reply::of(self.client().post(self.url(path)).json(&body)).await
     }
 
     /// PUTs JSON to `path`; the status, Retry-After and body.
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        let response = self
-            .client()
-            .put(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request failed");
-        Reply::read(response).await
+        Reply::of(self.client().put(self.url(path)).json(&body)).await
     }
 
     /// DELETEs `path`; the status, Retry-After and body.
     pub async fn delete(&self, path: &str) -> Reply {
-        let response = self
-            .client()
-            .delete(self.url(path))
-            .send()
-            .await
-            .expect("request failed");
-        Reply::read(response).await
+        Reply::of(self.client().delete(self.url(path))).await
     }
 
     /// GETs `path`; the status, Retry-After and body.
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::read(
-            self.client()
-                .get(self.url(path))
-                .send()
-                .await
-                .expect("request failed"),
-        )
-        .await
+        Reply::of(self.client().get(self.url(path))).await
     }
 
     /// POSTs a message to an agent; returns status, headers' Retry-After and body.
     pub async fn send(&self, agent: &str, body: &Value) -> Reply {
-        let response = self
-            .client()
-            .post(self.url(&format!("/api/v1/agents/{agent}/messages")))
-            .json(body)
-            .send()
-            .await
-            .expect("request failed");
-        Reply::read(response).await
+        let url = self.url(&format!("/api/v1/agents/{agent}/messages"));
+        Reply::of(self.client().post(url).json(body)).await
     }
 }
 
@@ -275,6 +242,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Sends `request` and reads its answer.
+    pub async fn of(request: reqwest::RequestBuilder) -> Self {
+        Self::read(request.send().await.expect("request failed")).await
+    }
+
     pub async fn read(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let retry_after = response

@@ -21,7 +21,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 pub use error::{ApiError, recover};
-pub use routes::{ROUTES, Route, is_public, route_for, route_template};
+pub use routes::{ROUTES, Resolved, Route, resolve, route_template};
 
 use crate::agents::{AgentRegistry, Deployments};
 use crate::embed::{EmbedError, EmbeddingEngine};

@@ -100,35 +100,57 @@ pub const ROUTES: &[Route] = &[
     post("/api/v1/memory/import", Some(JSON_LINES)),
 ];
 
-/// The route `method path` is, if any. Literal segments win over
-/// placeholders (`agents/validate` is the validate route, not an agent
-/// called "validate"), then the table's order.
-pub fn route_for(method: &str, path: &str) -> Option<&'static Route> {
-    matching(path).find(|route| route.method.eq_ignore_ascii_case(method))
+/// What the front needs to know about one request's path, found in one
+/// pass over the table: its metric label, whether it is public, and what
+/// its body may be sent as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// See [`route_template`].
+    pub template: String,
+    /// Whether any route at the path is public (whatever the method: a
+    /// wrong method on a probe gets its 405 without a token).
+    pub public: bool,
+    /// The media types of the route `method path` is, if it reads a body.
+    pub body: Option<&'static [&'static str]>,
 }
 
-/// Whether any route at `path` is public (whatever the method: a wrong
-/// method on a probe gets its 405 without a token).
-pub fn is_public(path: &str) -> bool {
-    matching(path).any(|route| route.public)
+/// Resolves `method path` against the table once per request. Literal
+/// segments win over placeholders (`agents/validate` is the validate
+/// route, not an agent called "validate"), then the table's order.
+pub fn resolve(method: &str, path: &str) -> Resolved {
+    let matches: Vec<&'static Route> = matching(path).collect();
+    Resolved {
+        template: matches
+            .first()
+            .map_or_else(|| "other".into(), |r| template_of(r)),
+        public: matches.iter().any(|route| route.public),
+        body: matches
+            .iter()
+            .find(|route| route.method.eq_ignore_ascii_case(method))
+            .and_then(|route| route.body),
+    }
 }
 
 /// The template of the route at `path` in the `:placeholder` form metrics
 /// use (`/api/v1/agents/:name/messages`), or `other`: a bounded set of
 /// label values, whatever paths clients send.
 pub fn route_template(path: &str) -> String {
-    match matching(path).next() {
-        Some(route) => route
-            .path
-            .split('/')
-            .map(|segment| match placeholder(segment) {
-                Some(name) => format!(":{name}"),
-                None => segment.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("/"),
-        None => "other".into(),
-    }
+    matching(path)
+        .next()
+        .map_or_else(|| "other".into(), template_of)
+}
+
+/// A route's path with `{name}` written `:name`.
+fn template_of(route: &Route) -> String {
+    route
+        .path
+        .split('/')
+        .map(|segment| match placeholder(segment) {
+            Some(name) => format!(":{name}"),
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The routes whose template matches `path`, most literal first.
@@ -198,24 +220,24 @@ mod tests {
 
     #[test]
     fn the_table_says_what_the_front_checks() {
-        assert!(is_public("/api/v1/health"));
-        assert!(!is_public("/api/v1/agents"));
-        let search = route_for("POST", "/api/v1/memory/search").unwrap();
-        assert_eq!(search.body, Some(JSON));
+        assert!(resolve("GET", "/api/v1/health").public);
+        assert!(!resolve("GET", "/api/v1/agents").public);
+        assert_eq!(resolve("POST", "/api/v1/memory/search").body, Some(JSON));
         assert_eq!(
-            route_for("POST", "/api/v1/agents/validate").unwrap().body,
+            resolve("POST", "/api/v1/agents/validate").body,
             Some(MANIFEST)
         );
         // An agent named "validate" is replaced with JSON, like any other.
+        assert_eq!(resolve("PUT", "/api/v1/agents/validate").body, Some(JSON));
+        assert_eq!(resolve("post", "/api/v1/agents/x/reload").body, None);
         assert_eq!(
-            route_for("PUT", "/api/v1/agents/validate").unwrap().path,
-            "/api/v1/agents/{name}"
+            resolve("POST", "/api/v1/agents/validate/reload").template,
+            "/api/v1/agents/:name/reload"
         );
-        assert_eq!(
-            route_for("post", "/api/v1/agents/x/reload").unwrap().body,
-            None
-        );
-        assert!(route_for("POST", "/api/v1/agents/validate/reload").is_some());
-        assert!(route_for("GET", "/api/v1/nope").is_none());
+        assert_eq!(resolve("GET", "/api/v1/nope").template, "other");
+        let resolved = resolve("POST", "/api/v1/agents/echo/messages");
+        assert_eq!(resolved.template, "/api/v1/agents/:name/messages");
+        assert_eq!((resolved.public, resolved.body), (false, Some(JSON)));
+        assert!(resolve("GET", "/api/v1/ready").public);
     }
 }

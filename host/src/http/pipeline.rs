@@ -15,7 +15,7 @@ use warp::reply::Response;
 use super::compress;
 use super::guard::{self, AllowedHosts};
 use super::rate_limit::RateLimiter;
-use crate::api::{ApiError, Handler, is_public, request_id, route_for, route_template};
+use crate::api::{ApiError, Handler, Resolved, request_id, resolve};
 use crate::auth::LiveToken;
 use crate::config::HttpServerConfig;
 use crate::metrics::metrics;
@@ -68,10 +68,13 @@ impl Pipeline {
         let started = Instant::now();
         let id = request_id::from_headers(request.headers());
         let method = method_label(request.method());
-        let route = route_template(request.uri().path());
+        // The route table is read once per request: the label, the auth
+        // exemption and the body's media types all come from this.
+        let route = resolve(request.method().as_str(), request.uri().path());
         let gzip = self.settings.compression && compress::accepts_gzip(request.headers());
 
-        let mut response = request_id::scope(id.clone(), self.dispatch(request, client)).await;
+        let mut response =
+            request_id::scope(id.clone(), self.dispatch(request, client, &route)).await;
         if gzip {
             response = compress::gzip_json(response, self.settings.compression_min_bytes).await;
         }
@@ -80,7 +83,7 @@ impl Pipeline {
         }
 
         let status = response.status().as_u16().to_string();
-        let labels = [route.as_str(), method, status.as_str()];
+        let labels = [route.template.as_str(), method, status.as_str()];
         let m = metrics();
         m.requests.with_label_values(&labels).inc();
         m.request_duration
@@ -89,7 +92,12 @@ impl Pipeline {
         response
     }
 
-    async fn dispatch(&self, request: Request<Incoming>, client: IpAddr) -> Response {
+    async fn dispatch(
+        &self,
+        request: Request<Incoming>,
+        client: IpAddr,
+        route: &Resolved,
+    ) -> Response {
         if let Some(hosts) = &self.hosts
             && !hosts.allows(request.headers())
         {
@@ -111,7 +119,7 @@ impl Pipeline {
             )
             .into_response();
         }
-        if !is_public(request.uri().path()) {
+        if !route.public {
             if let Some(limiter) = &self.limiter
                 && let Err(wait) = limiter.check_client(client)
             {
@@ -138,8 +146,7 @@ impl Pipeline {
                 return rate_limited(wait);
             }
         }
-        if let Some(accepted) =
-            route_for(request.method().as_str(), request.uri().path()).and_then(|r| r.body)
+        if let Some(accepted) = route.body
             && !guard::content_type_is(request.headers(), accepted)
         {
             return ApiError::new(

@@ -9,12 +9,27 @@ use super::{MessagingError, Messenger, Priority, Strategy, Target};
 use crate::agents::tests::{manifest_text, message, registry};
 use crate::agents::{AgentRegistry, Manifest};
 use crate::config::AgentsConfig;
-use crate::runtime::HostServices;
+use crate::runtime::{HostServices, Message, PluginError};
 
 async fn deploy(registry: &AgentRegistry, dir: &Path, name: &str, component: &str, extra: &str) {
     let path = dir.join(format!("{name}.toml"));
     let manifest = Manifest::parse(&manifest_text(name, component, extra), &path).unwrap();
     registry.deploy(&path, manifest).await.unwrap();
+}
+
+/// Delivers `content` to `agent` and returns its reply (or the plugin's
+/// error) and the conversation it went in.
+async fn ask(
+    messenger: &Messenger,
+    agent: &str,
+    content: &str,
+) -> (Result<Message, PluginError>, String) {
+    let (conversation, mut results) = messenger
+        .deliver(message(content), vec![agent.into()], Priority::Normal)
+        .await
+        .unwrap();
+    let outcome = results.remove(0).unwrap().outcome.unwrap();
+    (outcome.result.unwrap().map(Option::unwrap), conversation)
 }
 
 /// A messenger wired as `server` wires it.
@@ -78,12 +93,8 @@ async fn a_reply_comes_back_from_the_agent_in_the_conversation() {
     )
     .await;
     let messenger = messenger(&registry);
-    let (conversation, mut results) = messenger
-        .deliver(message("{\"q\":1}"), vec!["echo".into()], Priority::Normal)
-        .await
-        .unwrap();
-    let delivery = results.remove(0).unwrap();
-    let reply = delivery.outcome.unwrap().result.unwrap().unwrap().unwrap();
+    let (reply, conversation) = ask(&messenger, "echo", "{\"q\":1}").await;
+    let reply = reply.unwrap();
     assert_eq!(reply.sender, "echo");
     assert_eq!(reply.in_reply_to.as_deref(), Some("m-1"));
     assert_eq!(
@@ -109,33 +120,18 @@ async fn agents_reach_each_other_and_a_cycle_stops_at_the_depth_limit() {
     deploy(&registry, dir.path(), "relay", "relay", relay).await;
     let messenger = messenger(&registry);
 
-    let asked = messenger
-        .deliver(
-            message(r#"{"ask": "echo", "content": {"hello": true}}"#),
-            vec!["relay".into()],
-            Priority::Normal,
-        )
-        .await
-        .unwrap()
-        .1
-        .remove(0)
-        .unwrap();
-    let reply = asked.outcome.unwrap().result.unwrap().unwrap().unwrap();
+    let (reply, _) = ask(
+        &messenger,
+        "relay",
+        r#"{"ask": "echo", "content": {"hello": true}}"#,
+    )
+    .await;
+    let reply = reply.unwrap();
     let content: serde_json::Value = serde_json::from_str(&reply.content).unwrap();
     assert_eq!(content["from"], "echo");
     assert_eq!(content["reply"]["hello"], true);
 
-    let cycled = messenger
-        .deliver(
-            message(r#"{"cycle": ["relay"]}"#),
-            vec!["relay".into()],
-            Priority::Normal,
-        )
-        .await
-        .unwrap()
-        .1
-        .remove(0)
-        .unwrap();
-    let error = cycled.outcome.unwrap().result.unwrap().unwrap_err();
+    let (cycled, _) = ask(&messenger, "relay", r#"{"cycle": ["relay"]}"#).await;
+    let error = cycled.unwrap_err();
     assert!(error.to_string().contains("depth limit"), "{error}");
 }
