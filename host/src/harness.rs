@@ -9,6 +9,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Where `./scripts/setup` builds the plugins in `plugins/` (their own
+/// workspace, `wasm32-wasip2`).
+pub fn plugin_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/target/wasm32-wasip2/release")
+}
+
+/// A component built from `plugins/`, by crate name (`csv_parser`).
+pub fn plugin_component(name: &str) -> PathBuf {
+    plugin_dir().join(format!("{name}.wasm"))
+}
+
 /// How to start one server.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {

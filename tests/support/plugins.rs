@@ -25,7 +25,7 @@ pub fn plugin_dir() -> &'static Path {
             status.success(),
             "building plugins failed; run `rustup target add wasm32-wasip2`"
         );
-        root.join("plugins/target/wasm32-wasip2/release")
+        caxton::harness::plugin_dir()
     })
 }
 

@@ -11,9 +11,7 @@ use crate::runtime::{Message, Performative, PluginError, Runtime, ToolHost};
 
 /// A built plugin component; run `./scripts/setup` first.
 pub(crate) fn plugin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("plugins/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
+    let path = crate::harness::plugin_component(name);
     assert!(
         path.exists(),
         "{} is missing: run ./scripts/setup",

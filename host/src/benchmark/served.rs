@@ -1,13 +1,14 @@
 //! A real `caxton serve` (this binary) on loopback for the end-to-end
 //! suites, with its own data and agents directories; killed on drop.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use crate::harness::plugin_component;
 use crate::harness::{ServeOptions, ServerProcess};
 
 pub struct Served {
@@ -17,13 +18,6 @@ pub struct Served {
     pub client: reqwest::Client,
     /// From spawning the process to its "listening" line.
     pub startup: Duration,
-}
-
-/// A component built from `plugins/`, by crate name.
-pub fn plugin_component(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("plugins/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"))
 }
 
 /// A manifest for agent `name` on plugin `plugin`; `rest` is more TOML.
