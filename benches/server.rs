@@ -90,7 +90,10 @@ async fn start(data_dir: &Path) -> (ServerProcess, Duration) {
     let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agents");
     let options = ServeOptions::new(Path::new(env!("CARGO_BIN_EXE_caxton")), data_dir, &agents);
     let server = ServerProcess::start(&options).unwrap();
-    let client = reqwest::Client::new();
+    let client = {
+        caxton::llm::install_tls_provider();
+        reqwest::Client::new()
+    };
     loop {
         let healthy = client
             .get(format!("{}/api/v1/health", server.base))
@@ -166,7 +169,10 @@ async fn main() {
     results.insert("idle_rss_kb".into(), json!(idle_rss));
 
     let url = format!("{}/api/v1/agents/echo/messages", server.base);
-    let client = reqwest::Client::new();
+    let client = {
+        caxton::llm::install_tls_provider();
+        reqwest::Client::new()
+    };
     for _ in 0..200 {
         echo_once(&client, &url).await;
     }

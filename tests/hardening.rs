@@ -37,7 +37,7 @@ fn client_from(server: &Server, local: IpAddr, token: bool) -> reqwest::Client {
                 .unwrap(),
         );
     }
-    reqwest::Client::builder()
+    crate::support::http()
         .local_address(local)
         .default_headers(headers)
         .timeout(Duration::from_secs(30))
@@ -127,7 +127,7 @@ async fn scrape(server: &Server) -> String {
 #[tokio::test]
 async fn made_up_methods_do_not_add_metric_series() {
     let server = start(&AgentsDir::new(), "");
-    let client = reqwest::Client::new();
+    let client = crate::support::http().build().unwrap();
     for n in 0..40 {
         let method = reqwest::Method::from_bytes(format!("BREW{n}").as_bytes()).unwrap();
         client
@@ -480,7 +480,7 @@ async fn a_form_post_is_refused_and_writes_nothing() {
 async fn with_auth_off_only_this_servers_names_are_answered() {
     let server = start(&AgentsDir::with_examples(), "[auth]\nenabled = false\n");
     let port = address(&server).port();
-    let client = reqwest::Client::new();
+    let client = crate::support::http().build().unwrap();
     let with_host = |host: String| {
         client
             .get(server.url("/api/v1/agents"))
@@ -736,7 +736,7 @@ async fn a_rotated_token_takes_effect_even_with_the_old_mtime() {
         .unwrap()
         .set_modified(old_mtime)
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = crate::support::http().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status = client

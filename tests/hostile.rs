@@ -293,7 +293,7 @@ async fn slow_clients_cannot_hold_every_connection() {
     // Take every connection and never finish the headers.
     let mut slow = stalled_connections(&server, 4, "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n");
     let started = Instant::now();
-    let response = reqwest::Client::builder()
+    let response = crate::support::http()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()

@@ -153,7 +153,7 @@ async fn the_document_lists_exactly_the_routes_and_every_route_answers() {
     }
 
     // Like every route but health, the document needs the token.
-    let anonymous = reqwest::Client::new();
+    let anonymous = crate::support::http().build().unwrap();
     let response = anonymous
         .get(server.url("/api/v1/openapi.json"))
         .send()

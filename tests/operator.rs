@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 async fn every_route_but_health_needs_the_token() {
     let server = Server::start(&AgentsDir::with_examples());
     let token = server.token.clone().expect("a token was generated");
-    let stranger = reqwest::Client::new();
+    let stranger = crate::support::http().build().unwrap();
 
     let health = stranger
         .get(server.url("/api/v1/health"))
@@ -72,7 +72,9 @@ async fn a_rotated_token_takes_effect_without_a_restart() {
     let status = |token: String| {
         let url = server.url("/api/v1/memory/stats");
         async move {
-            reqwest::Client::new()
+            crate::support::http()
+                .build()
+                .unwrap()
                 .get(url)
                 .bearer_auth(token)
                 .send()

@@ -45,6 +45,7 @@ pub struct Config {
     pub http_server: HttpServerConfig,
     pub auth: AuthConfig,
     pub agents: AgentsConfig,
+    pub llm: crate::llm::LlmConfig,
 }
 
 /// `[agents]`: message queues, routing, conversations and hot reload.
@@ -655,14 +656,26 @@ impl Config {
             problems: problems
                 .into_iter()
                 .map(|(key, message)| {
-                    locator.problem(&key, format!("{}: {message}", key.join(".")))
+                    let path: Vec<&str> = key.iter().map(String::as_str).collect();
+                    locator.problem(&path, format!("{}: {message}", key.join(".")))
                 })
                 .collect(),
         })
     }
 
     /// Every value out of its range, with the key it is at.
-    fn problems(&self) -> Vec<(Vec<&'static str>, String)> {
+    fn problems(&self) -> Vec<(Vec<String>, String)> {
+        let mut problems = self
+            .fixed_problems()
+            .into_iter()
+            .map(|(key, message)| (key.into_iter().map(str::to_owned).collect(), message))
+            .collect::<Vec<_>>();
+        problems.extend(self.llm.problems());
+        problems
+    }
+
+    /// [`Self::problems`] at keys known in advance.
+    fn fixed_problems(&self) -> Vec<(Vec<&'static str>, String)> {
         let mut problems = Vec::new();
         let mut check = |ok: bool, key: &[&'static str], message: &str| {
             if !ok {

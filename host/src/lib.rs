@@ -12,6 +12,7 @@ pub mod config;
 pub mod embed;
 pub mod harness;
 pub mod http;
+pub mod llm;
 pub mod memory;
 pub mod messaging;
 pub mod metrics;

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub memory_sqlite_size_bytes: IntGauge,
     pub memory_cache_hit_rate: GaugeVec,
     pub pool_slots_in_use: IntGauge,
+    pub llm_request_duration: HistogramVec,
+    pub llm_tokens: IntCounterVec,
+    pub llm_requests: IntCounterVec,
+    pub llm_cache: IntCounterVec,
 }
 
 /// The state the gauges show, as the server last saw it.
@@ -50,8 +54,10 @@ pub struct Metrics {
 pub struct StateSample {
     pub uptime_seconds: f64,
     pub pool_slots_in_use: usize,
-    /// Agents and tools deployed.
-    pub plugins: usize,
+    /// Configuration agents (run by the built-in prompt agent).
+    pub configuration_agents: usize,
+    /// Agents and tools that are components of their own.
+    pub component_plugins: usize,
     pub embedding_cache_hit_rate: Option<f64>,
 }
 
@@ -107,11 +113,11 @@ impl Metrics {
             )),
             agent_config_count: register!(IntGauge::new(
                 "caxton_agent_config_count",
-                "Agent and tool manifests loaded"
+                "Configuration agents deployed (a manifest with a system prompt, run by the built-in prompt agent)"
             )),
             agent_wasm_count: register!(IntGauge::new(
                 "caxton_agent_wasm_count",
-                "Compiled WebAssembly components ready to run"
+                "Component agents and tools deployed (each its own WebAssembly component)"
             )),
             agent_reload_duration: register!(Histogram::with_opts(histogram(
                 "caxton_agent_reload_duration_seconds",
@@ -133,7 +139,7 @@ impl Metrics {
                     "caxton_agent_tool_call_duration_seconds",
                     "Time for one tool invocation from an agent"
                 ),
-                &["tool"]
+                &["agent", "tool"]
             )),
             fuel_consumed: register!(IntCounterVec::new(
                 Opts::new(
@@ -190,6 +196,34 @@ impl Metrics {
                 "caxton_wasm_pool_slots_in_use",
                 "Component instance slots running a call"
             )),
+            llm_request_duration: register!(HistogramVec::new(
+                histogram(
+                    "caxton_llm_request_duration_seconds",
+                    "Time for one language-model request, retries included"
+                ),
+                &["provider", "model"]
+            )),
+            llm_tokens: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_llm_tokens_total",
+                    "Tokens language models read (prompt) and wrote (completion), as they counted them"
+                ),
+                &["provider", "model", "kind"]
+            )),
+            llm_requests: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_llm_requests_total",
+                    "Language-model requests by outcome (ok, or the error kind)"
+                ),
+                &["provider", "outcome"]
+            )),
+            llm_cache: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_llm_cache_total",
+                    "Configuration agents' response-cache lookups (hit or miss)"
+                ),
+                &["result"]
+            )),
             registry,
         }
     }
@@ -209,8 +243,9 @@ impl Metrics {
         self.sample_process();
         self.uptime_seconds.set(state.uptime_seconds);
         self.pool_slots_in_use.set(state.pool_slots_in_use as i64);
-        self.agent_config_count.set(state.plugins as i64);
-        self.agent_wasm_count.set(state.plugins as i64);
+        self.agent_config_count
+            .set(state.configuration_agents as i64);
+        self.agent_wasm_count.set(state.component_plugins as i64);
         if let Some(rate) = state.embedding_cache_hit_rate {
             self.memory_cache_hit_rate
                 .with_label_values(&["embedding"])

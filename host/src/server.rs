@@ -51,6 +51,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = AgentRegistry::new(runtime.clone(), Some(memory.clone()));
     registry.set_max_agents(config.agents.max_agents);
     registry.set_max_reply_bytes(config.agents.max_reply_size);
+    // Before the agents: configuration agents are checked against the
+    // providers when they load. Nothing is contacted here; the health
+    // checks run in the background.
+    let llm = Arc::new(crate::llm::LlmService::new(&config.llm).map_err(|e| anyhow::anyhow!(e))?);
+    registry.set_llm(llm.clone());
+    let llm_health = llm.spawn_health_checks();
     let cleanup = config
         .memory
         .cleanup
@@ -142,7 +148,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tools: registry.clone(),
         memory: registry.clone(),
         context: registry.clone(),
+        llm: registry.clone(),
         messaging: messenger.clone(),
+        conversations: messenger.clone(),
     });
     let expiry = tokio::spawn(expire_conversations(
         messenger.clone(),
@@ -200,7 +208,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     http::serve(listener, pipeline, &config.http_server, shutdown_signal()).await;
     drop(hot_reload);
-    for task in [cleanup, metrics_task, Some(expiry)].into_iter().flatten() {
+    for task in [cleanup, metrics_task, Some(expiry), Some(llm_health)]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     tracing::info!("caxton stopped");
@@ -280,10 +291,12 @@ async fn sample_store_gauges(state: ApiState) {
 /// What the state gauges show, read from the services (cheap: no query).
 fn state_sample(state: &ApiState) -> crate::metrics::StateSample {
     let (agents, tools) = state.registry.counts();
+    let configuration = state.registry.configuration_agent_count();
     crate::metrics::StateSample {
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         pool_slots_in_use: state.registry.runtime().slots_in_use(),
-        plugins: agents + tools,
+        configuration_agents: configuration,
+        component_plugins: agents + tools - configuration,
         embedding_cache_hit_rate: state
             .embeddings
             .as_ref()

@@ -148,7 +148,7 @@ impl Server {
                 format!("Bearer {token}").parse().unwrap(),
             );
         }
-        reqwest::Client::builder()
+        http()
             .timeout(Duration::from_secs(30))
             .default_headers(headers)
             .build()
@@ -339,4 +339,11 @@ fn wait_until_ready(base: &str, process: &ServerProcess) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// An HTTP client builder (the TLS provider installed first: reqwest's
+/// rustls needs one chosen, as the server's own clients do).
+pub fn http() -> reqwest::ClientBuilder {
+    caxton::llm::install_tls_provider();
+    reqwest::Client::builder()
 }

@@ -28,7 +28,9 @@ impl AgentRegistry {
                 tools: self.clone(),
                 memory: self.clone(),
                 context: self.clone(),
+                llm: self.clone(),
                 messaging: Arc::new(Unavailable),
+                conversations: Arc::new(Unavailable),
             })
     }
 

@@ -53,10 +53,22 @@ pub struct Manifest {
     pub capabilities: Vec<String>,
     /// Tools the agent may call (allowlist by tool name).
     pub tools: Vec<String>,
-    /// The `.wasm` component, resolved against the manifest's directory.
+    /// The `.wasm` component, resolved against the manifest's directory;
+    /// empty for a configuration agent (see [`Manifest::configuration`]).
     pub component: PathBuf,
-    /// Host interfaces the agent may import: `log`, `memory`, `tools`, `messaging`.
+    /// True for a *configuration agent*: `system_prompt` and no
+    /// `component`; the built-in prompt agent runs it.
+    pub configuration: bool,
+    /// Host interfaces the agent may import: `log`, `memory`, `tools`,
+    /// `messaging`, `llm` (a configuration agent gets what its manifest uses).
     pub grants: Vec<String>,
+    /// Agents a configuration agent may ask (offered to its model as
+    /// functions; asking goes through messaging).
+    pub agents: Vec<String>,
+    /// `[llm]`: the provider, model and options of this agent's chats.
+    pub llm: LlmSettings,
+    /// `[performance]`: the switches a configuration agent acts on.
+    pub performance: PerformanceSettings,
     pub resource_limits: ResourceLimits,
     pub memory: MemorySettings,
     /// `[parameters]`: free-form settings handed to the plugin as they are;
@@ -85,6 +97,8 @@ pub struct MemorySettings {
     pub workspace: String,
     /// May write `global` memory (every agent reads it).
     pub global_write: bool,
+    /// Configuration agents: store each exchange as observations.
+    pub auto_store: bool,
 }
 
 impl Default for MemorySettings {
@@ -95,6 +109,7 @@ impl Default for MemorySettings {
             search_limit: 10,
             workspace: DEFAULT_WORKSPACE.into(),
             global_write: false,
+            auto_store: false,
         }
     }
 }
@@ -121,6 +136,102 @@ pub struct ResourceLimits {
     /// Wall-clock limit for one memory search made by the agent.
     #[serde(deserialize_with = "crate::config::optional_duration_text::deserialize")]
     pub memory_search_timeout: Option<Duration>,
+}
+
+/// `[llm]`: which provider and model the agent's chats use, and their
+/// options; unset values come from caxton.toml's `[llm]`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct LlmSettings {
+    /// A provider named in caxton.toml's `[llm.providers]`.
+    pub provider: Option<String>,
+    /// The model, as the provider names it.
+    pub model: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+}
+
+/// `[performance]`: of the guide's switches, the ones a configuration
+/// agent acts on; the others are accepted with a warning.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct PerformanceSettings {
+    /// Run the tool calls of one model answer at the same time.
+    pub parallel_tool_calls: bool,
+    /// Stream the answer to clients that ask for a stream.
+    pub response_streaming: bool,
+}
+
+impl Default for PerformanceSettings {
+    fn default() -> Self {
+        Self {
+            parallel_tool_calls: true,
+            response_streaming: true,
+        }
+    }
+}
+
+/// The `[parameters]` a configuration agent acts on (the table stays
+/// free-form for component agents). Typed here so that a wrong value is a
+/// located problem at deploy time, not a failure at the first message.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PromptParameters {
+    /// Bounds a whole turn, e.g. `"15s"`.
+    #[serde(deserialize_with = "crate::config::optional_duration_text::deserialize")]
+    pub response_timeout: Option<Duration>,
+    /// Tokens of history and memory context kept in a turn's prompt.
+    pub max_context_length: Option<u32>,
+    /// Answer an identical turn from the response cache.
+    pub cache_responses: Option<bool>,
+    /// Model calls in one turn at most (tool rounds), default 8.
+    pub max_steps: Option<u32>,
+}
+
+/// How long a configuration agent's turn may take when its manifest says
+/// nothing: a model on a small CPU needs seconds, not the 5 s default of
+/// a component agent's call.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Manifest {
+    /// A configuration agent's typed `[parameters]` (defaults when the
+    /// table does not parse, which validation has already reported).
+    pub fn prompt_parameters(&self) -> PromptParameters {
+        toml::Value::Table(self.parameters.clone())
+            .try_into()
+            .unwrap_or_default()
+    }
+
+    /// The manifest as the `context.manifest` import shows it to the
+    /// agent: its own keys, durations as `*_ms`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        let limits = &self.resource_limits;
+        serde_json::json!({
+            "name": self.name,
+            "version": self.version.to_string(),
+            "description": self.description,
+            "capabilities": self.capabilities,
+            "tools": self.tools,
+            "agents": self.agents,
+            "system_prompt": self.system_prompt,
+            "memory": {
+                "enabled": self.memory.enabled && self.grants.iter().any(|g| g == "memory"),
+                "scope": self.memory.scope,
+                "search_limit": self.memory.search_limit,
+                "auto_store": self.memory.auto_store,
+            },
+            "parameters": self.parameters,
+            "performance": self.performance,
+            "llm": self.llm,
+            "resource_limits": {
+                "execution_timeout_ms": ms(limits.execution_timeout),
+                "tool_call_timeout_ms": ms(limits.tool_call_timeout),
+                "memory_search_timeout_ms": ms(limits.memory_search_timeout),
+                "max_conversations": limits.max_conversations,
+            },
+        })
+    }
 }
 
 /// Everything parsing found: the manifest when there were no problems, every
@@ -152,6 +263,12 @@ struct RawManifest {
     #[serde(default)]
     grants: Vec<String>,
     #[serde(default)]
+    agents: Vec<String>,
+    #[serde(default)]
+    llm: LlmSettings,
+    #[serde(default)]
+    performance: PerformanceSettings,
+    #[serde(default)]
     resource_limits: ResourceLimits,
     #[serde(default)]
     memory: MemorySettings,
@@ -172,6 +289,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tools",
     "component",
     "grants",
+    "agents",
+    "llm",
+    "performance",
     "resource_limits",
     "memory",
     "parameters",
@@ -184,7 +304,10 @@ const MEMORY_KEYS: &[&str] = &[
     "search_limit",
     "workspace",
     "global_write",
+    "auto_store",
 ];
+const LLM_KEYS: &[&str] = &["provider", "model", "temperature", "max_tokens"];
+const PERFORMANCE_KEYS: &[&str] = &["parallel_tool_calls", "response_streaming"];
 const RESOURCE_LIMIT_KEYS: &[&str] = &[
     "fuel",
     "memory_mb",
@@ -208,12 +331,16 @@ struct Hint {
 /// a problem, since it is far more often a typo than a hint.
 const HINTS: &[Hint] = &[
     Hint {
-        path: &["performance"],
-        reason: "the host has no per-agent performance switches; tune [resource_limits] instead",
+        path: &["performance", "lazy_tool_loading"],
+        reason: "tools are always loaded at deploy time (they are checked then)",
     },
     Hint {
-        path: &["memory", "auto_store"],
-        reason: "the host never stores memory on an agent's behalf; agents write with explicit memory calls",
+        path: &["performance", "optimize_prompts"],
+        reason: "the host sends the system prompt as written",
+    },
+    Hint {
+        path: &["performance", "preload_memory"],
+        reason: "memory is searched per message, within memory_search_timeout",
     },
     Hint {
         path: &["resource_limits", "context_switch_limit"],
@@ -283,6 +410,9 @@ impl Manifest {
         }
         checker.memory(&raw.memory);
         checker.limits(&raw.resource_limits);
+        if raw.kind == PluginKind::Agent && raw.component.is_none() {
+            checker.configuration(&raw);
+        }
         report.problems.extend(checker.problems);
         report.sort();
         if report.problems.is_empty() {
@@ -337,10 +467,32 @@ impl RawManifest {
     /// The validated manifest; `None` if a required field is absent (which
     /// the checks have already reported).
     fn into_manifest(self, version: Option<semver::Version>, path: &Path) -> Option<Manifest> {
-        let mut component = self.component?;
-        if component.is_relative() {
+        let configuration = self.component.is_none() && self.system_prompt.is_some();
+        let mut component = if configuration {
+            PathBuf::new()
+        } else {
+            self.component?
+        };
+        if component.is_relative() && !configuration {
             let base = path.parent().unwrap_or(Path::new("."));
             component = base.join(component);
+        }
+        let mut grants = self.grants;
+        if configuration {
+            // What the prompt agent needs for what the manifest uses, and
+            // nothing more: the grants still bound what the model can do.
+            let uses = [
+                ("log", true),
+                ("llm", true),
+                ("memory", self.memory.enabled),
+                ("tools", !self.tools.is_empty()),
+                ("messaging", !self.agents.is_empty()),
+            ];
+            for (grant, used) in uses {
+                if used && !grants.iter().any(|g| g == grant) {
+                    grants.push(grant.to_owned());
+                }
+            }
         }
         Some(Manifest {
             name: self.name?,
@@ -350,7 +502,11 @@ impl RawManifest {
             capabilities: self.capabilities,
             tools: self.tools,
             component,
-            grants: self.grants,
+            configuration,
+            grants,
+            agents: self.agents,
+            llm: self.llm,
+            performance: self.performance,
             resource_limits: self.resource_limits,
             memory: self.memory,
             parameters: self.parameters,
@@ -388,7 +544,8 @@ impl Checker<'_> {
                 format!("missing field `name`; add e.g. {example}"),
             );
         }
-        if raw.component.is_none() {
+        if raw.component.is_none() && (raw.kind == PluginKind::Tool || raw.system_prompt.is_none())
+        {
             let stem = raw
                 .name
                 .as_deref()
@@ -396,9 +553,14 @@ impl Checker<'_> {
                 .unwrap_or("my-agent");
             self.flag(
                 &["component"],
-                format!(
-                    "missing field `component`; add the path to the .wasm, relative to this file, e.g. component = \"{stem}.wasm\""
-                ),
+                match raw.kind {
+                    PluginKind::Tool => format!(
+                        "missing field `component`; add the path to the .wasm, relative to this file, e.g. component = \"{stem}.wasm\""
+                    ),
+                    PluginKind::Agent => format!(
+                        "missing field `component` or `system_prompt`; add component = \"{stem}.wasm\" (a WebAssembly agent) or system_prompt = \"You are ...\" (a configuration agent run by a language model)"
+                    ),
+                },
             );
         }
         let Some(text) = &raw.version else {
@@ -465,7 +627,8 @@ impl Checker<'_> {
                 format!("tools: {tool:?} is not a tool name (lowercase letters, digits, `_` or `-`, 2-64 characters)"),
             );
         }
-        if !raw.tools.is_empty() && !raw.grants.iter().any(|g| g == "tools") {
+        let configuration = raw.component.is_none() && raw.system_prompt.is_some();
+        if !configuration && !raw.tools.is_empty() && !raw.grants.iter().any(|g| g == "tools") {
             self.flag(
                 &["tools"],
                 "tools: listing tools needs the \"tools\" grant; add it to `grants`, e.g. grants = [\"log\", \"tools\"]",
@@ -497,6 +660,75 @@ impl Checker<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// A configuration agent's own settings: the `[parameters]` it acts
+    /// on, the agents it may ask, and its `[llm]` options.
+    fn configuration(&mut self, raw: &RawManifest) {
+        if raw
+            .system_prompt
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            self.flag(
+                &["system_prompt"],
+                "system_prompt: empty; say what the agent is for, e.g. system_prompt = \"You answer questions about the shop's stock.\"",
+            );
+        }
+        let parameters = toml::Value::Table(raw.parameters.clone());
+        if let Err(error) = parameters.try_into::<PromptParameters>() {
+            self.flag(
+                &["parameters"],
+                format!(
+                    "parameters: {}; e.g. response_timeout = \"15s\", max_context_length = 6000, cache_responses = true, max_steps = 8",
+                    error.message()
+                ),
+            );
+        } else {
+            let typed: PromptParameters = toml::Value::Table(raw.parameters.clone())
+                .try_into()
+                .unwrap_or_default();
+            if typed.max_steps.is_some_and(|n| n == 0 || n > 64) {
+                self.flag(
+                    &["parameters", "max_steps"],
+                    "parameters.max_steps: between 1 and 64 model calls per turn",
+                );
+            }
+            if typed.max_context_length == Some(0) {
+                self.flag(
+                    &["parameters", "max_context_length"],
+                    "parameters.max_context_length: must be above zero (tokens)",
+                );
+            }
+            if typed.response_timeout.is_some_and(|d| d.is_zero()) {
+                self.flag(
+                    &["parameters", "response_timeout"],
+                    "parameters.response_timeout: must be above zero, e.g. \"15s\"",
+                );
+            }
+        }
+        for agent in raw.agents.iter().filter(|a| !is_agent_name(a)) {
+            self.flag(
+                &["agents"],
+                format!("agents: {agent:?} is not an agent name (kebab-case, 3-64 characters)"),
+            );
+        }
+        if raw
+            .llm
+            .temperature
+            .is_some_and(|t| !(0.0..=2.0).contains(&t))
+        {
+            self.flag(
+                &["llm", "temperature"],
+                "llm.temperature: between 0.0 and 2.0",
+            );
+        }
+        if raw.llm.max_tokens == Some(0) {
+            self.flag(
+                &["llm", "max_tokens"],
+                "llm.max_tokens: must be above zero; remove it to let the model decide",
+            );
         }
     }
 
@@ -587,6 +819,8 @@ fn known_keys(table: &[&str]) -> Vec<&'static str> {
     let fields: &[&str] = match table {
         [] => TOP_LEVEL_KEYS,
         ["memory"] => MEMORY_KEYS,
+        ["llm"] => LLM_KEYS,
+        ["performance"] => PERFORMANCE_KEYS,
         ["resource_limits"] => RESOURCE_LIMIT_KEYS,
         _ => &[],
     };
@@ -768,14 +1002,24 @@ component = "c.wasm"
 grants = ["tools"]
 system_prompt = "p"
 documentation = "d"
+agents = ["other-agent"]
 [parameters]
 anything = 1
+[llm]
+provider = "p"
+model = "m"
+temperature = 0.5
+max_tokens = 10
+[performance]
+parallel_tool_calls = false
+response_streaming = false
 [memory]
 enabled = true
 scope = "workspace"
 search_limit = 5
 workspace = "w"
 global_write = false
+auto_store = true
 [resource_limits]
 fuel = 1
 memory_mb = 1
@@ -797,6 +1041,8 @@ memory_search_timeout = "1ms"
         for (table, listed) in [
             ("memory", MEMORY_KEYS),
             ("resource_limits", RESOURCE_LIMIT_KEYS),
+            ("llm", LLM_KEYS),
+            ("performance", PERFORMANCE_KEYS),
         ] {
             let written: Vec<&str> = written[table]
                 .as_table()

@@ -12,8 +12,12 @@ pub(crate) mod tests;
 
 pub use deployments::{Deployments, Stored, parse_with_component};
 pub use manifest::{
-    Manifest, ManifestError, ManifestReport, MemorySettings, PluginKind, ResourceLimits,
+    DEFAULT_RESPONSE_TIMEOUT, LlmSettings, Manifest, ManifestError, ManifestReport, MemorySettings,
+    PerformanceSettings, PluginKind, PromptParameters, ResourceLimits,
 };
-pub use registry::{AgentError, AgentRegistry, DeployedAgent, DeployedTool, LoadReport, Prepared};
+pub use registry::{
+    AgentError, AgentRegistry, DeployedAgent, DeployedTool, LoadReport, PROMPT_AGENT_NAME,
+    PROMPT_AGENT_WASM, Prepared,
+};
 pub use reload::{HotReload, OnRemoved, reload_now, watch};
 pub use stats::AgentStats;

@@ -5,11 +5,12 @@
 
 use super::calls::record_fault;
 use super::registry::AgentRegistry;
+use crate::llm::AgentChat;
 use crate::memory::{Caller, Memory, MemoryError, SearchOptions};
 use crate::metrics::metrics;
 use crate::runtime::{
-    BoxFuture, ContextHost, MemoryEntity, MemoryHit, MemoryHost, PluginError, RuntimeError,
-    ToolHost,
+    BoxFuture, CallChain, ChatRequest, ChatResponse, ContextHost, LlmHost, MemoryEntity, MemoryHit,
+    MemoryHost, PluginError, RuntimeError, ToolDescription, ToolHost,
 };
 
 impl AgentRegistry {
@@ -80,7 +81,7 @@ impl ToolHost for AgentRegistry {
             };
             metrics()
                 .tool_call_duration
-                .with_label_values(&[tool])
+                .with_label_values(&[caller, tool])
                 .observe(outcome.usage.wall_time_us as f64 / 1e6);
             if let Err(error) = &outcome.result {
                 record_fault(error);
@@ -94,6 +95,46 @@ impl ToolHost for AgentRegistry {
             }
         })
     }
+
+    fn available<'a>(&'a self, caller: &'a str) -> BoxFuture<'a, Vec<ToolDescription>> {
+        Box::pin(self.tool_descriptions(caller))
+    }
+}
+
+impl AgentRegistry {
+    /// What each deployed tool on `caller`'s allowlist says about itself,
+    /// asked once per deployed tool version and kept.
+    async fn tool_descriptions(&self, caller: &str) -> Vec<ToolDescription> {
+        let Some(agent) = self.agent(caller) else {
+            return Vec::new();
+        };
+        let mut descriptions = Vec::new();
+        for name in &agent.manifest.tools {
+            let Some(tool) = self.tool(name) else {
+                continue;
+            };
+            let description = tool
+                .description
+                .get_or_init(|| async {
+                    let outcome = self.runtime.describe_tool(&tool.component).await;
+                    outcome.result.unwrap_or_else(|error| {
+                        tracing::warn!(tool = %name, %error, "describe failed; offering the tool with its manifest's description");
+                        ToolDescription {
+                            name: name.clone(),
+                            description: tool.manifest.description.clone(),
+                            input_schema: r#"{"type":"object"}"#.into(),
+                        }
+                    })
+                })
+                .await;
+            // The name agents call it by is the deployed one.
+            descriptions.push(ToolDescription {
+                name: name.clone(),
+                ..description.clone()
+            });
+        }
+        descriptions
+    }
 }
 
 impl ContextHost for AgentRegistry {
@@ -101,6 +142,49 @@ impl ContextHost for AgentRegistry {
         self.agent(caller)
             .and_then(|a| serde_json::to_string(&a.manifest.parameters).ok())
             .unwrap_or_else(|| "{}".into())
+    }
+
+    fn manifest(&self, caller: &str) -> String {
+        self.agent(caller)
+            .map(|a| a.manifest.to_json().to_string())
+            .unwrap_or_else(|| "{}".into())
+    }
+}
+
+impl LlmHost for AgentRegistry {
+    fn chat<'a>(
+        &'a self,
+        caller: &'a str,
+        chain: Option<&'a CallChain>,
+        request: ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatResponse, PluginError>> {
+        Box::pin(async move {
+            let llm = self.llm.get().ok_or_else(|| {
+                PluginError::Unavailable("no language models are configured on this host".into())
+            })?;
+            let agent = self.agent(caller).ok_or_else(|| {
+                PluginError::Denied(format!("{caller:?} is not a deployed agent"))
+            })?;
+            let manifest = &agent.manifest;
+            // Streaming is the client's choice, bounded by the manifest's.
+            let deltas = chain
+                .and_then(|chain| chain.deltas())
+                .filter(|_| manifest.performance.response_streaming);
+            llm.chat(&agent_chat(manifest), request, deltas).await
+        })
+    }
+}
+
+/// What an agent's manifest says about its chats.
+pub(super) fn agent_chat(manifest: &super::Manifest) -> AgentChat {
+    AgentChat {
+        agent: manifest.name.clone(),
+        version: manifest.version.to_string(),
+        provider: manifest.llm.provider.clone(),
+        model: manifest.llm.model.clone(),
+        temperature: manifest.llm.temperature,
+        max_tokens: manifest.llm.max_tokens,
+        cache: manifest.prompt_parameters().cache_responses == Some(true),
     }
 }
 

@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use super::manifest::{Manifest, ManifestError, PluginKind};
+use super::manifest::{DEFAULT_RESPONSE_TIMEOUT, Manifest, ManifestError, PluginKind};
 use super::stats::AgentStats;
+use crate::llm::LlmService;
 use crate::memory::Memory;
 use crate::runtime::{
     AgentComponent, CallLimits, HostServices, PluginSpec, Runtime, RuntimeError, ToolComponent,
+    ToolDescription,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +56,18 @@ pub struct DeployedTool {
     pub manifest: Manifest,
     pub component: ToolComponent,
     pub source: PathBuf,
+    /// What the tool's `describe` said, asked the first time an agent
+    /// needs it (offering tools to a model).
+    pub description: tokio::sync::OnceCell<ToolDescription>,
 }
+
+/// How a configuration agent's component is named in errors and listings.
+pub const PROMPT_AGENT_NAME: &str = "<built-in prompt agent>";
+
+/// The prompt agent (`plugins/prompt-agent`), compiled into the binary so
+/// an installed caxton runs configuration agents with nothing beside it.
+/// Empty when the plugins were not built before caxton (see `build.rs`).
+pub const PROMPT_AGENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/prompt_agent.wasm"));
 
 /// A plugin compiled and checked, ready to be installed.
 pub struct Prepared {
@@ -93,6 +106,8 @@ pub struct AgentRegistry {
     pub(super) max_reply_bytes: std::sync::atomic::AtomicUsize,
     /// What agents' imports reach, wired once by `server`.
     pub(super) services: std::sync::OnceLock<HostServices>,
+    /// The language models agents chat with, set once by `server`.
+    pub(super) llm: std::sync::OnceLock<Arc<LlmService>>,
 }
 
 impl AgentRegistry {
@@ -107,11 +122,34 @@ impl AgentRegistry {
             max_agents: std::sync::atomic::AtomicUsize::new(usize::MAX),
             max_reply_bytes: std::sync::atomic::AtomicUsize::new(usize::MAX),
             services: std::sync::OnceLock::new(),
+            llm: std::sync::OnceLock::new(),
         })
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// Sets the language-model service agents' `llm` imports reach (once,
+    /// in `server`); agents are then checked against its providers.
+    pub fn set_llm(&self, llm: Arc<LlmService>) {
+        if self.llm.set(llm).is_err() {
+            tracing::warn!("the agent registry's language models were already set");
+        }
+    }
+
+    pub fn llm(&self) -> Option<&Arc<LlmService>> {
+        self.llm.get()
+    }
+
+    /// Configuration agents deployed (run by the prompt agent).
+    pub fn configuration_agent_count(&self) -> usize {
+        self.agents
+            .read()
+            .expect("agents lock")
+            .values()
+            .filter(|a| a.manifest.configuration)
+            .count()
     }
 
     pub fn agent_count(&self) -> usize {
@@ -230,6 +268,9 @@ impl AgentRegistry {
                 tool: tool.clone(),
             });
         }
+        if manifest.configuration {
+            self.check_configuration_agent(path, &manifest)?;
+        }
         let limits = self.limits_for(&manifest, path)?;
         let runtime = self.runtime.clone();
         let load_error = |source| AgentError::Load {
@@ -238,10 +279,16 @@ impl AgentRegistry {
         };
         // Compiling is CPU-bound: keep it off the async workers.
         let (loaded, manifest) = tokio::task::spawn_blocking(move || {
+            // A configuration agent runs on the built-in prompt agent.
+            let (component, wasm) = if manifest.configuration {
+                (Path::new(PROMPT_AGENT_NAME), Some(PROMPT_AGENT_WASM))
+            } else {
+                (manifest.component.as_path(), wasm.as_deref())
+            };
             let spec = PluginSpec {
                 name: &manifest.name,
-                component: &manifest.component,
-                wasm: wasm.as_deref(),
+                component,
+                wasm,
                 grants: &manifest.grants,
                 limits,
             };
@@ -291,6 +338,7 @@ impl AgentRegistry {
                         manifest,
                         component,
                         source: path,
+                        description: tokio::sync::OnceCell::new(),
                     }),
                 );
             }
@@ -439,11 +487,61 @@ impl AgentRegistry {
             }
             .into());
         }
+        // A configuration agent's turn waits on a model: its bound is
+        // `response_timeout`, not a component's call deadline.
+        let timeout = if manifest.configuration {
+            manifest
+                .prompt_parameters()
+                .response_timeout
+                .or(requested.execution_timeout)
+                .unwrap_or(DEFAULT_RESPONSE_TIMEOUT)
+        } else {
+            requested.execution_timeout.unwrap_or(defaults.timeout)
+        };
         Ok(CallLimits {
             fuel: requested.fuel.unwrap_or(defaults.fuel),
-            timeout: requested.execution_timeout.unwrap_or(defaults.timeout),
+            timeout,
             memory_bytes,
         })
+    }
+
+    /// What only a configuration agent needs: the prompt agent in this
+    /// binary, a provider and a model, and the agents it may ask.
+    fn check_configuration_agent(
+        &self,
+        path: &Path,
+        manifest: &Manifest,
+    ) -> Result<(), AgentError> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let invalid = |key: &[&str], message: String| -> AgentError {
+            ManifestError::Invalid {
+                path: path.to_owned(),
+                problems: vec![crate::toml_check::Problem::at(&text, key, message).to_string()],
+            }
+            .into()
+        };
+        if PROMPT_AGENT_WASM.is_empty() {
+            return Err(invalid(
+                &["system_prompt"],
+                "this caxton binary was built without the prompt agent that runs configuration agents; build the plugins (./scripts/setup) and rebuild caxton".into(),
+            ));
+        }
+        match self.llm.get() {
+            None => {
+                return Err(invalid(
+                    &["system_prompt"],
+                    "configuration agents need a language model, and this host has none configured ([llm] in caxton.toml)".into(),
+                ));
+            }
+            Some(llm) => {
+                if let Err((key, message)) =
+                    llm.check_agent(&super::plugin_host::agent_chat(manifest))
+                {
+                    return Err(invalid(&["llm", key], message));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Agents offering `capability`, by name.

@@ -9,7 +9,7 @@ use super::{ApiError, ApiState};
 use crate::messaging::{Delivery, MessageJson, MessagingError, Strategy, Target};
 use crate::runtime::{CallOutcome, Message, Performative};
 
-fn from_messaging(error: MessagingError) -> ApiError {
+pub(super) fn from_messaging(error: MessagingError) -> ApiError {
     let (status, code, retry) = match &error {
         MessagingError::NotFound(_) => (StatusCode::NOT_FOUND, "agent_not_found", None),
         MessagingError::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full", Some(1)),
@@ -38,7 +38,9 @@ fn parse_message(body: &[u8]) -> Result<MessageJson, ApiError> {
 
 /// One agent's answer as JSON: the reply and usage, or the error shape
 /// the direct route would have answered with.
-fn delivery_result(delivery: Delivery) -> Result<(Option<MessageJson>, Value), ApiError> {
+pub(super) fn delivery_result(
+    delivery: Delivery,
+) -> Result<(Option<MessageJson>, Value), ApiError> {
     let agent = delivery.agent.clone();
     let outcome = delivery.outcome.map_err(|e| ApiError::from_agent(&e))?;
     let CallOutcome { result, usage } = outcome;

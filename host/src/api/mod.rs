@@ -2,6 +2,7 @@
 //! the one shape defined in [`error`].
 
 mod agents;
+mod chat;
 mod embeddings;
 mod error;
 mod memory;
@@ -103,16 +104,31 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(with_state.clone())
         .map(ready);
 
-    let send_to_agent = warp::path!("api" / "v1" / "agents" / PathParam / "messages")
+    let send_to_agent =
+        warp::path!("api" / "v1" / "agents" / PathParam / "messages")
+            .and(warp::post())
+            .and(warp::header::optional::<String>("accept"))
+            .and(warp::body::content_length_limit(state.max_request_size))
+            .and(warp::body::bytes())
+            .and(with_state.clone())
+            .then(
+                |PathParam(agent): PathParam,
+                 accept: Option<String>,
+                 body: Bytes,
+                 state: ApiState| async move {
+                    if accept.is_some_and(|a| a.contains("text/event-stream")) {
+                        chat::agent_events(&state, &agent, &body).await
+                    } else {
+                        respond(messages::send_to_agent(&state, &agent, &body).await)
+                    }
+                },
+            );
+    let chat_completions = warp::path!("api" / "v1" / "chat" / "completions")
         .and(warp::post())
         .and(warp::body::content_length_limit(state.max_request_size))
         .and(warp::body::bytes())
         .and(with_state.clone())
-        .then(
-            |PathParam(agent): PathParam, body: Bytes, state: ApiState| async move {
-                respond(messages::send_to_agent(&state, &agent, &body).await)
-            },
-        );
+        .then(|body: Bytes, state: ApiState| async move { chat::completions(&state, &body).await });
     let list_agents = warp::path!("api" / "v1" / "agents")
         .and(warp::get())
         .and(warp::query::<agents::ListQuery>())
@@ -298,18 +314,16 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
     let models = warp::path!("api" / "v1" / "models")
         .and(warp::get())
         .and(with_state.clone())
-        .map(|state: ApiState| {
-            warp::reply::json(&embeddings::models(state.embeddings.as_deref())).into_response()
-        });
+        .map(|state: ApiState| warp::reply::json(&chat::models(&state)).into_response());
     let model = warp::path!("api" / "v1" / "models" / PathParam)
         .and(warp::get())
         .and(with_state.clone())
-        .map(|PathParam(id): PathParam, state: ApiState| {
-            match embeddings::model(state.embeddings.as_deref(), &id) {
+        .map(
+            |PathParam(id): PathParam, state: ApiState| match chat::model(&state, &id) {
                 Ok(body) => warp::reply::json(&body).into_response(),
                 Err(error) => error.into_response(),
-            }
-        });
+            },
+        );
 
     // Each route is boxed: one flat list of boxed filters keeps warp's
     // nested future types shallow enough for the compiler.
@@ -318,6 +332,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         ready.boxed(),
         openapi.boxed(),
         send_to_agent.boxed(),
+        chat_completions.boxed(),
         list_agents.boxed(),
         deploy_agent.boxed(),
         validate_agent.boxed(),
@@ -383,6 +398,7 @@ fn health(state: ApiState) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "agents": state.registry.agent_count(),
+        "llm_providers": state.registry.llm().map(|llm| llm.health()),
         "resident_memory_bytes": crate::metrics::resident_memory_bytes(),
         "embeddings": match &state.embeddings {
             Ok(engine) if engine.load_time().is_some() => "ready",

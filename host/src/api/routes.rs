@@ -83,6 +83,7 @@ pub const ROUTES: &[Route] = &[
     post("/api/v1/agents/{name}/messages", Some(JSON)),
     post("/api/v1/agents/{name}/reload", None),
     post("/api/v1/messages", Some(JSON)),
+    post("/api/v1/chat/completions", Some(JSON)),
     get("/api/v1/conversations/{id}"),
     get("/api/v1/conversations/{id}/messages"),
     post("/api/v1/embeddings", Some(JSON)),

@@ -77,6 +77,7 @@ pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served>
         reqwest::header::AUTHORIZATION,
         format!("Bearer {}", token.trim()).parse()?,
     );
+    crate::llm::install_tls_provider();
     let client = reqwest::Client::builder()
         .default_headers(headers)
         .pool_max_idle_per_host(512)

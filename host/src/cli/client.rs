@@ -74,7 +74,10 @@ impl ApiClient {
         Self {
             base: args.server.trim_end_matches('/').to_owned(),
             token,
-            http: reqwest::Client::new(),
+            http: {
+                crate::llm::install_tls_provider();
+                reqwest::Client::new()
+            },
         }
     }
 

@@ -16,9 +16,11 @@ use super::graph;
 /// The model manifest, compiled in: the one source of names and checksums.
 const MANIFEST: &str = include_str!("../../../models/manifest.toml");
 
+/// Entries stay raw tables until picked: the manifest also lists models of
+/// other kinds (`kind = "chat"`, for the tests) without embedding fields.
 #[derive(Debug, Clone, serde::Deserialize)]
 struct Manifest {
-    model: Vec<ModelSpec>,
+    model: Vec<toml::Table>,
 }
 
 /// One model of `models/manifest.toml`.
@@ -37,14 +39,23 @@ struct FileSpec {
 }
 
 impl ModelSpec {
-    /// The manifest entry for `name`.
+    /// The manifest entry for `name`, an embedding model (`kind` absent or
+    /// `"embedding"`).
     pub fn named(name: &str) -> Result<Self, EmbedError> {
         let manifest: Manifest = toml::from_str(MANIFEST).expect("models/manifest.toml is valid");
-        manifest
+        let text = |m: &toml::Table, key: &str| {
+            m.get(key).and_then(toml::Value::as_str).map(str::to_owned)
+        };
+        let entry = manifest
             .model
             .into_iter()
-            .find(|m| m.name == name)
-            .ok_or_else(|| EmbedError::UnknownModel(name.to_owned()))
+            .find(|m| {
+                text(m, "name").as_deref() == Some(name)
+                    && text(m, "kind").as_deref().unwrap_or("embedding") == "embedding"
+            })
+            .ok_or_else(|| EmbedError::UnknownModel(name.to_owned()))?;
+        Ok(<Self as serde::Deserialize>::deserialize(entry)
+            .expect("models/manifest.toml: embedding models have dims and max_sequence_length"))
     }
 
     /// Checks that every file is present with its published checksum.

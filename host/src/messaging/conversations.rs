@@ -217,6 +217,43 @@ impl Conversations {
         Ok(Some(thread))
     }
 
+    /// The newest `limit` messages of conversation `id` other than
+    /// `except`, oldest first: what an agent reads as its history.
+    pub async fn recent(
+        &self,
+        id: &str,
+        except: &str,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT message_id, performative, sender, receiver, in_reply_to, content
+                 FROM conversation_messages WHERE conversation_id = ?1 AND message_id <> ?2
+                 ORDER BY seq DESC LIMIT ?3",
+                libsql::params![id, except, i64::from(limit)],
+            )
+            .await?;
+        let mut messages = Vec::new();
+        while let Some(row) = rows.next().await? {
+            let performative: String = row.get(1)?;
+            messages.push(Message {
+                id: row.get(0)?,
+                performative: serde_json::from_value(serde_json::Value::String(performative))
+                    .unwrap_or_default(),
+                sender: row.get(2)?,
+                receiver: row.get(3)?,
+                capability: None,
+                conversation_id: Some(id.to_owned()),
+                reply_with: None,
+                in_reply_to: row.get(4)?,
+                content: row.get(5)?,
+            });
+        }
+        messages.reverse();
+        Ok(messages)
+    }
+
     /// Closes conversations idle longer than `idle`, deletes closed ones
     /// older than `retention`; returns (closed, deleted).
     pub async fn expire(

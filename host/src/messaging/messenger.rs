@@ -8,6 +8,7 @@
 //! behind itself could deadlock; a chain is bounded by the depth limit and
 //! by the instance pool, which refuses rather than waits.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -21,8 +22,8 @@ use super::router::{Router, Strategy, Target};
 use crate::agents::{AgentError, AgentRegistry};
 use crate::config::AgentsConfig;
 use crate::runtime::{
-    BoxFuture, CallChain, CallOutcome, Message, MessagingHost, Performative, PluginError,
-    messaging_unavailable,
+    BoxFuture, CallChain, CallOutcome, ChainScope, ConversationHost, DeltaSink, Message,
+    MessagingHost, Performative, PluginError, messaging_unavailable,
 };
 use crate::store::StoreError;
 
@@ -65,6 +66,26 @@ pub struct CallContext {
     pub chain: Vec<String>,
     pub priority: Priority,
     pub conversation_id: String,
+    /// Where the first agent of the chain streams its model's text, when
+    /// the client asked for a stream; agents it calls do not inherit it.
+    pub deltas: Option<DeltaSink>,
+}
+
+impl ChainScope for CallContext {
+    fn deltas(&self) -> Option<&DeltaSink> {
+        self.deltas.as_ref()
+    }
+}
+
+impl CallContext {
+    /// The context of a message an agent sends from within this one: the
+    /// same chain, priority and conversation, but not the client's stream.
+    fn continued(&self) -> Self {
+        Self {
+            deltas: None,
+            ..self.clone()
+        }
+    }
 }
 
 struct Job {
@@ -152,9 +173,22 @@ impl Messenger {
     /// their queues and waits for the replies (or `reply_timeout`).
     pub async fn deliver(
         &self,
+        message: Message,
+        agents: Vec<String>,
+        priority: Priority,
+    ) -> Result<(String, Vec<Result<Delivery, MessagingError>>), MessagingError> {
+        self.deliver_streaming(message, agents, priority, None)
+            .await
+    }
+
+    /// [`deliver`](Self::deliver), with the text the agents' models
+    /// generate streamed to `deltas` as it comes.
+    pub async fn deliver_streaming(
+        &self,
         mut message: Message,
         agents: Vec<String>,
         priority: Priority,
+        deltas: Option<DeltaSink>,
     ) -> Result<(String, Vec<Result<Delivery, MessagingError>>), MessagingError> {
         if message.id.is_empty() {
             message.id = uuid::Uuid::new_v4().to_string();
@@ -168,6 +202,7 @@ impl Messenger {
             chain: Vec::new(),
             priority,
             conversation_id: conversation_id.clone(),
+            deltas,
         };
         let mut waiting = Vec::new();
         for agent in agents {
@@ -431,7 +466,7 @@ impl Messenger {
 /// started the call with. A call outside any chain cannot send.
 fn continuing(chain: Option<&CallChain>) -> Result<&CallContext, PluginError> {
     chain
-        .and_then(|chain| chain.downcast_ref::<CallContext>())
+        .and_then(|chain| (&**chain as &dyn Any).downcast_ref::<CallContext>())
         .ok_or_else(messaging_unavailable)
 }
 
@@ -453,6 +488,29 @@ fn message_bytes(message: &Message) -> usize {
     .sum()
 }
 
+impl ConversationHost for Messenger {
+    fn history<'a>(
+        &'a self,
+        _caller: &'a str,
+        chain: Option<&'a CallChain>,
+        handling: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Message>, PluginError>> {
+        Box::pin(async move {
+            // The conversation of the call itself: an agent reads only the
+            // one it is in, so no other conversation can leak.
+            let (Ok(context), Some(conversations)) = (continuing(chain), &self.conversations)
+            else {
+                return Ok(Vec::new());
+            };
+            conversations
+                .recent(&context.conversation_id, handling, limit)
+                .await
+                .map_err(|e| PluginError::Internal(format!("reading the conversation: {e}")))
+        })
+    }
+}
+
 impl MessagingHost for Messenger {
     fn send<'a>(
         &'a self,
@@ -467,7 +525,7 @@ impl MessagingHost for Messenger {
             Messenger::stamp(caller, context, &mut message, &agent);
             let job = Job {
                 message,
-                context: context.clone(),
+                context: context.continued(),
                 reply: None,
             };
             self.enqueue(&agent, job, context.priority)
@@ -490,7 +548,7 @@ impl MessagingHost for Messenger {
             Messenger::stamp(caller, context, &mut message, &agent);
             let started = Instant::now();
             let delivery =
-                tokio::time::timeout(timeout, self.execute(&agent, message, context.clone()))
+                tokio::time::timeout(timeout, self.execute(&agent, message, context.continued()))
                     .await
                     .map_err(|_| {
                         PluginError::Timeout(format!("no reply from {agent:?} within {timeout:?}"))

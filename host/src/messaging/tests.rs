@@ -39,7 +39,9 @@ fn messenger(registry: &Arc<AgentRegistry>) -> Arc<Messenger> {
         tools: registry.clone(),
         memory: registry.clone(),
         context: registry.clone(),
+        llm: registry.clone(),
         messaging: messenger.clone(),
+        conversations: messenger.clone(),
     });
     messenger
 }

@@ -43,6 +43,10 @@ pub enum RuntimeError {
         version: String,
         supported: String,
     },
+    #[error(
+        "{path}: the component imports caxton:agent {versions} at once; build it against one version"
+    )]
+    MixedVersions { path: PathBuf, versions: String },
     #[error("component cache at {path}: {source}")]
     Cache {
         path: PathBuf,
@@ -77,6 +81,7 @@ impl RuntimeError {
             RuntimeError::UngrantedImport { .. } => "ungranted_import",
             RuntimeError::UnknownImport { .. } => "unknown_import",
             RuntimeError::UnsupportedVersion { .. } => "unsupported_wit_version",
+            RuntimeError::MixedVersions { .. } => "mixed_wit_versions",
             RuntimeError::Cache { .. } => "component_cache_error",
             RuntimeError::OutOfFuel { .. } => "out_of_fuel",
             RuntimeError::DeadlineExceeded { .. } => "deadline_exceeded",

@@ -1,5 +1,7 @@
-//! The store data of one call and the host side of the WIT imports: each
-//! import goes to its capability's service in [`HostServices`].
+//! The store data of one call and the host side of the WIT imports, in
+//! Caxton's own types: each import goes to its capability's service in
+//! [`HostServices`]. Each WIT version's bindings (`bindings::v*`) implement
+//! their generated traits by converting and calling these.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,13 +9,11 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::latest::agent::caxton::agent::{
-    context, log, memory, messaging, tools, types,
-};
+use super::chat::{ChatRequest, ChatResponse};
 use super::limits::MemoryLimiter;
 use super::services::{CallChain, HostServices};
 use super::stderr::StderrTail;
-use super::types::PluginError;
+use super::types::{LogLevel, MemoryEntity, MemoryHit, Message, PluginError, ToolDescription};
 
 /// Longest log line kept from a plugin; the rest is cut so a chatty plugin
 /// cannot flood the host log.
@@ -42,6 +42,9 @@ pub struct HostState {
     services: HostServices,
     /// Where this call sits in a chain of messages, for its `messaging`.
     chain: Option<CallChain>,
+    /// The id of the message an agent call is handling (kept out of the
+    /// history it reads).
+    pub(crate) handling: String,
     /// The server's runtime, when there is one (not in offline checks).
     server: Option<tokio::runtime::Handle>,
 }
@@ -78,6 +81,7 @@ impl HostState {
             limiter: MemoryLimiter::new(memory_limit),
             services,
             chain,
+            handling: String::new(),
             server,
         }
     }
@@ -102,10 +106,9 @@ impl WasiView for HostState {
     }
 }
 
-impl types::Host for HostState {}
-
-impl log::Host for HostState {
-    async fn log(&mut self, level: log::Level, message: String) {
+impl HostState {
+    /// `log.log`: one line in the host log, cut to size and counted.
+    pub(crate) fn log(&mut self, level: LogLevel, message: String) {
         self.log_lines = self.log_lines.saturating_add(1);
         if self.log_lines > MAX_LOG_LINES_PER_CALL {
             if self.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
@@ -129,11 +132,11 @@ impl log::Host for HostState {
         let message = super::stderr::one_line(&message);
         let plugin = &*self.plugin;
         match level {
-            log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-            log::Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-            log::Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
+            LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
+            LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
         }
     }
 }
@@ -159,18 +162,15 @@ where
     }
 }
 
-/// The error a plugin sees, in this version's WIT type.
-type WitError = types::Error;
-
 // Memory calls go to the services as the calling plugin: the plugin cannot
 // name another owner, so scopes are enforced on the host side.
-impl memory::Host for HostState {
-    async fn remember(
+impl HostState {
+    pub(crate) async fn remember(
         &mut self,
         name: String,
         entity_type: String,
         observations: Vec<String>,
-    ) -> Result<(), WitError> {
+    ) -> Result<(), PluginError> {
         let (memory, plugin) = (self.services.memory.clone(), self.plugin.clone());
         write_on_server_threads(self.server.clone(), async move {
             memory
@@ -178,91 +178,125 @@ impl memory::Host for HostState {
                 .await
         })
         .await
-        .map_err(WitError::from)
     }
 
-    async fn relate(
+    pub(crate) async fn relate(
         &mut self,
         from: String,
         to: String,
         relation_type: String,
-    ) -> Result<(), WitError> {
+    ) -> Result<(), PluginError> {
         let (memory, plugin) = (self.services.memory.clone(), self.plugin.clone());
         write_on_server_threads(self.server.clone(), async move {
             memory.relate(&plugin, from, to, relation_type).await
         })
         .await
-        .map_err(WitError::from)
     }
 
-    async fn search(
+    pub(crate) async fn search(
         &mut self,
         query: String,
         limit: u32,
-    ) -> Result<Vec<memory::SearchHit>, WitError> {
-        let hits = self
-            .services
+    ) -> Result<Vec<MemoryHit>, PluginError> {
+        self.services
             .memory
             .search(&self.plugin, query, limit)
-            .await?;
-        Ok(hits.into_iter().map(memory::SearchHit::from).collect())
+            .await
     }
 
-    async fn open(&mut self, names: Vec<String>) -> Result<Vec<memory::Entity>, WitError> {
-        let entities = self.services.memory.open(&self.plugin, names).await?;
-        Ok(entities.into_iter().map(memory::Entity::from).collect())
+    pub(crate) async fn open(
+        &mut self,
+        names: Vec<String>,
+    ) -> Result<Vec<MemoryEntity>, PluginError> {
+        self.services.memory.open(&self.plugin, names).await
     }
 
-    async fn forget(&mut self, name: String) -> Result<(), WitError> {
+    pub(crate) async fn forget(&mut self, name: String) -> Result<(), PluginError> {
         let (memory, plugin) = (self.services.memory.clone(), self.plugin.clone());
         write_on_server_threads(self.server.clone(), async move {
             memory.forget(&plugin, name).await
         })
         .await
-        .map_err(WitError::from)
     }
 }
 
-impl context::Host for HostState {
-    async fn name(&mut self) -> String {
+impl HostState {
+    pub(crate) fn name(&self) -> String {
         self.plugin.to_string()
     }
 
-    async fn parameters(&mut self) -> String {
+    pub(crate) fn parameters(&self) -> String {
         self.services.context.parameters(&self.plugin)
     }
+
+    pub(crate) fn manifest(&self) -> String {
+        self.services.context.manifest(&self.plugin)
+    }
+
+    pub(crate) async fn history(&mut self, limit: u32) -> Result<Vec<Message>, PluginError> {
+        self.services
+            .conversations
+            .history(&self.plugin, self.chain.as_ref(), &self.handling, limit)
+            .await
+    }
 }
 
-impl tools::Host for HostState {
-    async fn call(&mut self, name: String, input: String) -> Result<String, WitError> {
-        Ok(self
-            .services
+impl HostState {
+    pub(crate) async fn call_tool(
+        &mut self,
+        name: String,
+        input: String,
+    ) -> Result<String, PluginError> {
+        self.services
             .tools
             .call_tool(&self.plugin, &name, input)
-            .await?)
+            .await
+    }
+
+    /// Several tool calls at once, each under the same checks as one.
+    pub(crate) async fn call_tools_parallel(
+        &mut self,
+        calls: Vec<(String, String)>,
+    ) -> Vec<Result<String, PluginError>> {
+        let tools = &self.services.tools;
+        let plugin = &self.plugin;
+        futures_util::future::join_all(
+            calls
+                .iter()
+                .map(|(name, input)| tools.call_tool(plugin, name, input.clone())),
+        )
+        .await
+    }
+
+    pub(crate) async fn available_tools(&mut self) -> Vec<ToolDescription> {
+        self.services.tools.available(&self.plugin).await
     }
 }
 
-impl messaging::Host for HostState {
-    async fn send(&mut self, message: types::Message) -> Result<(), WitError> {
-        Ok(self
-            .services
+impl HostState {
+    pub(crate) async fn send(&mut self, message: Message) -> Result<(), PluginError> {
+        self.services
             .messaging
-            .send(&self.plugin, self.chain.as_ref(), message.into())
-            .await?)
+            .send(&self.plugin, self.chain.as_ref(), message)
+            .await
     }
 
-    async fn request(
+    pub(crate) async fn request(
         &mut self,
-        message: types::Message,
+        message: Message,
         timeout_ms: u32,
-    ) -> Result<types::Message, WitError> {
+    ) -> Result<Message, PluginError> {
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
-        let reply = self
-            .services
+        self.services
             .messaging
-            .request(&self.plugin, self.chain.as_ref(), message.into(), timeout)
-            .await?;
-        Ok(reply.into())
+            .request(&self.plugin, self.chain.as_ref(), message, timeout)
+            .await
+    }
+
+    pub(crate) async fn chat(&mut self, request: ChatRequest) -> Result<ChatResponse, PluginError> {
+        self.services
+            .llm
+            .chat(&self.plugin, self.chain.as_ref(), request)
+            .await
     }
 }

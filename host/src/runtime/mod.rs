@@ -4,6 +4,7 @@
 
 mod bindings;
 mod cache;
+mod chat;
 mod engine;
 mod error;
 mod host;
@@ -23,16 +24,19 @@ use wasmtime::{Engine, Store};
 
 pub use bindings::{GRANTABLE_INTERFACES, SUPPORTED_VERSIONS};
 pub use cache::CacheOutcome;
+pub use chat::{
+    ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, FunctionSpec, ResponseFormat,
+    TokenUsage, ToolCall, ToolChoice,
+};
 pub use error::RuntimeError;
 pub use limits::{CallLimits, CallUsage, MemoryLimitExceeded};
 pub use services::{
-    BoxFuture, CallChain, ContextHost, HostServices, MemoryHost, MessagingHost, ToolHost,
-    Unavailable, messaging_unavailable,
+    BoxFuture, CallChain, ChainScope, ContextHost, ConversationHost, DeltaSink, HostServices,
+    LlmHost, MemoryHost, MessagingHost, ToolHost, Unavailable, messaging_unavailable,
 };
 pub use types::{MemoryEntity, MemoryHit, Message, Performative, PluginError, ToolDescription};
 
-use bindings::latest::agent::AgentPre;
-use bindings::latest::tool::ToolPre;
+use bindings::{v0_1_0, v0_2_0};
 use cache::ComponentCache;
 use engine::EpochTicker;
 use host::HostState;
@@ -56,16 +60,38 @@ impl World {
     }
 }
 
+/// A linked agent of one supported WIT version.
+#[derive(Clone)]
+enum AgentPre {
+    V0_1_0(v0_1_0::agent::AgentPre<HostState>),
+    V0_2_0(v0_2_0::agent::AgentPre<HostState>),
+}
+
+/// A linked tool of one supported WIT version.
+#[derive(Clone)]
+enum ToolPre {
+    V0_1_0(v0_1_0::tool::ToolPre<HostState>),
+    V0_2_0(v0_2_0::tool::ToolPre<HostState>),
+}
+
 /// A compiled, linked agent ready to be instantiated per call.
 #[derive(Clone)]
 pub struct AgentComponent {
     name: Arc<str>,
-    pre: AgentPre<HostState>,
+    pre: AgentPre,
     limits: CallLimits,
     standing: Arc<Standing>,
 }
 
 impl AgentComponent {
+    /// The `caxton:agent` version the component was built against.
+    pub fn wit_version(&self) -> &'static str {
+        match self.pre {
+            AgentPre::V0_1_0(_) => Version::V0_1_0.text(),
+            AgentPre::V0_2_0(_) => Version::V0_2_0.text(),
+        }
+    }
+
     pub fn limits(&self) -> CallLimits {
         self.limits
     }
@@ -83,7 +109,7 @@ impl AgentComponent {
 #[derive(Clone)]
 pub struct ToolComponent {
     name: Arc<str>,
-    pre: ToolPre<HostState>,
+    pre: ToolPre,
     limits: CallLimits,
     standing: Arc<Standing>,
 }
@@ -130,7 +156,13 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("linking WASI: {e:#}")))?;
-        bindings::latest::agent::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        // Every supported version side by side: wasmtime keeps 0.x minor
+        // versions apart (they are semver-incompatible), so each component
+        // links to the interfaces of the version it was built against.
+        v0_1_0::agent::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .and_then(|()| {
+                v0_2_0::agent::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            })
             .map_err(|e| RuntimeError::Engine(format!("linking host interfaces: {e:#}")))?;
         let cache = ComponentCache::open(cache_dir, &engine)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
@@ -191,13 +223,21 @@ impl Runtime {
     /// imports against the grants, link, and check it exports `handle`.
     /// CPU-heavy on a cache miss: call from a blocking context.
     pub fn load_agent(&self, spec: &PluginSpec) -> Result<AgentComponent, RuntimeError> {
-        let component = self.compile(spec, World::Agent)?;
+        let (component, version) = self.compile(spec, World::Agent)?;
         let pre = self.link(&component, spec.component)?;
-        let pre = AgentPre::new(pre).map_err(|e| RuntimeError::WrongWorld {
+        let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld {
             path: spec.component.to_owned(),
             world: World::Agent.name(),
             message: format!("{e:#}"),
-        })?;
+        };
+        let pre = match version {
+            Version::V0_1_0 => {
+                AgentPre::V0_1_0(v0_1_0::agent::AgentPre::new(pre).map_err(wrong_world)?)
+            }
+            Version::V0_2_0 => {
+                AgentPre::V0_2_0(v0_2_0::agent::AgentPre::new(pre).map_err(wrong_world)?)
+            }
+        };
         Ok(AgentComponent {
             name: spec.name.into(),
             pre,
@@ -208,13 +248,21 @@ impl Runtime {
 
     /// Loads a tool component; tools may import `log` only.
     pub fn load_tool(&self, spec: &PluginSpec) -> Result<ToolComponent, RuntimeError> {
-        let component = self.compile(spec, World::Tool)?;
+        let (component, version) = self.compile(spec, World::Tool)?;
         let pre = self.link(&component, spec.component)?;
-        let pre = ToolPre::new(pre).map_err(|e| RuntimeError::WrongWorld {
+        let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld {
             path: spec.component.to_owned(),
             world: World::Tool.name(),
             message: format!("{e:#}"),
-        })?;
+        };
+        let pre = match version {
+            Version::V0_1_0 => {
+                ToolPre::V0_1_0(v0_1_0::tool::ToolPre::new(pre).map_err(wrong_world)?)
+            }
+            Version::V0_2_0 => {
+                ToolPre::V0_2_0(v0_2_0::tool::ToolPre::new(pre).map_err(wrong_world)?)
+            }
+        };
         Ok(ToolComponent {
             name: spec.name.into(),
             pre,
@@ -223,7 +271,13 @@ impl Runtime {
         })
     }
 
-    fn compile(&self, spec: &PluginSpec, world: World) -> Result<Component, RuntimeError> {
+    /// Compiles (or reads from the cache) and checks the imports, which
+    /// also say the WIT version the component was built against.
+    fn compile(
+        &self,
+        spec: &PluginSpec,
+        world: World,
+    ) -> Result<(Component, Version), RuntimeError> {
         let read;
         let wasm = match spec.wasm {
             Some(bytes) => bytes,
@@ -242,8 +296,8 @@ impl Runtime {
             World::Agent => spec.grants,
             World::Tool => &[],
         };
-        check_imports(&self.engine, &component, spec.component, world, granted)?;
-        Ok(component)
+        let version = check_imports(&self.engine, &component, spec.component, world, granted)?;
+        Ok((component, version))
     }
 
     fn link(
@@ -277,11 +331,21 @@ impl Runtime {
             (services.clone(), chain),
             move |store| {
                 Box::pin(async move {
-                    let agent = pre.instantiate_async(&mut *store).await?;
-                    let reply = agent.call_handle(&mut *store, &message.into()).await?;
-                    Ok(reply
-                        .map(|reply| reply.map(Message::from))
-                        .map_err(PluginError::from))
+                    store.data_mut().handling = message.id.clone();
+                    // The same call in each version's generated types.
+                    macro_rules! handle {
+                        ($pre:expr) => {{
+                            let agent = $pre.instantiate_async(&mut *store).await?;
+                            let reply = agent.call_handle(&mut *store, &message.into()).await?;
+                            reply
+                                .map(|reply| reply.map(Message::from))
+                                .map_err(PluginError::from)
+                        }};
+                    }
+                    Ok(match pre {
+                        AgentPre::V0_1_0(pre) => handle!(pre),
+                        AgentPre::V0_2_0(pre) => handle!(pre),
+                    })
                 })
             },
         )
@@ -298,8 +362,16 @@ impl Runtime {
             (HostServices::none(), None),
             move |store| {
                 Box::pin(async move {
-                    let tool = pre.instantiate_async(&mut *store).await?;
-                    Ok(tool.call_describe(&mut *store).await?.into())
+                    Ok(match pre {
+                        ToolPre::V0_1_0(pre) => {
+                            let tool = pre.instantiate_async(&mut *store).await?;
+                            tool.call_describe(&mut *store).await?.into()
+                        }
+                        ToolPre::V0_2_0(pre) => {
+                            let tool = pre.instantiate_async(&mut *store).await?;
+                            tool.call_describe(&mut *store).await?.into()
+                        }
+                    })
                 })
             },
         )
@@ -320,11 +392,20 @@ impl Runtime {
             (HostServices::none(), None),
             move |store| {
                 Box::pin(async move {
-                    let tool = pre.instantiate_async(&mut *store).await?;
-                    Ok(tool
-                        .call_invoke(&mut *store, &input)
-                        .await?
-                        .map_err(PluginError::from))
+                    Ok(match pre {
+                        ToolPre::V0_1_0(pre) => {
+                            let tool = pre.instantiate_async(&mut *store).await?;
+                            tool.call_invoke(&mut *store, &input)
+                                .await?
+                                .map_err(PluginError::from)
+                        }
+                        ToolPre::V0_2_0(pre) => {
+                            let tool = pre.instantiate_async(&mut *store).await?;
+                            tool.call_invoke(&mut *store, &input)
+                                .await?
+                                .map_err(PluginError::from)
+                        }
+                    })
                 })
             },
         )
@@ -497,8 +578,9 @@ fn check_imports(
     path: &Path,
     world: World,
     granted: &[String],
-) -> Result<(), RuntimeError> {
+) -> Result<Version, RuntimeError> {
     let prefix = format!("{}/", bindings::PACKAGE);
+    let mut found: Option<Version> = None;
     for (import, _) in component.component_type().imports(engine) {
         if import.starts_with("wasi:") {
             continue;
@@ -523,6 +605,16 @@ fn check_imports(
                 supported: SUPPORTED_VERSIONS.join(", "),
             });
         }
+        let this = Version::parse(version).expect("a supported version");
+        match found {
+            Some(other) if other != this => {
+                return Err(RuntimeError::MixedVersions {
+                    path: path.to_owned(),
+                    versions: format!("{} and {}", other.text(), this.text()),
+                });
+            }
+            _ => found = Some(this),
+        }
         let allowed = match (world, interface) {
             (_, "types") => true,
             (World::Agent, "context") => true,
@@ -545,5 +637,33 @@ fn check_imports(
             interface: import.to_owned(),
         });
     }
-    Ok(())
+    // A component that imports nothing of ours (not even a type) can only
+    // be a trivial one; the newest version's world fits it.
+    Ok(found.unwrap_or(Version::LATEST))
+}
+
+/// The `caxton:agent` versions this host links, as a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V0_1_0,
+    V0_2_0,
+}
+
+impl Version {
+    const LATEST: Version = Version::V0_2_0;
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "0.1.0" => Some(Self::V0_1_0),
+            "0.2.0" => Some(Self::V0_2_0),
+            _ => None,
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Self::V0_1_0 => "0.1.0",
+            Self::V0_2_0 => "0.2.0",
+        }
+    }
 }

@@ -14,15 +14,26 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::types::{MemoryEntity, MemoryHit, Message, PluginError};
+use super::chat::{ChatRequest, ChatResponse};
+use super::types::{MemoryEntity, MemoryHit, Message, PluginError, ToolDescription};
 
 /// A boxed future, for the object-safe service traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where one call sits in a chain of messages. The runtime only carries it
-/// from the call to the call's `messaging` imports; the messaging service
-/// made it and reads it back.
-pub type CallChain = Arc<dyn Any + Send + Sync>;
+/// from the call to the call's imports; the messaging service made it and
+/// reads it back (as `dyn Any`), and `llm` finds the call's stream in it.
+pub type CallChain = Arc<dyn ChainScope>;
+
+/// Where a call streams the text its `llm.chat` generates: to the client
+/// waiting for the agent's reply, when that client asked for a stream.
+pub type DeltaSink = tokio::sync::mpsc::Sender<String>;
+
+/// What the host services may ask of a call's chain, whoever made it.
+pub trait ChainScope: Any + Send + Sync {
+    /// The stream of the client waiting for this call's reply, if any.
+    fn deltas(&self) -> Option<&DeltaSink>;
+}
 
 /// `tools`: a plugin calling a tool.
 pub trait ToolHost: Send + Sync {
@@ -34,6 +45,9 @@ pub trait ToolHost: Send + Sync {
         tool: &'a str,
         input: String,
     ) -> BoxFuture<'a, Result<String, PluginError>>;
+
+    /// What each deployed tool on `caller`'s allowlist says about itself.
+    fn available<'a>(&'a self, caller: &'a str) -> BoxFuture<'a, Vec<ToolDescription>>;
 }
 
 /// `memory`: the knowledge graph, as plugin `caller` (the plugin cannot
@@ -100,6 +114,34 @@ pub trait MessagingHost: Send + Sync {
 pub trait ContextHost: Send + Sync {
     /// The `[parameters]` of plugin `caller`'s manifest as JSON text.
     fn parameters(&self, caller: &str) -> String;
+
+    /// Plugin `caller`'s whole manifest as JSON text.
+    fn manifest(&self, caller: &str) -> String;
+}
+
+/// `context.history`: the conversation a call belongs to.
+pub trait ConversationHost: Send + Sync {
+    /// The earlier messages of the conversation of the call at `chain`,
+    /// oldest first, at most `limit` (the newest kept), without
+    /// `handling` (the message being handled).
+    fn history<'a>(
+        &'a self,
+        caller: &'a str,
+        chain: Option<&'a CallChain>,
+        handling: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Message>, PluginError>>;
+}
+
+/// `llm`: chat with a language model as plugin `caller` (its manifest's
+/// provider, model and options fill what the request leaves unset).
+pub trait LlmHost: Send + Sync {
+    fn chat<'a>(
+        &'a self,
+        caller: &'a str,
+        chain: Option<&'a CallChain>,
+        request: ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatResponse, PluginError>>;
 }
 
 /// The services a plugin call gets, assembled once.
@@ -109,6 +151,8 @@ pub struct HostServices {
     pub memory: Arc<dyn MemoryHost>,
     pub messaging: Arc<dyn MessagingHost>,
     pub context: Arc<dyn ContextHost>,
+    pub conversations: Arc<dyn ConversationHost>,
+    pub llm: Arc<dyn LlmHost>,
 }
 
 impl HostServices {
@@ -120,7 +164,9 @@ impl HostServices {
             tools: unavailable.clone(),
             memory: unavailable.clone(),
             messaging: unavailable.clone(),
-            context: unavailable,
+            context: unavailable.clone(),
+            conversations: unavailable.clone(),
+            llm: unavailable,
         }
     }
 }
@@ -146,6 +192,10 @@ impl ToolHost for Unavailable {
         refuse(PluginError::Denied(format!(
             "{caller} cannot call tool {tool}: tools cannot call other tools"
         )))
+    }
+
+    fn available<'a>(&'a self, _caller: &'a str) -> BoxFuture<'a, Vec<ToolDescription>> {
+        Box::pin(async { Vec::new() })
     }
 }
 
@@ -225,5 +275,35 @@ pub fn messaging_unavailable() -> PluginError {
 impl ContextHost for Unavailable {
     fn parameters(&self, _caller: &str) -> String {
         "{}".into()
+    }
+
+    fn manifest(&self, _caller: &str) -> String {
+        "{}".into()
+    }
+}
+
+impl ConversationHost for Unavailable {
+    fn history<'a>(
+        &'a self,
+        _caller: &'a str,
+        _chain: Option<&'a CallChain>,
+        _handling: &'a str,
+        _limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Message>, PluginError>> {
+        // Outside a conversation there is no history: not an error.
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+impl LlmHost for Unavailable {
+    fn chat<'a>(
+        &'a self,
+        _caller: &'a str,
+        _chain: Option<&'a CallChain>,
+        _request: ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatResponse, PluginError>> {
+        refuse(PluginError::Unavailable(
+            "no language model is available to this plugin".into(),
+        ))
     }
 }

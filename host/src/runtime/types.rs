@@ -114,3 +114,13 @@ pub struct MemoryHit {
     pub observation: String,
     pub score: f32,
 }
+
+/// Severity of a plugin's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
