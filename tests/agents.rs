@@ -319,7 +319,7 @@ async fn the_agents_api_deploys_lists_replaces_and_removes_and_deployments_persi
 #[tokio::test]
 async fn validation_reports_every_problem_with_its_place() {
     let server = Server::start(&AgentsDir::with_examples());
-    let text = "name = \"Bad_Name\"\nversion = \"one\"\ncapabilities = [\"x\"]\ntools = [\"no_such_tool\"]\ngrants = [\"log\", \"tools\"]\ncomponent = \"x.wasm\"\ntimeout = 3\n[performance]\nfast = true\n";
+    let text = "name = \"Bad_Name\"\nversion = \"one\"\ncapabilities = [\"x\"]\ntools = [\"no_such_tool\"]\ngrants = [\"log\", \"tools\"]\ncomponent = \"x.wasm\"\ntimeout = 3\n[performance]\nlazy_tool_loading = true\n";
     let reply = Reply::read(
         server
             .client()

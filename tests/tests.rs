@@ -10,6 +10,7 @@ mod embeddings;
 mod embeddings_api;
 mod hardening;
 mod hostile;
+mod llm;
 mod memory;
 mod messaging;
 mod openapi;

@@ -15,6 +15,7 @@ pub use manifest::{
     DEFAULT_RESPONSE_TIMEOUT, LlmSettings, Manifest, ManifestError, ManifestReport, MemorySettings,
     PerformanceSettings, PluginKind, PromptParameters, ResourceLimits,
 };
+pub use plugin_host::agent_chat;
 pub use registry::{
     AgentError, AgentRegistry, DeployedAgent, DeployedTool, LoadReport, PROMPT_AGENT_NAME,
     PROMPT_AGENT_WASM, Prepared,

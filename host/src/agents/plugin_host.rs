@@ -176,7 +176,7 @@ impl LlmHost for AgentRegistry {
 }
 
 /// What an agent's manifest says about its chats.
-pub(super) fn agent_chat(manifest: &super::Manifest) -> AgentChat {
+pub fn agent_chat(manifest: &super::Manifest) -> AgentChat {
     AgentChat {
         agent: manifest.name.clone(),
         version: manifest.version.to_string(),

@@ -13,8 +13,8 @@ use super::stats::AgentStats;
 use crate::llm::LlmService;
 use crate::memory::Memory;
 use crate::runtime::{
-    AgentComponent, CallLimits, HostServices, PluginSpec, Runtime, RuntimeError, ToolComponent,
-    ToolDescription,
+    AgentComponent, CallLimits, GRANTABLE_INTERFACES, HostServices, PluginSpec, Runtime,
+    RuntimeError, ToolComponent, ToolDescription,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -280,16 +280,29 @@ impl AgentRegistry {
         // Compiling is CPU-bound: keep it off the async workers.
         let (loaded, manifest) = tokio::task::spawn_blocking(move || {
             // A configuration agent runs on the built-in prompt agent.
-            let (component, wasm) = if manifest.configuration {
-                (Path::new(PROMPT_AGENT_NAME), Some(PROMPT_AGENT_WASM))
+            // It imports every interface; what it may use is held by the
+            // services instead (memory `enabled`, the tool allowlist, the
+            // `agents` list), as for any agent.
+            let all_interfaces: Vec<String> =
+                GRANTABLE_INTERFACES.iter().map(|g| g.to_string()).collect();
+            let (component, wasm, grants) = if manifest.configuration {
+                (
+                    Path::new(PROMPT_AGENT_NAME),
+                    Some(PROMPT_AGENT_WASM),
+                    &all_interfaces,
+                )
             } else {
-                (manifest.component.as_path(), wasm.as_deref())
+                (
+                    manifest.component.as_path(),
+                    wasm.as_deref(),
+                    &manifest.grants,
+                )
             };
             let spec = PluginSpec {
                 name: &manifest.name,
                 component,
                 wasm,
-                grants: &manifest.grants,
+                grants,
                 limits,
             };
             let loaded = match manifest.kind {

@@ -118,6 +118,8 @@ pub fn show(state: &ApiState, name: &str) -> Result<(StatusCode, Value), ApiErro
                 "name": m.name,
                 "version": m.version.to_string(),
                 "kind": "agent",
+                "runs": if m.configuration { "configuration" } else { "component" },
+                "wit_version": agent.component.wit_version(),
                 "description": m.description,
                 "capabilities": m.capabilities,
                 "tools": m.tools,
@@ -387,7 +389,16 @@ pub async fn validate(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Valu
                 ),
             ));
         }
+        if manifest.configuration
+            && let Some(llm) = state.registry.llm()
+            && let Err((key, message)) = llm.check_agent(&crate::agents::agent_chat(manifest))
+        {
+            report
+                .problems
+                .push(Problem::at(&text, &["llm", key], message));
+        }
         if manifest.kind == PluginKind::Agent
+            && !manifest.configuration
             && !manifest.component.exists()
             && toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("component"))
         {

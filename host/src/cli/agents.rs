@@ -248,7 +248,11 @@ fn validate(path: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let mut report = Manifest::parse_report(&text, path);
     if let Some(manifest) = &report.manifest {
-        if !manifest.component.exists() {
+        if manifest.configuration {
+            // Run by the prompt agent built into caxton: nothing to
+            // compile; the provider and model are checked at deployment
+            // against the server's [llm].
+        } else if !manifest.component.exists() {
             report.problems.push(crate::toml_check::Problem::at(
                 &text,
                 &["component"],

@@ -401,7 +401,12 @@ impl Messenger {
     }
 
     /// Where a message an agent sends goes, after the depth check.
-    fn route_from(&self, context: &CallContext, message: &Message) -> Result<String, PluginError> {
+    fn route_from(
+        &self,
+        caller: &str,
+        context: &CallContext,
+        message: &Message,
+    ) -> Result<String, PluginError> {
         if context.chain.len() as u32 >= self.settings.max_message_depth {
             self.put_cycle_on_probation(&context.chain);
             return Err(PluginError::Denied(
@@ -427,10 +432,22 @@ impl Messenger {
         let agents = self
             .resolve(&target)
             .map_err(|e| PluginError::NotFound(e.to_string()))?;
-        Ok(agents
+        let agent = agents
             .into_iter()
             .next()
-            .expect("resolve returns one or an error"))
+            .expect("resolve returns one or an error");
+        // A configuration agent asks only the agents its manifest lists,
+        // whatever its model asks for.
+        if let Some(deployed) = self.registry.agent(caller)
+            && deployed.manifest.configuration
+            && !deployed.manifest.agents.contains(&agent)
+        {
+            return Err(PluginError::Denied(format!(
+                "agent {caller:?} may ask only {:?} (its manifest's `agents`), not {agent:?}",
+                deployed.manifest.agents
+            )));
+        }
+        Ok(agent)
     }
 
     /// Fills in what the host vouches for on a message from `caller`.
@@ -521,7 +538,7 @@ impl MessagingHost for Messenger {
         Box::pin(async move {
             let context = continuing(chain)?;
             self.check_size(caller, &message)?;
-            let agent = self.route_from(context, &message)?;
+            let agent = self.route_from(caller, context, &message)?;
             Messenger::stamp(caller, context, &mut message, &agent);
             let job = Job {
                 message,
@@ -544,7 +561,7 @@ impl MessagingHost for Messenger {
         Box::pin(async move {
             let context = continuing(chain)?;
             self.check_size(caller, &message)?;
-            let agent = self.route_from(context, &message)?;
+            let agent = self.route_from(caller, context, &message)?;
             Messenger::stamp(caller, context, &mut message, &agent);
             let started = Instant::now();
             let delivery =

@@ -1,7 +1,7 @@
 //! `analyst` agent: takes `{"csv": "..."}`, runs it through the `csv_parser`
 //! tool and replies with the tool's summary. Shows an agent calling a tool.
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.1.0" });
+wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
 
 use caxton::agent::log::{self, Level};
 use caxton::agent::tools;

@@ -3,7 +3,7 @@
 //! host stops it (fuel or deadline). It proves that a plugin hammering
 //! host calls cannot starve other agents or corrupt the store.
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.1.0" });
+wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
 
 use caxton::agent::{log, memory};
 

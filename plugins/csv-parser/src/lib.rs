@@ -4,7 +4,7 @@
 //! (`has_headers` defaults to true, `delimiter` to a comma). Without headers
 //! the columns are named `column_1`, `column_2`, ...
 
-wit_bindgen::generate!({ world: "tool", path: "../../wit/v0.1.0" });
+wit_bindgen::generate!({ world: "tool", path: "../../wit/v0.2.0" });
 
 use std::collections::BTreeSet;
 

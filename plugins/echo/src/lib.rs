@@ -1,7 +1,7 @@
 //! `echo` agent: replies `inform` with the request's content, unchanged.
 //! The smallest useful agent, and the template for writing a new one.
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.1.0" });
+wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
 
 use caxton::agent::log::{self, Level};
 use caxton::agent::types::Performative;

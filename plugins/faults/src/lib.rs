@@ -6,7 +6,7 @@
 //! `escape` (tries to read a host file, the environment and the network,
 //! and reports what happened). Anything else is answered normally.
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.1.0" });
+wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
 
 use std::hint::black_box;
 

@@ -5,7 +5,7 @@
 //! - `query` with `{"question": "...", "limit": 5}` searches memory and
 //!   replies with the hits, best first.
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.1.0" });
+wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
 
 use caxton::agent::memory;
 use caxton::agent::types::Performative;

@@ -10,7 +10,7 @@
 //!   `cycle[hop % len]` with `hop + 1`, forever: the host's depth limit has
 //!   to end it.
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.1.0" });
+wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
 
 use caxton::agent::types::Performative;
 use caxton::agent::{context, messaging};

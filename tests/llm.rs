@@ -1,0 +1,430 @@
+//! Configuration agents against a scripted OpenAI-compatible provider:
+//! the protocol cases (tool-call loops, parallel calls, malformed
+//! arguments, retries, a provider that hangs or floods) that a real model
+//! cannot be steered into. The real model's end-to-end tests are in
+//! `llm_real.rs`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::scripted_llm::{Answer, ScriptedLlm};
+use crate::support::{AgentsDir, Reply, Server, manifest};
+
+/// The csv tool and a configuration agent that may call it.
+fn agents_with(prompt_agent: &str) -> AgentsDir {
+    AgentsDir::new()
+        .with(
+            "csv_parser",
+            &manifest("csv_parser", "csv_parser", "kind = \"tool\""),
+        )
+        .with("helper", prompt_agent)
+}
+
+const HELPER: &str = r#"
+name = "helper"
+version = "1.0.0"
+capabilities = ["data-processing"]
+tools = ["csv_parser"]
+system_prompt = "You analyse CSV files."
+
+[memory]
+enabled = false
+"#;
+
+fn answer_of(reply: &Reply) -> &str {
+    reply.body["reply"]["content"]["answer"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no answer in {}", reply.body))
+}
+
+/// The `tool` messages of a provider request, as (id, content).
+fn tool_results(request: &Value) -> Vec<(String, String)> {
+    request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            (
+                m["tool_call_id"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_configuration_agent_calls_its_tool_and_answers_with_the_result() {
+    let llm = ScriptedLlm::start(vec![
+        Answer::Calls(vec![(
+            "call-1",
+            "csv_parser",
+            r#"{"csv": "city,people\nOslo,700\nBergen,290"}"#,
+        )]),
+        Answer::Text("Two cities; Oslo is the larger."),
+    ])
+    .await;
+    let server = Server::start_fresh(&agents_with(HELPER), Some(&llm.config("")));
+    let reply = server
+        .send("helper", &json!({"content": "Which city is larger?"}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(answer_of(&reply), "Two cities; Oslo is the larger.");
+    assert_eq!(
+        reply.body["reply"]["content"]["tools_used"],
+        json!(["csv_parser"])
+    );
+    assert_eq!(reply.body["reply"]["performative"], "inform");
+
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    // The first request: the system prompt, the question, the tool offered
+    // with the schema its `describe` gives, under the configured model.
+    let first = &requests[0];
+    assert_eq!(first["model"], "scripted-model");
+    assert_eq!(first["messages"][0]["role"], "system");
+    assert_eq!(first["messages"][0]["content"], "You analyse CSV files.");
+    assert_eq!(
+        first["messages"].as_array().unwrap().last().unwrap()["content"],
+        "Which city is larger?"
+    );
+    let tool = &first["tools"][0]["function"];
+    assert_eq!(tool["name"], "csv_parser");
+    assert!(
+        tool["parameters"]["properties"]["csv"].is_object(),
+        "{tool}"
+    );
+    // The second carries the tool's real output, answering the call's id.
+    let results = tool_results(&requests[1]);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].0, "call-1");
+    let output: Value = serde_json::from_str(&results[0].1).unwrap();
+    assert_eq!(output["rows"][0]["city"], "Oslo", "{output}");
+
+    // Operators see the kind of agent, the tokens and the tool timing.
+    let shown = server.get_json("/api/v1/agents/helper").await;
+    assert_eq!(shown["runs"], "configuration", "{shown}");
+    let metrics = reqwest::get(server.metrics_url.clone().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("caxton_agent_config_count 1"), "{metrics}");
+    assert!(metrics.contains("caxton_agent_wasm_count 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"caxton_llm_tokens_total{kind="completion",model="scripted-model",provider="scripted"} 10"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"caxton_agent_tool_call_duration_seconds_count{agent="helper",tool="csv_parser"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn parallel_calls_bad_arguments_and_unknown_tools_come_back_as_tool_results() {
+    let llm = ScriptedLlm::start(vec![
+        Answer::Calls(vec![
+            ("a", "csv_parser", r#"{"csv": "x\n1"}"#),
+            ("b", "csv_parser", r#"{"csv": "y\n2"}"#),
+            ("c", "csv_parser", "not json at all"),
+            ("d", "rm_rf", "{}"),
+        ]),
+        Answer::Text("done"),
+    ])
+    .await;
+    let server = Server::start_fresh(&agents_with(HELPER), Some(&llm.config("")));
+    let reply = server.send("helper", &json!({"content": "go"})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(answer_of(&reply), "done");
+    let results = tool_results(&llm.requests()[1]);
+    let ids: Vec<&str> = results.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d"], "one result per call, in order");
+    assert!(results[0].1.contains("\"x\""), "{}", results[0].1);
+    assert!(results[1].1.contains("\"y\""), "{}", results[1].1);
+    assert!(
+        results[2].1.contains("not a JSON object"),
+        "{}",
+        results[2].1
+    );
+    // The model's words never widen the allowlist.
+    assert!(
+        results[3].1.contains("no function named \"rm_rf\""),
+        "{}",
+        results[3].1
+    );
+}
+
+#[tokio::test]
+async fn a_model_that_never_stops_calling_tools_ends_in_a_failure_reply() {
+    let llm = ScriptedLlm::start(vec![Answer::Calls(vec![(
+        "loop",
+        "csv_parser",
+        r#"{"csv": "a\n1"}"#,
+    )])])
+    .await;
+    let agent = HELPER.replace("[memory]", "[parameters]\nmax_steps = 3\n\n[memory]");
+    let server = Server::start_fresh(&agents_with(&agent), Some(&llm.config("")));
+    let reply = server.send("helper", &json!({"content": "go"})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["reply"]["performative"], "failure");
+    let error = reply.body["reply"]["content"]["error"].as_str().unwrap();
+    assert!(error.contains("after 3 model calls"), "{error}");
+    assert_eq!(llm.requests().len(), 3);
+    // Through the OpenAI-compatible front the same turn is an error.
+    let front = server
+        .post(
+            "/api/v1/chat/completions",
+            json!({"model": "helper", "messages": [{"role": "user", "content": "go"}]}),
+        )
+        .await;
+    front.assert_error(422, "agent_failure");
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_honouring_retry_after() {
+    let llm = ScriptedLlm::start(vec![
+        Answer::Status(429, r#"{"error": {"message": "slow down"}}"#, Some(1)),
+        Answer::Status(503, "overloaded", None),
+        Answer::Text("after the retries"),
+    ])
+    .await;
+    let server = Server::start_fresh(&agents_with(HELPER), Some(&llm.config("")));
+    let started = Instant::now();
+    let reply = server.send("helper", &json!({"content": "hi"})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(answer_of(&reply), "after the retries");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was not waited for ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(llm.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn provider_failures_are_typed_and_say_what_to_do() {
+    // A server that keeps failing: unavailable, after the retries.
+    let failing = ScriptedLlm::start(vec![Answer::Status(500, "boom", None)]).await;
+    let server = Server::start_fresh(&agents_with(HELPER), Some(&failing.config("")));
+    let reply = server.send("helper", &json!({"content": "hi"})).await;
+    reply.assert_error(422, "plugin_error");
+    assert_eq!(reply.body["error"]["details"]["kind"], "unavailable");
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("500") && message.contains("[llm.providers.scripted] base_url"),
+        "{message}"
+    );
+    assert_eq!(failing.requests().len(), 3, "one try and two retries");
+
+    // A 4xx is the request's fault: not retried, the provider's words kept.
+    let refusing = ScriptedLlm::start(vec![Answer::Status(
+        400,
+        r#"{"error": {"message": "model 'scripted-model' not found"}}"#,
+        None,
+    )])
+    .await;
+    let server = Server::start_fresh(&agents_with(HELPER), Some(&refusing.config("")));
+    let reply = server.send("helper", &json!({"content": "hi"})).await;
+    assert_eq!(
+        reply.body["error"]["details"]["kind"], "invalid-input",
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("model 'scripted-model' not found")
+    );
+    assert_eq!(refusing.requests().len(), 1);
+
+    // A server that hangs: a timeout naming the key that sets it.
+    let hanging = ScriptedLlm::start(vec![Answer::Hang]).await;
+    let server = Server::start_fresh(
+        &agents_with(HELPER),
+        Some(&hanging.config("timeout = \"1s\"\nmax_retries = 0")),
+    );
+    let started = Instant::now();
+    let reply = server.send("helper", &json!({"content": "hi"})).await;
+    assert_eq!(
+        reply.body["error"]["details"]["kind"], "timeout",
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[llm.providers.scripted] timeout")
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A 10 MB answer is refused without being held.
+    let flooding = ScriptedLlm::start(vec![Answer::Huge(10 << 20)]).await;
+    let server = Server::start_fresh(&agents_with(HELPER), Some(&flooding.config("")));
+    let reply = server.send("helper", &json!({"content": "hi"})).await;
+    assert_eq!(
+        reply.body["error"]["details"]["kind"], "internal",
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_response_bytes")
+    );
+    assert!(server.peak_rss_bytes() < 400 << 20);
+
+    // Nothing listening: unavailable, naming the URL and the config key.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let config = format!(
+        "[memory.embedding_config]\nenabled = false\n[llm]\ndefault_provider = \"gone\"\n[llm.providers.gone]\nbase_url = \"http://{closed}/v1\"\nmodel = \"m\"\nmax_retries = 0\n"
+    );
+    let server = Server::start_fresh(&agents_with(HELPER), Some(&config));
+    let reply = server.send("helper", &json!({"content": "hi"})).await;
+    assert_eq!(
+        reply.body["error"]["details"]["kind"], "unavailable",
+        "{}",
+        reply.body
+    );
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&closed.to_string()) && message.contains("[llm.providers.gone] base_url"),
+        "{message}"
+    );
+    // Health reports the provider's state without blocking anything.
+    let health = server.get_json("/api/v1/health").await;
+    assert!(
+        health["llm_providers"]["gone"]["status"].is_string(),
+        "{health}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_provider_or_a_missing_model_is_refused_at_deploy_with_its_place() {
+    let llm = ScriptedLlm::start(vec![Answer::Text("unused")]).await;
+    let typo = HELPER.replace("[memory]", "[llm]\nprovider = \"scriptd\"\n\n[memory]");
+    let server = Server::start_fresh(&agents_with(HELPER), Some(&llm.config("")));
+    let reply = server
+        .post("/api/v1/agents/validate", json!({"manifest": typo}))
+        .await;
+    assert_eq!(reply.body["valid"], false, "{}", reply.body);
+    let problem = &reply.body["problems"][0];
+    assert_eq!(problem["line"], 9, "{problem}");
+    let message = problem["message"].as_str().unwrap();
+    assert!(message.contains("did you mean \"scripted\"?"), "{message}");
+
+    // No model in the manifest nor in the provider's config: the agent
+    // is not loaded, and the log says why and where.
+    let config = llm.config("").replace("model = \"scripted-model\"\n", "");
+    let server = Server::start_fresh(&agents_with(HELPER), Some(&config));
+    server
+        .send("helper", &json!({"content": "hi"}))
+        .await
+        .assert_error(404, "agent_not_found");
+    let log = server.wait_for_log("llm.model: no model is configured");
+    assert!(log.contains("helper"), "{log}");
+}
+
+#[tokio::test]
+async fn the_conversation_is_the_agents_history_and_identical_turns_can_be_cached() {
+    let llm = ScriptedLlm::start(vec![
+        Answer::Text("Nice to meet you, Ada."),
+        Answer::Text("Your name is Ada."),
+        Answer::Text("cached answer"),
+    ])
+    .await;
+    let agent = HELPER.replace("tools = [\"csv_parser\"]\n", "").replace(
+        "[memory]",
+        "[parameters]\ncache_responses = true\n\n[memory]",
+    );
+    let server = Server::start_fresh(&agents_with(&agent), Some(&llm.config("")));
+    let first = server
+        .send("helper", &json!({"content": "I am Ada."}))
+        .await;
+    let conversation = first.body["conversation_id"].as_str().unwrap().to_owned();
+    let second = server
+        .send(
+            "helper",
+            &json!({"content": "What is my name?", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(answer_of(&second), "Your name is Ada.");
+    let messages = &llm.requests()[1]["messages"];
+    let said: Vec<(&str, &str)> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        said[1..],
+        [
+            ("user", "I am Ada."),
+            ("assistant", "Nice to meet you, Ada."),
+            ("user", "What is my name?"),
+        ],
+        "{said:?}"
+    );
+
+    // A new conversation asking the first question again: the same turn,
+    // answered from the cache without asking the provider.
+    let again = server
+        .send("helper", &json!({"content": "I am Ada."}))
+        .await;
+    assert_eq!(answer_of(&again), "Nice to meet you, Ada.");
+    assert_eq!(llm.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn streams_reach_http_clients_as_the_model_writes() {
+    let llm = ScriptedLlm::start(vec![Answer::Pieces(vec!["Hel", "lo ", "there"])]).await;
+    let agent = HELPER.replace("tools = [\"csv_parser\"]\n", "");
+    let server = Server::start_fresh(&agents_with(&agent), Some(&llm.config("")));
+    // Server-sent events on the agent route.
+    let response = server
+        .client()
+        .post(server.url("/api/v1/agents/helper/messages"))
+        .header("accept", "text/event-stream")
+        .json(&json!({"content": "greet me"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await.unwrap();
+    let deltas: Vec<String> = text
+        .split("\n\n")
+        .filter(|e| e.starts_with("event: delta"))
+        .map(|e| {
+            let data: Value = serde_json::from_str(e.split_once("data: ").unwrap().1).unwrap();
+            data["text"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(deltas, ["Hel", "lo ", "there"], "{text}");
+    let reply = text
+        .split("\n\n")
+        .find(|e| e.starts_with("event: reply"))
+        .unwrap();
+    let reply: Value = serde_json::from_str(reply.split_once("data: ").unwrap().1).unwrap();
+    assert_eq!(reply["reply"]["content"]["answer"], "Hello there");
+    // The final message is recorded as usual.
+    let id = reply["conversation_id"].as_str().unwrap();
+    let thread = server
+        .get_json(&format!("/api/v1/conversations/{id}/messages"))
+        .await;
+    assert_eq!(
+        thread["messages"][1]["content"]["answer"], "Hello there",
+        "{thread}"
+    );
+    assert!(llm.requests()[0]["stream"] == true);
+}
