@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::scripted_llm::{Answer, ScriptedLlm};
 use crate::support::{AgentsDir, Reply, Server, manifest};
+use caxton::harness::scripted_llm::{Answer, ScriptedLlm};
 
 /// The csv tool and a configuration agent that may call it.
 fn agents_with(prompt_agent: &str) -> AgentsDir {

@@ -230,7 +230,7 @@ async fn an_ungranted_import_is_refused_at_load_naming_the_interface() {
     let server = Server::start(&agents);
     let log = server.wait_for_log("sneaky");
     assert!(
-        log.contains("imports `caxton:agent/tools@0.1.0`, which its manifest does not grant"),
+        log.contains("imports `caxton:agent/tools@0.2.0`, which its manifest does not grant"),
         "{log}"
     );
     let reply = server.send("sneaky", &json!({"content": {}})).await;

@@ -4,7 +4,6 @@
 //! requests, error assertions and a `caxton` command builder.
 
 pub mod plugins;
-pub mod scripted_llm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,12 +3,14 @@
 
 mod agents;
 mod faults;
+mod llm;
 mod memory;
 mod served;
 mod suite;
 
 pub use agents::AgentsBenchmark;
 pub use faults::{FAULT_KINDS, FaultsBenchmark};
+pub use llm::LlmBenchmark;
 pub use memory::MemoryBenchmark;
 pub use suite::{api, compare, embeddings, metric, report, system};
 

@@ -95,6 +95,14 @@ pub struct AgentsBenchArgs {
     /// Manifest rewrites timed for the hot-reload distribution.
     #[arg(long, default_value_t = 50)]
     pub reloads: usize,
+    /// Instead: what the host adds to a configuration agent's turn (and
+    /// per tool call, and to a stream) against the same provider request
+    /// sent directly.
+    #[arg(long)]
+    pub llm: bool,
+    /// Turns per measurement with `--llm`.
+    #[arg(long, default_value_t = 300)]
+    pub turns: usize,
     /// Write the JSON results here (also printed).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -176,6 +184,15 @@ impl BenchmarkCommand {
 
 impl AgentsBenchArgs {
     pub async fn run(&self) -> anyhow::Result<()> {
+        if self.llm {
+            let benchmark = crate::benchmark::LlmBenchmark {
+                turns: self.turns.max(20),
+                stream_pieces: 500,
+                work_dir: std::env::temp_dir()
+                    .join(format!("caxton-bench-llm-{}", std::process::id())),
+            };
+            return emit_results(&benchmark.run().await?, self.output.as_ref());
+        }
         let benchmark = crate::benchmark::AgentsBenchmark {
             agent_counts: self.agents.clone(),
             concurrencies: self.concurrency.clone(),

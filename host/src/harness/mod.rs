@@ -3,6 +3,8 @@
 //! listens on random ports, reads the addresses from the lines the server
 //! prints, keeps what the server logs (when asked), and is killed on drop.
 
+pub mod scripted_llm;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,9 @@
 //! hangs, one that answers 10 MB. Each `POST /v1/chat/completions` takes
 //! the next scripted answer (the last one repeats) and every request body
 //! is kept for the test to inspect. This is a stand-in, not a model: the
-//! end-to-end tests with a real model are in `llm_real.rs`.
+//! end-to-end tests with a real model are in `tests/clients.rs`. The
+//! benchmark uses it too, as an instant provider, to measure the host's
+//! own cost per turn.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -32,11 +34,24 @@ pub enum Answer {
     Pieces(Vec<&'static str>),
 }
 
-#[derive(Default)]
 struct Script {
     answers: VecDeque<Answer>,
     last: Option<Answer>,
     requests: Vec<Value>,
+    /// Between the pieces of a streamed answer.
+    piece_delay: Duration,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            answers: VecDeque::new(),
+            last: None,
+            requests: Vec::new(),
+            // Apart in time, so a client sees them arrive one by one.
+            piece_delay: Duration::from_millis(30),
+        }
+    }
 }
 
 pub struct ScriptedLlm {
@@ -66,10 +81,30 @@ impl ScriptedLlm {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                // Small writes go out at once: with Nagle's algorithm a
+                // reply's second write waits on the client's delayed ACK.
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(serve(stream, shared.clone()));
             }
         });
         Self { url, script, task }
+    }
+
+    /// Replaces what is left of the script.
+    pub fn script(&self, answers: Vec<Answer>) {
+        let mut script = self.script.lock().unwrap();
+        script.answers = answers.into();
+        script.last = None;
+    }
+
+    /// Sets the pause between the pieces of a streamed answer.
+    pub fn set_piece_delay(&self, delay: Duration) {
+        self.script.lock().unwrap().piece_delay = delay;
+    }
+
+    /// Forgets the requests received so far.
+    pub fn clear_requests(&self) {
+        self.script.lock().unwrap().requests.clear();
     }
 
     /// The chat request bodies received so far, in order.
@@ -104,15 +139,17 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
         }
         let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let streaming = request["stream"] == true;
-        let answer = {
+        let (answer, piece_delay) = {
             let mut script = script.lock().unwrap();
             script.requests.push(request);
             let next = script.answers.pop_front();
             if let Some(answer) = &next {
                 script.last = Some(answer.clone());
             }
-            next.or_else(|| script.last.clone())
-                .unwrap_or(Answer::Text("(script empty)"))
+            let answer = next
+                .or_else(|| script.last.clone())
+                .unwrap_or(Answer::Text("(script empty)"));
+            (answer, script.piece_delay)
         };
         let sent = match answer {
             Answer::Text(text) => respond(&mut stream, 200, &completion(text, &[]), None).await,
@@ -126,7 +163,9 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
                 let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(bytes));
                 respond(&mut stream, 200, &body, None).await
             }
-            Answer::Pieces(pieces) if streaming => stream_pieces(&mut stream, &pieces).await,
+            Answer::Pieces(pieces) if streaming => {
+                stream_pieces(&mut stream, &pieces, piece_delay).await
+            }
             Answer::Pieces(pieces) => {
                 respond(&mut stream, 200, &completion(&pieces.concat(), &[]), None).await
             }
@@ -159,7 +198,11 @@ fn completion(text: &str, calls: &[(&str, &str, &str)]) -> String {
     .to_string()
 }
 
-async fn stream_pieces(stream: &mut TcpStream, pieces: &[&str]) -> std::io::Result<()> {
+async fn stream_pieces(
+    stream: &mut TcpStream,
+    pieces: &[&str],
+    delay: Duration,
+) -> std::io::Result<()> {
     let head =
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
     stream.write_all(head.as_bytes()).await?;
@@ -185,8 +228,9 @@ async fn stream_pieces(stream: &mut TcpStream, pieces: &[&str]) -> std::io::Resu
             .write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())
             .await?;
         stream.flush().await?;
-        // Apart in time, so a client sees them arrive one by one.
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
     stream.write_all(b"0\r\n\r\n").await
 }
@@ -204,8 +248,8 @@ async fn respond(
         "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await
+    // One write: head and body in one segment when they fit.
+    stream.write_all(format!("{head}{body}").as_bytes()).await
 }
 
 /// Reads one request: its path and body (Content-Length bodies only, as

@@ -1,0 +1,243 @@
+//! `caxton benchmark agents --llm`: what the host itself adds to a
+//! configuration agent's turn. The provider is the scripted one of the
+//! tests, answering at once, so the host's cost is not lost in a model's
+//! seconds: a turn without tools against the same provider request sent
+//! directly, a turn with one tool call against that, and the text passing
+//! through a stream against reading the provider's stream directly. All
+//! in one run, against one server.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use super::percentiles;
+use super::served::{Served, plugin_manifest, serve};
+use crate::harness::scripted_llm::{Answer, ScriptedLlm};
+
+pub struct LlmBenchmark {
+    /// Turns per measurement.
+    pub turns: usize,
+    /// Pieces in each streamed answer.
+    pub stream_pieces: usize,
+    pub work_dir: PathBuf,
+}
+
+const AGENT: &str = r#"
+name = "bench"
+version = "1.0.0"
+capabilities = ["bench"]
+tools = ["csv_parser"]
+system_prompt = "You answer questions about CSV data."
+
+[memory]
+enabled = false
+"#;
+
+impl LlmBenchmark {
+    pub async fn run(&self) -> anyhow::Result<Value> {
+        let result = self.measure().await;
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+        result
+    }
+
+    async fn measure(&self) -> anyhow::Result<Value> {
+        let provider = ScriptedLlm::start(vec![Answer::Text("ok")]).await;
+        // Pieces as fast as they can be written: the rate measured is the
+        // path's, not the stand-in's pacing.
+        provider.set_piece_delay(Duration::ZERO);
+        let agents = self.work_dir.join("agents");
+        std::fs::create_dir_all(&agents)?;
+        std::fs::write(
+            agents.join("csv_parser.toml"),
+            plugin_manifest("csv_parser", "1.0.0", "csv_parser", "kind = \"tool\""),
+        )?;
+        std::fs::write(agents.join("bench.toml"), AGENT)?;
+        let served = serve(
+            &agents,
+            &self.work_dir.join("data"),
+            &format!(
+                "[memory.embedding_config]\nenabled = false\n[http_server.rate_limit]\nenabled = false\n[llm]\ndefault_provider = \"bench\"\n[llm.providers.bench]\nbase_url = \"{}\"\nmodel = \"instant\"\n",
+                provider.url
+            ),
+        )?;
+        let direct_client = reqwest::Client::new();
+        let direct_body = json!({
+            "model": "instant",
+            "messages": [
+                {"role": "system", "content": "You answer questions about CSV data."},
+                {"role": "user", "content": "How many rows?"},
+            ],
+        });
+        let turn = |content: &'static str| {
+            let served = &served;
+            async move { timed_turn(served, content).await }
+        };
+        // Warm up: the component cache, connections, the tool's description.
+        provider.script(vec![Answer::Text("ok")]);
+        for _ in 0..20 {
+            turn("warm up").await?;
+            timed_post(&direct_client, &provider.url, &direct_body).await?;
+        }
+
+        let (mut direct, mut plain, mut with_tool) = (Vec::new(), Vec::new(), Vec::new());
+        // Interleaved, so drift on a noisy machine hits each alike.
+        for _ in 0..self.turns {
+            provider.script(vec![Answer::Text("ok")]);
+            direct.push(timed_post(&direct_client, &provider.url, &direct_body).await?);
+            plain.push(turn("How many rows?").await?);
+            provider.script(vec![
+                Answer::Calls(vec![("c1", "csv_parser", r#"{"csv": "a,b\n1,2"}"#)]),
+                Answer::Text("one row"),
+            ]);
+            with_tool.push(turn("Parse and count.").await?);
+        }
+        let median = |samples: &[Duration]| percentile(samples, 0.5);
+        let p99 = |samples: &[Duration]| percentile(samples, 0.99);
+        let added_per_turn = json!({
+            "median_ms": ms(median(&plain)) - ms(median(&direct)),
+            "p99_ms": ms(p99(&plain)) - ms(p99(&direct)),
+        });
+        // A tool turn makes two provider requests: one more than a plain turn.
+        let added_per_tool_call = json!({
+            "median_ms": ms(median(&with_tool)) - ms(median(&plain)) - ms(median(&direct)),
+            "p99_ms": ms(p99(&with_tool)) - ms(p99(&plain)) - ms(p99(&direct)),
+        });
+
+        // Streaming: pieces per second read straight from the provider and
+        // through the OpenAI-compatible front.
+        let pieces: Vec<&'static str> = (0..self.stream_pieces).map(|_| "tok ").collect();
+        provider.script(vec![Answer::Pieces(pieces.clone())]);
+        let direct_stream = stream_rate(
+            &direct_client,
+            &format!("{}/chat/completions", provider.url),
+            {
+                let mut body = direct_body.clone();
+                body["stream"] = json!(true);
+                body
+            },
+        )
+        .await?;
+        provider.script(vec![Answer::Pieces(pieces)]);
+        let through_stream = stream_rate(
+            &served.client,
+            &format!("{}/api/v1/chat/completions", served.base),
+            json!({"model": "bench", "stream": true, "messages": [{"role": "user", "content": "stream"}]}),
+        )
+        .await?;
+
+        let health: Value = served
+            .client
+            .get(format!("{}/api/v1/health", served.base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let rss = health["resident_memory_bytes"].as_u64().unwrap_or(0);
+        let metrics = vec![
+            super::metric(
+                "llm.turn_added.median_ms",
+                added_per_turn["median_ms"].as_f64().unwrap_or(f64::NAN),
+                "ms",
+                "lower",
+            ),
+            super::metric(
+                "llm.tool_call_added.median_ms",
+                added_per_tool_call["median_ms"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
+                "ms",
+                "lower",
+            ),
+            super::metric(
+                "llm.stream_through.pieces_per_s",
+                through_stream["pieces_per_s"].as_f64().unwrap_or(0.0),
+                "pieces/s",
+                "higher",
+            ),
+        ];
+        Ok(json!({
+            "suite": "agents --llm",
+            "provider": "scripted, answers at once (a stand-in: a real model's seconds would hide the host's cost)",
+            "direct_provider_request": percentiles(direct),
+            "turn_without_tools": percentiles(plain),
+            "turn_with_one_tool_call": percentiles(with_tool),
+            "host_added_per_turn": added_per_turn,
+            "host_added_per_tool_call": added_per_tool_call,
+            "stream_direct": direct_stream,
+            "stream_through_caxton": through_stream,
+            "rss_bytes_with_prompt_agent": rss,
+            "metrics": metrics,
+        }))
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn timed_turn(served: &Served, content: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = served
+        .client
+        .post(format!("{}/api/v1/agents/bench/messages", served.base))
+        .json(&json!({ "content": content }))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    let elapsed = started.elapsed();
+    if !status.is_success() || body["reply"]["performative"] != "inform" {
+        anyhow::bail!("a turn failed ({status}): {body}");
+    }
+    Ok(elapsed)
+}
+
+async fn timed_post(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = client
+        .post(format!("{base}/chat/completions"))
+        .json(body)
+        .send()
+        .await?;
+    let status = response.status();
+    response.bytes().await?;
+    if !status.is_success() {
+        anyhow::bail!("the provider answered {status}");
+    }
+    Ok(started.elapsed())
+}
+
+/// Reads an event stream to its end: pieces of text, seconds, rate.
+async fn stream_rate(client: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let response = client.post(url).json(&body).send().await?;
+    if !response.status().is_success() {
+        anyhow::bail!("{url} answered {}", response.status());
+    }
+    let mut assembler = crate::llm::wire::StreamAssembler::default();
+    let mut pieces = 0usize;
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        if !assembler
+            .feed(&chunk?)
+            .map_err(anyhow::Error::msg)?
+            .is_empty()
+        {
+            pieces += 1;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(json!({"pieces": pieces, "seconds": seconds, "pieces_per_s": pieces as f64 / seconds}))
+}
