@@ -191,7 +191,7 @@ async fn start_completion(state: &ApiState, body: &[u8]) -> Result<Response, Api
         Event::Delta(text) => vec![chunk(json!({ "content": text }), None)],
         Event::End { reply, streamed } => {
             let mut out = Vec::new();
-            match reply_of(reply) {
+            match reply_of(*reply) {
                 Ok(reply) => {
                     let (text, usage) = answer_of(&reply);
                     // An agent that did not stream sends its answer whole.
@@ -255,7 +255,7 @@ async fn start_agent_events(
         Event::Delta(text) => vec![json!({"event": "delta", "data": {"text": text}})],
         Event::End { reply, .. } => {
             let conversation_id = reply_conversation(&reply);
-            vec![match delivery_result(reply) {
+            vec![match delivery_result(*reply) {
                 Ok((reply, usage)) => json!({"event": "reply", "data": {
                     "reply": reply, "usage": usage, "conversation_id": conversation_id,
                 }}),
@@ -295,7 +295,10 @@ fn reply_conversation(delivery: &Delivery) -> Option<String> {
 enum Event {
     Start,
     Delta(String),
-    End { reply: Delivery, streamed: bool },
+    End {
+        reply: Box<Delivery>,
+        streamed: bool,
+    },
     Undelivered(MessagingError),
 }
 
@@ -343,7 +346,10 @@ async fn stream_delivery(
         }
         let event = match finished {
             Ok(Ok((_, mut results))) => match results.remove(0) {
-                Ok(reply) => Event::End { reply, streamed },
+                Ok(reply) => Event::End {
+                    reply: Box::new(reply),
+                    streamed,
+                },
                 Err(error) => Event::Undelivered(error),
             },
             Ok(Err(error)) => Event::Undelivered(error),

@@ -11,8 +11,11 @@ use sha2::{Digest, Sha256};
 
 use crate::runtime::ChatResponse;
 
+/// Answers by key, each with when it was stored.
+type Entries = lru::LruCache<[u8; 32], (Instant, ChatResponse)>;
+
 pub struct ResponseCache {
-    entries: Option<Mutex<lru::LruCache<[u8; 32], (Instant, ChatResponse)>>>,
+    entries: Option<Mutex<Entries>>,
     ttl: Duration,
 }
 

@@ -216,10 +216,7 @@ impl Turn {
         let earlier = match context::history(HISTORY_MESSAGES) {
             Ok(messages) => messages,
             Err(error) => {
-                log::log(
-                    log::Level::Warn,
-                    &format!("history unavailable: {error:?}"),
-                );
+                log::log(log::Level::Warn, &format!("history unavailable: {error:?}"));
                 return Vec::new();
             }
         };
@@ -267,7 +264,7 @@ impl Turn {
             if let Some(agent) = self.agent_of(&call.name) {
                 self.tools_used.push(call.name.clone());
                 results[index] = Some(self.ask(&agent, &input));
-            } else if self.tool_names.iter().any(|t| *t == call.name) {
+            } else if self.tool_names.contains(&call.name) {
                 self.tools_used.push(call.name.clone());
                 batch.push((index, call.name.clone(), input.to_string()));
             } else {
@@ -444,12 +441,8 @@ impl Guest for PromptAgent {
                         format!("{} asked: {question}", message.sender),
                         format!("{} answered: {}", turn.manifest.name, answer.content),
                     ];
-                    if let Err(error) = memory::remember(&entity, "conversation", &observations)
-                    {
-                        log::log(
-                            log::Level::Warn,
-                            &format!("auto_store failed: {error:?}"),
-                        );
+                    if let Err(error) = memory::remember(&entity, "conversation", &observations) {
+                        log::log(log::Level::Warn, &format!("auto_store failed: {error:?}"));
                     }
                 }
                 return Ok(Some(reply(
