@@ -428,3 +428,69 @@ async fn streams_reach_http_clients_as_the_model_writes() {
     );
     assert!(llm.requests()[0]["stream"] == true);
 }
+
+#[tokio::test]
+async fn the_key_comes_from_the_environment_agents_are_asked_and_exchanges_are_stored() {
+    let llm = ScriptedLlm::start(vec![
+        Answer::Calls(vec![("ask", "ask_echo", r#"{"message": "ping"}"#)]),
+        Answer::Text("echo said ping"),
+    ])
+    .await;
+    let agent = r#"
+name = "coordinator"
+version = "1.0.0"
+capabilities = ["coordination"]
+agents = ["echo"]
+system_prompt = "You coordinate."
+
+[memory]
+auto_store = true
+"#;
+    let agents = AgentsDir::new()
+        .with(
+            "echo",
+            &manifest("echo", "echo", "capabilities = [\"echo\"]\ngrants = [\"log\"]"),
+        )
+        .with("coordinator", agent);
+    // The key is named in the file, never written there.
+    let config = llm.config("api_key_env = \"CAXTON_TEST_LLM_KEY\"");
+    let server = {
+        // SAFETY: set before the server process is spawned, which inherits
+        // it; no other thread of this test reads the environment meanwhile.
+        unsafe { std::env::set_var("CAXTON_TEST_LLM_KEY", "sk-test-123") };
+        Server::start_fresh(&agents, Some(&config))
+    };
+    let reply = server
+        .send("coordinator", &json!({"content": "Ask echo to ping."}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(answer_of(&reply), "echo said ping");
+    let requests = llm.requests();
+    assert_eq!(requests[0]["_authorization"], "Bearer sk-test-123");
+    assert_eq!(requests[0]["tools"][0]["function"]["name"], "ask_echo");
+    // The other agent was asked through messaging and its reply fed back.
+    let results = tool_results(&requests[1]);
+    assert!(results[0].1.contains("ping"), "{results:?}");
+    let conversation = reply.body["conversation_id"].as_str().unwrap();
+    let thread = server
+        .get_json(&format!("/api/v1/conversations/{conversation}/messages"))
+        .await;
+    let senders: Vec<&str> = thread["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sender"].as_str().unwrap())
+        .collect();
+    assert!(senders.contains(&"echo"), "{thread}");
+    // auto_store: the exchange is in the agent's memory.
+    let stored = server
+        .get_json(&format!(
+            "/api/v1/memory/entities/conversation-{conversation}?agent=coordinator"
+        ))
+        .await;
+    let observations = stored["observations"].to_string();
+    assert!(
+        observations.contains("Ask echo to ping.") && observations.contains("echo said ping"),
+        "{stored}"
+    );
+}

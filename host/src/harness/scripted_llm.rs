@@ -107,7 +107,8 @@ impl ScriptedLlm {
         self.script.lock().unwrap().requests.clear();
     }
 
-    /// The chat request bodies received so far, in order.
+    /// The chat request bodies received so far, in order; the request's
+    /// `Authorization` header, if any, is added as `_authorization`.
     pub fn requests(&self) -> Vec<Value> {
         self.script.lock().unwrap().requests.clone()
     }
@@ -123,7 +124,7 @@ impl ScriptedLlm {
 
 async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
     loop {
-        let Some((path, body)) = read_request(&mut stream).await else {
+        let Some((path, authorization, body)) = read_request(&mut stream).await else {
             return;
         };
         if path.ends_with("/models") {
@@ -137,8 +138,12 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
             }
             continue;
         }
-        let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let mut request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let streaming = request["stream"] == true;
+        // Kept beside the body for tests of the key: not a wire field.
+        if let (Some(authorization), Value::Object(fields)) = (authorization, &mut request) {
+            fields.insert("_authorization".into(), Value::String(authorization));
+        }
         let (answer, piece_delay) = {
             let mut script = script.lock().unwrap();
             script.requests.push(request);
@@ -252,9 +257,9 @@ async fn respond(
     stream.write_all(format!("{head}{body}").as_bytes()).await
 }
 
-/// Reads one request: its path and body (Content-Length bodies only, as
-/// reqwest sends them).
-async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+/// Reads one request: its path, its `Authorization` header and its body
+/// (Content-Length bodies only, as reqwest sends them).
+async fn read_request(stream: &mut TcpStream) -> Option<(String, Option<String>, Vec<u8>)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     let header_end = loop {
@@ -269,14 +274,17 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     };
     let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
     let path = head.split_whitespace().nth(1)?.to_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
+    let header = |wanted: &str| {
+        head.lines().find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
+            name.eq_ignore_ascii_case(wanted)
+                .then(|| value.trim().to_owned())
         })
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let authorization = header("authorization");
     let mut body = buffer[header_end..].to_vec();
     while body.len() < length {
         let read = stream.read(&mut chunk).await.ok()?;
@@ -285,5 +293,5 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
         }
         body.extend_from_slice(&chunk[..read]);
     }
-    Some((path, body))
+    Some((path, authorization, body))
 }
