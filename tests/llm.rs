@@ -449,7 +449,11 @@ auto_store = true
     let agents = AgentsDir::new()
         .with(
             "echo",
-            &manifest("echo", "echo", "capabilities = [\"echo\"]\ngrants = [\"log\"]"),
+            &manifest(
+                "echo",
+                "echo",
+                "capabilities = [\"echo\"]\ngrants = [\"log\"]",
+            ),
         )
         .with("coordinator", agent);
     // The key is named in the file, never written there.

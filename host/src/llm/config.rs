@@ -210,3 +210,62 @@ impl LlmConfig {
         problems
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError};
+
+    fn problems_of(text: &str) -> String {
+        let config: Config = toml::from_str(text).unwrap();
+        match config.validate_text(text, Path::new("caxton.toml")) {
+            Err(ConfigError::Problems { problems, .. }) => problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_built_in_provider_needs_no_config_and_is_redefinable() {
+        let config: Config = toml::from_str("").unwrap();
+        assert!(config.validate().is_ok());
+        let ollama = config.llm.provider("ollama").unwrap();
+        assert_eq!(ollama.base_url, "http://127.0.0.1:11434/v1");
+        let config: Config = toml::from_str(
+            "[llm.providers.ollama]\nbase_url = \"http://10.0.0.2:11434/v1\"\nmodel = \"m\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.llm.provider("ollama").unwrap().base_url,
+            "http://10.0.0.2:11434/v1"
+        );
+    }
+
+    #[test]
+    fn provider_mistakes_are_placed_at_their_keys() {
+        let text = "[llm]\ndefault_provider = \"local\"\n\n[llm.providers.other]\nbase_url = \"ftp://x\"\napi_key_env = \"K\"\napi_key_file = \"/k\"\nmax_concurrent = 0\n";
+        let problems = problems_of(text);
+        assert!(
+            problems
+                .contains("line 2, column 1: llm.default_provider: no provider named \"local\""),
+            "{problems}"
+        );
+        assert!(
+            problems.contains(
+                "line 5, column 1: llm.providers.other.base_url: \"ftp://x\" is not an http(s) URL"
+            ),
+            "{problems}"
+        );
+        assert!(problems.contains("line 7, column 1: llm.providers.other.api_key_file: set api_key_env or api_key_file, not both"), "{problems}");
+        assert!(
+            problems.contains(
+                "line 8, column 1: llm.providers.other.max_concurrent: must be at least 1"
+            ),
+            "{problems}"
+        );
+    }
+}
