@@ -38,6 +38,22 @@ fn answer_of(reply: &Reply) -> &str {
         .unwrap_or_else(|| panic!("no answer in {}", reply.body))
 }
 
+/// Asserts `reply` is a plugin error of `kind` whose message contains
+/// every one of `words`.
+#[track_caller]
+fn assert_plugin_error(reply: &Reply, kind: &str, words: &[&str]) {
+    reply.assert_error(422, "plugin_error");
+    assert_eq!(
+        reply.body["error"]["details"]["kind"], kind,
+        "{}",
+        reply.body
+    );
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    for word in words {
+        assert!(message.contains(word), "{word:?} not in: {message}");
+    }
+}
+
 /// The `tool` messages of a provider request, as (id, content).
 fn tool_results(request: &Value) -> Vec<(String, String)> {
     request["messages"]
@@ -212,12 +228,10 @@ async fn provider_failures_are_typed_and_say_what_to_do() {
     let failing = ScriptedLlm::start(vec![Answer::Status(500, "boom", None)]).await;
     let server = Server::start_fresh(&agents_with(HELPER), Some(&failing.config("")));
     let reply = server.send("helper", &json!({"content": "hi"})).await;
-    reply.assert_error(422, "plugin_error");
-    assert_eq!(reply.body["error"]["details"]["kind"], "unavailable");
-    let message = reply.body["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("500") && message.contains("[llm.providers.scripted] base_url"),
-        "{message}"
+    assert_plugin_error(
+        &reply,
+        "unavailable",
+        &["500", "[llm.providers.scripted] base_url"],
     );
     assert_eq!(failing.requests().len(), 3, "one try and two retries");
 
@@ -230,16 +244,10 @@ async fn provider_failures_are_typed_and_say_what_to_do() {
     .await;
     let server = Server::start_fresh(&agents_with(HELPER), Some(&refusing.config("")));
     let reply = server.send("helper", &json!({"content": "hi"})).await;
-    assert_eq!(
-        reply.body["error"]["details"]["kind"], "invalid-input",
-        "{}",
-        reply.body
-    );
-    assert!(
-        reply.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("model 'scripted-model' not found")
+    assert_plugin_error(
+        &reply,
+        "invalid-input",
+        &["model 'scripted-model' not found"],
     );
     assert_eq!(refusing.requests().len(), 1);
 
@@ -251,34 +259,14 @@ async fn provider_failures_are_typed_and_say_what_to_do() {
     );
     let started = Instant::now();
     let reply = server.send("helper", &json!({"content": "hi"})).await;
-    assert_eq!(
-        reply.body["error"]["details"]["kind"], "timeout",
-        "{}",
-        reply.body
-    );
-    assert!(
-        reply.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("[llm.providers.scripted] timeout")
-    );
+    assert_plugin_error(&reply, "timeout", &["[llm.providers.scripted] timeout"]);
     assert!(started.elapsed() < Duration::from_secs(10));
 
     // A 10 MB answer is refused without being held.
     let flooding = ScriptedLlm::start(vec![Answer::Huge(10 << 20)]).await;
     let server = Server::start_fresh(&agents_with(HELPER), Some(&flooding.config("")));
     let reply = server.send("helper", &json!({"content": "hi"})).await;
-    assert_eq!(
-        reply.body["error"]["details"]["kind"], "internal",
-        "{}",
-        reply.body
-    );
-    assert!(
-        reply.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_response_bytes")
-    );
+    assert_plugin_error(&reply, "internal", &["max_response_bytes"]);
     assert!(server.peak_rss_bytes() < 400 << 20);
 
     // Nothing listening: unavailable, naming the URL and the config key.
@@ -291,15 +279,10 @@ async fn provider_failures_are_typed_and_say_what_to_do() {
     );
     let server = Server::start_fresh(&agents_with(HELPER), Some(&config));
     let reply = server.send("helper", &json!({"content": "hi"})).await;
-    assert_eq!(
-        reply.body["error"]["details"]["kind"], "unavailable",
-        "{}",
-        reply.body
-    );
-    let message = reply.body["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains(&closed.to_string()) && message.contains("[llm.providers.gone] base_url"),
-        "{message}"
+    assert_plugin_error(
+        &reply,
+        "unavailable",
+        &[&closed.to_string(), "[llm.providers.gone] base_url"],
     );
     // Health reports the provider's state without blocking anything.
     let health = server.get_json("/api/v1/health").await;
