@@ -284,7 +284,17 @@ async fn provider_failures_are_typed_and_say_what_to_do() {
         "unavailable",
         &[&closed.to_string(), "[llm.providers.gone] base_url"],
     );
-    // Health reports the provider's state without blocking anything.
+    // Health and readiness report the provider's state; neither waits
+    // for it (the host is ready with its model server down).
+    let ready = server.get_json("/api/v1/ready").await;
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert!(
+        ready["llm_providers"]["gone"]["base_url"]
+            .as_str()
+            .unwrap()
+            .contains(&closed.to_string()),
+        "{ready}"
+    );
     let health = server.get_json("/api/v1/health").await;
     assert!(
         health["llm_providers"]["gone"]["status"].is_string(),

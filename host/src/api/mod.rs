@@ -379,7 +379,14 @@ fn ready(state: ApiState) -> Response {
         Err(EmbedError::Disabled) => "disabled",
         Err(_) => "unavailable",
     };
-    warp::reply::json(&json!({ "ready": true, "embeddings": embeddings })).into_response()
+    // Providers are reported, never waited for: an agent host is ready
+    // while its model server is still starting (its agents say so).
+    warp::reply::json(&json!({
+        "ready": true,
+        "embeddings": embeddings,
+        "llm_providers": state.registry.llm().map(|llm| llm.health()),
+    }))
+    .into_response()
 }
 
 /// A handler's result as a response: JSON with its status, or the error shape.
