@@ -491,3 +491,42 @@ auto_store = true
         "{stored}"
     );
 }
+
+#[tokio::test]
+async fn a_configuration_agent_is_deployed_over_the_api_without_a_component_and_survives_a_restart()
+{
+    let llm = ScriptedLlm::start(vec![Answer::Text("deployed and answering")]).await;
+    let agents = AgentsDir::new();
+    let data = tempfile::tempdir().unwrap();
+    let config = llm.config("");
+    let server = Server::start_with(&agents, data.path(), Some(&config));
+    let agent = HELPER.replace("tools = [\"csv_parser\"]\n", "");
+    let deployed = server
+        .post("/api/v1/agents", json!({ "manifest": agent }))
+        .await;
+    assert_eq!(deployed.status, 201, "{}", deployed.body);
+    // A component agent still needs its component.
+    let missing = server
+        .post(
+            "/api/v1/agents",
+            json!({"manifest": "name = \"needs-wasm\"\nversion = \"1.0.0\"\ncapabilities = [\"x\"]\ncomponent = \"x.wasm\"\n"}),
+        )
+        .await;
+    missing.assert_error(400, "bad_request");
+    assert!(
+        missing.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("component is missing")
+    );
+    drop(server);
+
+    let server = Server::start_with(&agents, data.path(), Some(&config));
+    let reply = server
+        .send("helper", &json!({"content": "still there?"}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(answer_of(&reply), "deployed and answering");
+    let shown = server.get_json("/api/v1/agents/helper").await;
+    assert_eq!(shown["runs"], "configuration", "{shown}");
+}

@@ -27,7 +27,20 @@ pub struct Deployments {
 pub struct Stored {
     pub name: String,
     pub manifest: String,
+    /// Empty for a configuration agent (it runs on the built-in prompt
+    /// agent and has no component of its own).
     pub component: PathBuf,
+}
+
+impl Stored {
+    /// The stored manifest checked again, with its component.
+    pub fn parse(&self, path: &Path) -> ManifestReport {
+        if self.component.as_os_str().is_empty() {
+            Manifest::parse_report(&self.manifest, path)
+        } else {
+            parse_with_component(&self.manifest, path, &self.component)
+        }
+    }
 }
 
 impl Deployments {
@@ -160,10 +173,15 @@ impl Deployments {
             .await?;
         let mut stored = Vec::new();
         while let Some(row) = rows.next().await? {
+            let sha: String = row.get(2)?;
             stored.push(Stored {
                 name: row.get(0)?,
                 manifest: row.get(1)?,
-                component: self.dir.join(format!("{}.wasm", row.get::<String>(2)?)),
+                component: if sha.is_empty() {
+                    PathBuf::new()
+                } else {
+                    self.dir.join(format!("{sha}.wasm"))
+                },
             });
         }
         Ok(stored)

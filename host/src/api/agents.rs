@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 
 use super::{ApiError, ApiState};
-use crate::agents::{AgentError, DeployedAgent, ManifestReport, PluginKind, parse_with_component};
+use crate::agents::{AgentError, DeployedAgent, ManifestReport, PluginKind};
 use crate::toml_check::Problem;
 
 /// `GET /api/v1/agents` query: filters and a page.
@@ -40,8 +40,10 @@ fn default_page_size() -> usize {
 struct DeployBody {
     /// The manifest as TOML text; its `component` key may be left out.
     manifest: String,
-    /// The `.wasm` component, base64.
-    component: String,
+    /// The `.wasm` component, base64; absent for a configuration agent
+    /// (a manifest with `system_prompt`, run by the built-in prompt agent).
+    #[serde(default)]
+    component: Option<String>,
 }
 
 fn status_of(state: &ApiState, agent: &DeployedAgent) -> (&'static str, Option<String>) {
@@ -210,9 +212,15 @@ pub async fn deploy(
             "invalid body: {e}. Send {{\"manifest\": \"<TOML text>\", \"component\": \"<base64 of the .wasm>\"}}"
         ))
     })?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(body.component.trim())
-        .map_err(|e| ApiError::bad_request(format!("component is not base64: {e}")))?;
+    let bytes = body
+        .component
+        .as_deref()
+        .map(|text| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| ApiError::bad_request(format!("component is not base64: {e}")))
+        })
+        .transpose()?;
     let deployments = state.deployments.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -223,12 +231,21 @@ pub async fn deploy(
     // Validate everything before anything is written: the manifest against
     // the path the component will have, then the component itself, from
     // the uploaded bytes.
-    let component = deployments.component_path(&bytes);
+    // A configuration agent has no component: it is stored without one.
+    let component = bytes
+        .as_deref()
+        .map(|bytes| deployments.component_path(bytes))
+        .unwrap_or_default();
     let report = {
         let (text, component) = (body.manifest.clone(), component.clone());
         // Checking is CPU work proportional to the text: off the async threads.
         tokio::task::spawn_blocking(move || {
-            parse_with_component(&text, Path::new("api.toml"), &component)
+            let stored = crate::agents::Stored {
+                name: String::new(),
+                manifest: text,
+                component,
+            };
+            stored.parse(Path::new("api.toml"))
         })
         .await
         .expect("manifest checking panicked")
@@ -236,6 +253,13 @@ pub async fn deploy(
     let Some(manifest) = report.manifest.clone() else {
         return Err(invalid(&report));
     };
+    if bytes.is_none() != manifest.configuration {
+        return Err(ApiError::bad_request(if bytes.is_none() {
+            "component is missing: send the .wasm as base64 in `component`, or deploy a configuration agent (a manifest with `system_prompt` and no `component`)"
+        } else {
+            "a configuration agent (`system_prompt`, no `component` in the manifest) takes no uploaded component; remove `component` from the body"
+        }));
+    }
     let name = manifest.name.clone();
     let _changing = deployments.lock().await;
     let existing = state.registry.source_of(&name);
@@ -261,26 +285,28 @@ pub async fn deploy(
         _ => {}
     }
     let source = deployments.manifest_path(&name);
-    let bytes: std::sync::Arc<[u8]> = bytes.into();
+    let bytes: Option<std::sync::Arc<[u8]>> = bytes.map(Into::into);
     let prepared = state
         .registry
-        .prepare_with(&source, manifest, Some(bytes.clone()))
+        .prepare_with(&source, manifest, bytes.clone())
         .await
         .map_err(from_deploy)?;
-    let write = {
-        let deployments = deployments.clone();
-        tokio::task::spawn_blocking(move || deployments.store_component(&bytes))
-    };
-    write
-        .await
-        .expect("writing a component panicked")
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "storage_error",
-                format!("cannot store the component: {e}"),
-            )
-        })?;
+    if let Some(bytes) = bytes {
+        let write = {
+            let deployments = deployments.clone();
+            tokio::task::spawn_blocking(move || deployments.store_component(&bytes))
+        };
+        write
+            .await
+            .expect("writing a component panicked")
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_error",
+                    format!("cannot store the component: {e}"),
+                )
+            })?;
+    }
     deployments
         .save(&name, &body.manifest, &component)
         .await

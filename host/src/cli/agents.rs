@@ -183,39 +183,37 @@ async fn deploy(
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let component = match component {
-        Some(component) => component.to_owned(),
-        None => {
-            let table: toml::Table = toml::from_str(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: {}",
-                    path.display(),
-                    crate::toml_check::Problem::from_toml(&text, &e)
-                )
-            })?;
-            let named = table
-                .get("component")
-                .and_then(|c| c.as_str())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{} names no component; pass --component FILE",
-                        path.display()
-                    )
-                })?;
-            path.parent().unwrap_or(Path::new(".")).join(named)
-        }
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {}",
+            path.display(),
+            crate::toml_check::Problem::from_toml(&text, &e)
+        )
+    })?;
+    let named = table.get("component").and_then(|c| c.as_str());
+    let component = match (component, named) {
+        (Some(component), _) => Some(component.to_owned()),
+        (None, Some(named)) => Some(path.parent().unwrap_or(Path::new(".")).join(named)),
+        // A configuration agent runs on the prompt agent built into the
+        // server: the manifest is all there is to send.
+        (None, None) if table.contains_key("system_prompt") => None,
+        (None, None) => anyhow::bail!(
+            "{} names no component; pass --component FILE (or give it a system_prompt to make it a configuration agent)",
+            path.display()
+        ),
     };
-    let bytes = std::fs::read(&component)
-        .map_err(|e| anyhow::anyhow!("cannot read the component {}: {e}", component.display()))?;
-    eprintln!(
-        "uploading {} ({:.0} KB)…",
-        component.display(),
-        bytes.len() as f64 / 1024.0
-    );
-    let body = json!({
-        "manifest": text,
-        "component": base64::engine::general_purpose::STANDARD.encode(&bytes),
-    });
+    let mut body = json!({ "manifest": text });
+    if let Some(component) = component {
+        let bytes = std::fs::read(&component).map_err(|e| {
+            anyhow::anyhow!("cannot read the component {}: {e}", component.display())
+        })?;
+        eprintln!(
+            "uploading {} ({:.0} KB)…",
+            component.display(),
+            bytes.len() as f64 / 1024.0
+        );
+        body["component"] = json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
+    }
     let client = ApiClient::new(server);
     let deployed = if replace {
         let name = toml::from_str::<toml::Table>(&text)?
