@@ -19,6 +19,10 @@ use crate::harness::scripted_llm::{Answer, ScriptedLlm};
 pub struct LlmBenchmark {
     /// Turns per measurement.
     pub turns: usize,
+    /// A real OpenAI-compatible server (base URL up to `/v1`) and model:
+    /// when given, tokens per second of a real answer are compared
+    /// streamed straight from it and through a configuration agent.
+    pub real_provider: Option<(String, String)>,
     /// Pieces in each streamed answer.
     pub stream_pieces: usize,
     pub work_dir: PathBuf,
@@ -54,12 +58,21 @@ impl LlmBenchmark {
             plugin_manifest("csv_parser", "1.0.0", "csv_parser", "kind = \"tool\""),
         )?;
         std::fs::write(agents.join("bench.toml"), AGENT)?;
+        if self.real_provider.is_some() {
+            std::fs::write(agents.join("bench-real.toml"), REAL_AGENT)?;
+        }
         let served = serve(
             &agents,
             &self.work_dir.join("data"),
             &format!(
-                "[memory.embedding_config]\nenabled = false\n[http_server.rate_limit]\nenabled = false\n[llm]\ndefault_provider = \"bench\"\n[llm.providers.bench]\nbase_url = \"{}\"\nmodel = \"instant\"\n",
-                provider.url
+                "[memory.embedding_config]\nenabled = false\n[http_server.rate_limit]\nenabled = false\n[llm]\ndefault_provider = \"bench\"\n[llm.providers.bench]\nbase_url = \"{}\"\nmodel = \"instant\"\n{}",
+                provider.url,
+                self.real_provider
+                    .as_ref()
+                    .map(|(url, model)| format!(
+                        "[llm.providers.real]\nbase_url = \"{url}\"\nmodel = \"{model}\"\n"
+                    ))
+                    .unwrap_or_default()
             ),
         )?;
         let direct_client = reqwest::Client::new();
@@ -127,6 +140,11 @@ impl LlmBenchmark {
         )
         .await?;
 
+        let real_stream = match &self.real_provider {
+            Some((url, model)) => real_stream_rates(&served, &direct_client, url, model).await?,
+            None => Value::Null,
+        };
+
         let health: Value = served
             .client
             .get(format!("{}/api/v1/health", served.base))
@@ -167,10 +185,86 @@ impl LlmBenchmark {
             "host_added_per_tool_call": added_per_tool_call,
             "stream_direct": direct_stream,
             "stream_through_caxton": through_stream,
+            "real_model_stream": real_stream,
             "rss_bytes_with_prompt_agent": rss,
             "metrics": metrics,
         }))
     }
+}
+
+/// The agent of the real-model comparison: no tools, no memory.
+const REAL_AGENT: &str = r#"
+name = "bench-real"
+version = "1.0.0"
+capabilities = ["bench-real"]
+system_prompt = "You are a helpful assistant."
+
+[llm]
+provider = "real"
+max_tokens = 64
+temperature = 0.0
+
+[memory]
+enabled = false
+"#;
+
+/// The same question streamed from the real provider and through the
+/// configuration agent, alternately, five times each: tokens per second
+/// and time to the first piece, medians.
+async fn real_stream_rates(
+    served: &Served,
+    client: &reqwest::Client,
+    url: &str,
+    model: &str,
+) -> anyhow::Result<Value> {
+    let question = "Write three sentences about the sea.";
+    let direct_body = json!({
+        "model": model,
+        "stream": true,
+        "max_tokens": 64,
+        "temperature": 0.0,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": question},
+        ],
+    });
+    let through_body = json!({
+        "model": "bench-real",
+        "stream": true,
+        "messages": [{"role": "user", "content": question}],
+    });
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        direct.push(
+            stream_rate(
+                client,
+                &format!("{url}/chat/completions"),
+                direct_body.clone(),
+            )
+            .await?,
+        );
+        through.push(
+            stream_rate(
+                &served.client,
+                &format!("{}/api/v1/chat/completions", served.base),
+                through_body.clone(),
+            )
+            .await?,
+        );
+    }
+    let median = |runs: &[Value], key: &str| {
+        let mut values: Vec<f64> = runs.iter().filter_map(|r| r[key].as_f64()).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
+    };
+    let summary = |runs: &[Value]| {
+        json!({
+            "pieces_per_s": median(runs, "pieces_per_s"),
+            "first_piece_ms": median(runs, "first_piece_ms"),
+            "pieces": median(runs, "pieces"),
+        })
+    };
+    Ok(json!({"model": model, "direct": summary(&direct), "through_caxton": summary(&through)}))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -228,6 +322,7 @@ async fn stream_rate(client: &reqwest::Client, url: &str, body: Value) -> anyhow
     }
     let mut assembler = crate::llm::wire::StreamAssembler::default();
     let mut pieces = 0usize;
+    let mut first_piece = None;
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
         if !assembler
@@ -236,8 +331,14 @@ async fn stream_rate(client: &reqwest::Client, url: &str, body: Value) -> anyhow
             .is_empty()
         {
             pieces += 1;
+            first_piece.get_or_insert_with(|| started.elapsed());
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(json!({"pieces": pieces, "seconds": seconds, "pieces_per_s": pieces as f64 / seconds}))
+    Ok(json!({
+        "pieces": pieces,
+        "seconds": seconds,
+        "pieces_per_s": pieces as f64 / seconds,
+        "first_piece_ms": first_piece.map(|d| d.as_secs_f64() * 1e3),
+    }))
 }

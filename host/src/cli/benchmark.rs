@@ -103,6 +103,14 @@ pub struct AgentsBenchArgs {
     /// Turns per measurement with `--llm`.
     #[arg(long, default_value_t = 300)]
     pub turns: usize,
+    /// With `--llm`: also compare a real model's streamed tokens per
+    /// second, straight from this OpenAI-compatible server (its base URL,
+    /// up to `/v1`) and through a configuration agent.
+    #[arg(long, requires = "llm")]
+    pub provider_url: Option<String>,
+    /// The model to ask at `--provider-url`.
+    #[arg(long, requires = "provider_url", default_value = "default")]
+    pub provider_model: String,
     /// Write the JSON results here (also printed).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -187,6 +195,10 @@ impl AgentsBenchArgs {
         if self.llm {
             let benchmark = crate::benchmark::LlmBenchmark {
                 turns: self.turns.max(20),
+                real_provider: self
+                    .provider_url
+                    .clone()
+                    .map(|url| (url, self.provider_model.clone())),
                 stream_pieces: 500,
                 work_dir: std::env::temp_dir()
                     .join(format!("caxton-bench-llm-{}", std::process::id())),
