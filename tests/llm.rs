@@ -530,3 +530,33 @@ async fn a_configuration_agent_is_deployed_over_the_api_without_a_component_and_
     let shown = server.get_json("/api/v1/agents/helper").await;
     assert_eq!(shown["runs"], "configuration", "{shown}");
 }
+
+#[tokio::test]
+async fn response_timeout_bounds_the_whole_turn_and_capabilities_reach_configuration_agents() {
+    let llm = ScriptedLlm::start(vec![Answer::Text("by capability"), Answer::Hang]).await;
+    let agent = HELPER.replace("tools = [\"csv_parser\"]\n", "").replace(
+        "[memory]",
+        "[parameters]\nresponse_timeout = \"2s\"\n\n[memory]",
+    );
+    let server = Server::start_fresh(&agents_with(&agent), Some(&llm.config("")));
+    // The existing routes reach configuration agents unchanged.
+    let reply = server
+        .post(
+            "/api/v1/messages",
+            json!({"capability": "data-processing", "content": "hello"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["agent"], "helper");
+    assert_eq!(answer_of(&reply), "by capability");
+    // A provider that hangs (its own timeout is 120 s) cannot hold the
+    // turn past the agent's response_timeout.
+    let started = Instant::now();
+    let reply = server.send("helper", &json!({"content": "hang"})).await;
+    reply.assert_error(504, "deadline_exceeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
