@@ -714,6 +714,18 @@ impl Checker<'_> {
                 format!("agents: {agent:?} is not an agent name (kebab-case, 3-64 characters)"),
             );
         }
+        // Offered to the model as `ask_<name>`, and function names end at
+        // 64 characters in the OpenAI format.
+        for agent in raw
+            .agents
+            .iter()
+            .filter(|a| is_agent_name(a) && a.len() > 60)
+        {
+            self.flag(
+                &["agents"],
+                format!("agents: {agent:?} is longer than 60 characters, too long to offer to a model as a function (ask_{agent})"),
+            );
+        }
         if raw
             .llm
             .temperature

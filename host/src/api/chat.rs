@@ -189,14 +189,21 @@ async fn start_completion(state: &ApiState, body: &[u8]) -> Result<Response, Api
     let events = stream_delivery(state, message, agents, move |event| match event {
         Event::Start => vec![chunk(json!({"role": "assistant", "content": ""}), None)],
         Event::Delta(text) => vec![chunk(json!({ "content": text }), None)],
-        Event::End { reply, streamed } => {
+        Event::End { reply, forwarded } => {
             let mut out = Vec::new();
             match reply_of(*reply) {
                 Ok(reply) => {
                     let (text, usage) = answer_of(&reply);
-                    // An agent that did not stream sends its answer whole.
-                    if !streamed {
-                        out.push(chunk(json!({ "content": text }), None));
+                    // Whatever of the answer the deltas did not carry: all
+                    // of it from an agent that did not stream, the rest
+                    // when a slow reader missed pieces, the answer again
+                    // after text from earlier steps.
+                    let rest = match text.strip_prefix(forwarded.as_str()) {
+                        Some(rest) => rest,
+                        None => text.as_str(),
+                    };
+                    if !rest.is_empty() {
+                        out.push(chunk(json!({ "content": rest }), None));
                     }
                     out.push(chunk(json!({}), Some("stop")));
                     if include_usage {
@@ -297,7 +304,8 @@ enum Event {
     Delta(String),
     End {
         reply: Box<Delivery>,
-        streamed: bool,
+        /// The text that went out as deltas, in order.
+        forwarded: String,
     },
     Undelivered(MessagingError),
 }
@@ -330,25 +338,25 @@ async fn stream_delivery(
             }
         };
         send_all(render(Event::Start)).await;
-        let mut streamed = false;
+        let mut forwarded = String::new();
         let finished = loop {
             tokio::select! {
                 Some(text) = delta_receiver.recv() => {
-                    streamed = true;
+                    forwarded.push_str(&text);
                     send_all(render(Event::Delta(text))).await;
                 }
                 finished = &mut delivery => break finished,
             }
         };
         while let Ok(text) = delta_receiver.try_recv() {
-            streamed = true;
+            forwarded.push_str(&text);
             send_all(render(Event::Delta(text))).await;
         }
         let event = match finished {
             Ok(Ok((_, mut results))) => match results.remove(0) {
                 Ok(reply) => Event::End {
                     reply: Box::new(reply),
-                    streamed,
+                    forwarded,
                 },
                 Err(error) => Event::Undelivered(error),
             },

@@ -384,7 +384,7 @@ fn ready(state: ApiState) -> Response {
     warp::reply::json(&json!({
         "ready": true,
         "embeddings": embeddings,
-        "llm_providers": state.registry.llm().map(|llm| llm.health()),
+        "llm_providers": state.registry.llm().map(|llm| llm.statuses()),
     }))
     .into_response()
 }
@@ -405,7 +405,7 @@ fn health(state: ApiState) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "agents": state.registry.agent_count(),
-        "llm_providers": state.registry.llm().map(|llm| llm.health()),
+        "llm_providers": state.registry.llm().map(|llm| llm.statuses()),
         "resident_memory_bytes": crate::metrics::resident_memory_bytes(),
         "embeddings": match &state.embeddings {
             Ok(engine) if engine.load_time().is_some() => "ready",

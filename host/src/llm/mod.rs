@@ -100,11 +100,25 @@ impl LlmService {
         Ok(())
     }
 
-    /// Each provider's last known state, for `/health`.
+    /// Each provider's last known state.
     pub fn health(&self) -> BTreeMap<String, ProviderHealth> {
         self.providers
             .iter()
             .map(|(name, p)| (name.clone(), p.health()))
+            .collect()
+    }
+
+    /// Each provider's status alone (`unknown`, `up`, `down`), for the
+    /// public probes: addresses and error texts stay in the log.
+    pub fn statuses(&self) -> BTreeMap<String, serde_json::Value> {
+        self.providers
+            .iter()
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    serde_json::json!({"status": p.health().status}),
+                )
+            })
             .collect()
     }
 
@@ -170,8 +184,10 @@ impl LlmService {
         if let Some(key) = &key {
             if let Some(answer) = self.cache.get(key) {
                 metrics().llm_cache.with_label_values(&["hit"]).inc();
-                if let (true, Some(deltas)) = (stream, deltas) {
-                    let _ = deltas.send(answer.content.clone()).await;
+                // Never waiting on the client; the API completes a stream
+                // that missed text from the answer itself.
+                if let (true, Some(deltas), false) = (stream, deltas, answer.content.is_empty()) {
+                    let _ = deltas.try_send(answer.content.clone());
                 }
                 return Ok(answer);
             }

@@ -91,6 +91,17 @@ impl Provider {
 
     fn set_health(&self, error: Option<String>) {
         let mut health = self.health.lock().expect("health lock");
+        // The public probes show the status alone; the reason is logged
+        // once, when the provider goes down.
+        match (&error, health.status) {
+            (Some(error), status) if status != "down" => {
+                tracing::warn!(provider = %self.name, url = %self.config.base_url, "language-model provider is down: {error}")
+            }
+            (None, "down") => {
+                tracing::info!(provider = %self.name, "language-model provider is back")
+            }
+            _ => {}
+        }
         health.status = if error.is_some() { "down" } else { "up" };
         health.error = error;
     }
@@ -261,6 +272,7 @@ impl Provider {
             });
         }
         let mut assembler = StreamAssembler::default();
+        let mut forward = Forward::new(deltas);
         let mut read = 0usize;
         let mut chunks = response.bytes_stream();
         while let Some(chunk) = chunks.next().await {
@@ -281,16 +293,46 @@ impl Provider {
                     self.name
                 )))
             })?;
-            if let (Some(deltas), false) = (deltas, text.is_empty()) {
-                // A client that went away stops nothing: the answer is
-                // still wanted (the agent replies and it is recorded).
-                let _ = deltas.send(text).await;
-            }
+            forward.push(text);
             if assembler.finished() {
                 break;
             }
         }
         Ok(assembler.answer())
+    }
+}
+
+/// Text on its way to a streaming client, which never holds up the
+/// model: what does not fit in the channel now goes with the next piece,
+/// and a client that went away is simply no longer fed. The answer itself
+/// is assembled apart from this, whole, and the API sends whatever the
+/// stream missed at the end.
+struct Forward<'a> {
+    deltas: Option<&'a DeltaSink>,
+    pending: String,
+}
+
+impl<'a> Forward<'a> {
+    fn new(deltas: Option<&'a DeltaSink>) -> Self {
+        Self {
+            deltas,
+            pending: String::new(),
+        }
+    }
+
+    fn push(&mut self, text: String) {
+        let Some(deltas) = self.deltas else {
+            return;
+        };
+        self.pending.push_str(&text);
+        if self.pending.is_empty() {
+            return;
+        }
+        match deltas.try_send(std::mem::take(&mut self.pending)) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(text)) => self.pending = text,
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => self.deltas = None,
+        }
     }
 }
 
@@ -324,7 +366,11 @@ async fn read_capped(response: reqwest::Response, limit: usize) -> Result<Vec<u8
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
     let seconds: f64 = value.to_str().ok()?.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    // A value past what a Duration holds (`1e20`) is "very long", which
+    // the cap then refuses; it must not panic.
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .or((seconds > 0.0).then_some(Duration::MAX))
 }
 
 /// The provider's own explanation: OpenAI's `{"error": {"message": ...}}`,

@@ -126,6 +126,9 @@ fn message_json(message: &ChatMessage) -> Value {
     Value::Object(out)
 }
 
+/// Tool calls read from one answer at most.
+const MAX_TOOL_CALLS: usize = 256;
+
 /// An answer as the provider gave it (the model name is added later).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Answer {
@@ -155,8 +158,11 @@ pub fn parse_completion(body: &[u8]) -> Result<Answer, String> {
         .get("tool_calls")
         .and_then(Value::as_array)
         .map(|calls| {
+            // As many as a stream may carry: a model cannot make the host
+            // allocate without bound by the count.
             calls
                 .iter()
+                .take(MAX_TOOL_CALLS)
                 .enumerate()
                 .map(|(i, c)| tool_call(c, i))
                 .collect()
@@ -281,7 +287,7 @@ impl StreamAssembler {
         {
             let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
             // A model cannot make the host allocate without bound by index.
-            if index >= 256 {
+            if index >= MAX_TOOL_CALLS {
                 continue;
             }
             while self.calls.len() <= index {
@@ -324,7 +330,12 @@ impl StreamAssembler {
                 call.id = format!("call_{index}");
             }
         }
-        self.answer.tool_calls = self.calls;
+        // A gap in the stream's indices leaves nameless calls: not calls.
+        self.answer.tool_calls = self
+            .calls
+            .into_iter()
+            .filter(|c| !c.name.is_empty())
+            .collect();
         self.answer
     }
 }

@@ -217,11 +217,13 @@ impl Conversations {
         Ok(Some(thread))
     }
 
-    /// The newest `limit` messages of conversation `id` other than
-    /// `except`, oldest first: what an agent reads as its history.
+    /// The newest `limit` messages of conversation `id` that `agent` sent
+    /// or received, other than `except`, oldest first: what an agent reads
+    /// as its history.
     pub async fn recent(
         &self,
         id: &str,
+        agent: &str,
         except: &str,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
@@ -229,9 +231,10 @@ impl Conversations {
         let mut rows = conn
             .query(
                 "SELECT message_id, performative, sender, receiver, in_reply_to, content
-                 FROM conversation_messages WHERE conversation_id = ?1 AND message_id <> ?2
+                 FROM conversation_messages
+                 WHERE conversation_id = ?1 AND message_id <> ?2 AND (sender = ?4 OR receiver = ?4)
                  ORDER BY seq DESC LIMIT ?3",
-                libsql::params![id, except, i64::from(limit)],
+                libsql::params![id, except, i64::from(limit), agent],
             )
             .await?;
         let mut messages = Vec::new();

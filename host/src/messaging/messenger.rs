@@ -505,23 +505,33 @@ fn message_bytes(message: &Message) -> usize {
     .sum()
 }
 
+/// Messages `context.history` returns at most, whatever the plugin asks:
+/// the host reads them into memory before the plugin's cap applies.
+const MAX_HISTORY: u32 = 256;
+
 impl ConversationHost for Messenger {
     fn history<'a>(
         &'a self,
-        _caller: &'a str,
+        caller: &'a str,
         chain: Option<&'a CallChain>,
         handling: &'a str,
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<Message>, PluginError>> {
         Box::pin(async move {
-            // The conversation of the call itself: an agent reads only the
-            // one it is in, so no other conversation can leak.
+            // The conversation of the call itself, and in it only what the
+            // agent sent or received: an agent asked by another does not
+            // read the client's exchange with the first.
             let (Ok(context), Some(conversations)) = (continuing(chain), &self.conversations)
             else {
                 return Ok(Vec::new());
             };
             conversations
-                .recent(&context.conversation_id, handling, limit)
+                .recent(
+                    &context.conversation_id,
+                    caller,
+                    handling,
+                    limit.min(MAX_HISTORY),
+                )
                 .await
                 .map_err(|e| PluginError::Internal(format!("reading the conversation: {e}")))
         })

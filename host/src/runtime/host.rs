@@ -25,6 +25,9 @@ const MAX_LOG_LINES_PER_CALL: u32 = 200;
 /// (a panic message lands at the end); earlier output is dropped.
 const STDERR_KEPT: usize = 2048;
 
+/// Tool calls one `call-parallel` runs at once.
+pub const MAX_PARALLEL_CALLS: usize = 32;
+
 /// WASI resources (streams, pollables...) one call may hold at once.
 /// wasmtime's default is a million, some 100 MB of host memory a plugin
 /// could take outside its memory cap; real plugins hold a handful.
@@ -253,19 +256,28 @@ impl HostState {
             .await
     }
 
-    /// Several tool calls at once, each under the same checks as one.
+    /// Several tool calls at once, each under the same checks as one; past
+    /// [`MAX_PARALLEL_CALLS`] the rest are refused (a plugin cannot take
+    /// the whole instance pool with one import call).
     pub(crate) async fn call_tools_parallel(
         &mut self,
         calls: Vec<(String, String)>,
     ) -> Vec<Result<String, PluginError>> {
         let tools = &self.services.tools;
         let plugin = &self.plugin;
-        futures_util::future::join_all(
+        let mut results = futures_util::future::join_all(
             calls
                 .iter()
+                .take(MAX_PARALLEL_CALLS)
                 .map(|(name, input)| tools.call_tool(plugin, name, input.clone())),
         )
-        .await
+        .await;
+        results.extend(calls.iter().skip(MAX_PARALLEL_CALLS).map(|_| {
+            Err(PluginError::InvalidInput(format!(
+                "at most {MAX_PARALLEL_CALLS} tool calls run at once; send the rest in another batch"
+            )))
+        }));
+        results
     }
 
     pub(crate) async fn available_tools(&mut self) -> Vec<ToolDescription> {

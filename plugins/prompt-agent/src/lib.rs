@@ -27,6 +27,9 @@ const HISTORY_MESSAGES: u32 = 64;
 const MAX_TOOL_RESULT: usize = 16 * 1024;
 /// Functions that ask another agent are named with this prefix.
 const ASK_PREFIX: &str = "ask_";
+/// Calls run from one model answer at most; the rest are answered with an
+/// error (a model asking for hundreds would drain the instance pool).
+const MAX_CALLS_PER_STEP: usize = 16;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -249,6 +252,13 @@ impl Turn {
         let mut results: Vec<Option<String>> = vec![None; calls.len()];
         let mut batch = Vec::new();
         for (index, call) in calls.iter().enumerate() {
+            if index >= MAX_CALLS_PER_STEP {
+                results[index] = Some(format!(
+                    "error: at most {MAX_CALLS_PER_STEP} calls run per answer; call {} again in the next one",
+                    call.name
+                ));
+                continue;
+            }
             let input = match serde_json::from_str::<Value>(&call.arguments) {
                 Ok(value @ Value::Object(_)) => value,
                 Ok(Value::Null) if call.arguments.trim() == "null" => json!({}),
@@ -351,7 +361,7 @@ impl Turn {
             .manifest
             .resource_limits
             .tool_call_timeout_ms
-            .unwrap_or(10_000);
+            .unwrap_or(30_000);
         match messaging::request(&message, timeout) {
             Ok(answer) => text_of(&answer.content),
             Err(error) => format!("error: agent {agent} did not answer: {error:?}"),
@@ -429,8 +439,12 @@ impl Guest for PromptAgent {
                 stop: Vec::new(),
                 stream,
             })?;
-            turn.prompt_tokens += answer.usage.prompt_tokens;
-            turn.completion_tokens += answer.usage.completion_tokens;
+            turn.prompt_tokens = turn
+                .prompt_tokens
+                .saturating_add(answer.usage.prompt_tokens);
+            turn.completion_tokens = turn
+                .completion_tokens
+                .saturating_add(answer.usage.completion_tokens);
             if answer.tool_calls.is_empty() {
                 if turn.manifest.memory.auto_store && turn.manifest.memory.enabled {
                     let entity = format!(
