@@ -81,7 +81,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Agents deployed through the API come back after the directory's.
     let deployments = Arc::new(Deployments::new(store.clone(), data_dir.join("deployed")));
     for stored in deployments.list().await? {
-        let report = stored.parse(&deployments.manifest_path(&stored.name));
+        let report = crate::agents::parse_with_component(
+            &stored.manifest,
+            &deployments.manifest_path(&stored.name),
+            &stored.component,
+        );
         let outcome = match report.manifest {
             Some(manifest) => registry
                 .deploy(&deployments.manifest_path(&stored.name), manifest)

@@ -32,17 +32,6 @@ pub struct Stored {
     pub component: PathBuf,
 }
 
-impl Stored {
-    /// The stored manifest checked again, with its component.
-    pub fn parse(&self, path: &Path) -> ManifestReport {
-        if self.component.as_os_str().is_empty() {
-            Manifest::parse_report(&self.manifest, path)
-        } else {
-            parse_with_component(&self.manifest, path, &self.component)
-        }
-    }
-}
-
 impl Deployments {
     /// `dir` holds the component files (`<data dir>/deployed`).
     pub fn new(db: Arc<Db>, dir: PathBuf) -> Self {
@@ -199,7 +188,11 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Validates manifest text sent with its component: the component is the
 /// uploaded file whatever the text's `component` says (it may leave it out).
+/// An empty `component` is a configuration agent's: the text as it is.
 pub fn parse_with_component(text: &str, path: &Path, component: &Path) -> ManifestReport {
+    if component.as_os_str().is_empty() {
+        return Manifest::parse_report(text, path);
+    }
     let names_component = toml::from_str::<toml::Table>(text)
         .map(|t| t.contains_key("component"))
         .unwrap_or(true);

@@ -74,6 +74,9 @@ pub struct Manifest {
     /// `[parameters]`: free-form settings handed to the plugin as they are;
     /// the host does not interpret them, so it does not check their keys.
     pub parameters: toml::Table,
+    /// The `[parameters]` a configuration agent acts on, read once here
+    /// (defaults for a component agent, or where a key is absent).
+    pub prompt: PromptParameters,
     /// The agent's instructions, for plugins that drive a language model.
     pub system_prompt: Option<String>,
     /// Operator-facing notes (Markdown); the host only stores them.
@@ -188,20 +191,17 @@ pub struct PromptParameters {
     pub max_steps: Option<u32>,
 }
 
+/// The typed view of a `[parameters]` table.
+fn prompt_parameters(table: &toml::Table) -> Result<PromptParameters, toml::de::Error> {
+    toml::Value::Table(table.clone()).try_into()
+}
+
 /// How long a configuration agent's turn may take when its manifest says
 /// nothing: a model on a small CPU needs seconds, not the 5 s default of
 /// a component agent's call.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Manifest {
-    /// A configuration agent's typed `[parameters]` (defaults when the
-    /// table does not parse, which validation has already reported).
-    pub fn prompt_parameters(&self) -> PromptParameters {
-        toml::Value::Table(self.parameters.clone())
-            .try_into()
-            .unwrap_or_default()
-    }
-
     /// The manifest as the `context.manifest` import shows it to the
     /// agent: its own keys, durations as `*_ms`.
     pub fn to_json(&self) -> serde_json::Value {
@@ -509,6 +509,8 @@ impl RawManifest {
             performance: self.performance,
             resource_limits: self.resource_limits,
             memory: self.memory,
+            // Validation has reported a table that does not parse.
+            prompt: prompt_parameters(&self.parameters).unwrap_or_default(),
             parameters: self.parameters,
             system_prompt: self.system_prompt,
             documentation: self.documentation,
@@ -676,37 +678,15 @@ impl Checker<'_> {
                 "system_prompt: empty; say what the agent is for, e.g. system_prompt = \"You answer questions about the shop's stock.\"",
             );
         }
-        let parameters = toml::Value::Table(raw.parameters.clone());
-        if let Err(error) = parameters.try_into::<PromptParameters>() {
-            self.flag(
+        match prompt_parameters(&raw.parameters) {
+            Err(error) => self.flag(
                 &["parameters"],
                 format!(
                     "parameters: {}; e.g. response_timeout = \"15s\", max_context_length = 6000, cache_responses = true, max_steps = 8",
                     error.message()
                 ),
-            );
-        } else {
-            let typed: PromptParameters = toml::Value::Table(raw.parameters.clone())
-                .try_into()
-                .unwrap_or_default();
-            if typed.max_steps.is_some_and(|n| n == 0 || n > 64) {
-                self.flag(
-                    &["parameters", "max_steps"],
-                    "parameters.max_steps: between 1 and 64 model calls per turn",
-                );
-            }
-            if typed.max_context_length == Some(0) {
-                self.flag(
-                    &["parameters", "max_context_length"],
-                    "parameters.max_context_length: must be above zero (tokens)",
-                );
-            }
-            if typed.response_timeout.is_some_and(|d| d.is_zero()) {
-                self.flag(
-                    &["parameters", "response_timeout"],
-                    "parameters.response_timeout: must be above zero, e.g. \"15s\"",
-                );
-            }
+            ),
+            Ok(typed) => self.prompt_parameters(&typed),
         }
         for agent in raw.agents.iter().filter(|a| !is_agent_name(a)) {
             self.flag(
@@ -740,6 +720,28 @@ impl Checker<'_> {
             self.flag(
                 &["llm", "max_tokens"],
                 "llm.max_tokens: must be above zero; remove it to let the model decide",
+            );
+        }
+    }
+
+    /// Values of the typed `[parameters]` that parse but cannot work.
+    fn prompt_parameters(&mut self, typed: &PromptParameters) {
+        if typed.max_steps.is_some_and(|n| n == 0 || n > 64) {
+            self.flag(
+                &["parameters", "max_steps"],
+                "parameters.max_steps: between 1 and 64 model calls per turn",
+            );
+        }
+        if typed.max_context_length == Some(0) {
+            self.flag(
+                &["parameters", "max_context_length"],
+                "parameters.max_context_length: must be above zero (tokens)",
+            );
+        }
+        if typed.response_timeout.is_some_and(|d| d.is_zero()) {
+            self.flag(
+                &["parameters", "response_timeout"],
+                "parameters.response_timeout: must be above zero, e.g. \"15s\"",
             );
         }
     }

@@ -184,7 +184,7 @@ pub fn agent_chat(manifest: &super::Manifest) -> AgentChat {
         model: manifest.llm.model.clone(),
         temperature: manifest.llm.temperature,
         max_tokens: manifest.llm.max_tokens,
-        cache: manifest.prompt_parameters().cache_responses == Some(true),
+        cache: manifest.prompt.cache_responses == Some(true),
     }
 }
 

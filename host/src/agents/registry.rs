@@ -504,7 +504,7 @@ impl AgentRegistry {
         // `response_timeout`, not a component's call deadline.
         let timeout = if manifest.configuration {
             manifest
-                .prompt_parameters()
+                .prompt
                 .response_timeout
                 .or(requested.execution_timeout)
                 .unwrap_or(DEFAULT_RESPONSE_TIMEOUT)

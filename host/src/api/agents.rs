@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 
 use super::{ApiError, ApiState};
-use crate::agents::{AgentError, DeployedAgent, ManifestReport, PluginKind};
+use crate::agents::{AgentError, DeployedAgent, ManifestReport, PluginKind, parse_with_component};
 use crate::toml_check::Problem;
 
 /// `GET /api/v1/agents` query: filters and a page.
@@ -240,12 +240,7 @@ pub async fn deploy(
         let (text, component) = (body.manifest.clone(), component.clone());
         // Checking is CPU work proportional to the text: off the async threads.
         tokio::task::spawn_blocking(move || {
-            let stored = crate::agents::Stored {
-                name: String::new(),
-                manifest: text,
-                component,
-            };
-            stored.parse(Path::new("api.toml"))
+            parse_with_component(&text, Path::new("api.toml"), &component)
         })
         .await
         .expect("manifest checking panicked")

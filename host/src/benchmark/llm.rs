@@ -106,16 +106,20 @@ impl LlmBenchmark {
             ]);
             with_tool.push(turn("Parse and count.").await?);
         }
-        let median = |samples: &[Duration]| percentile(samples, 0.5);
-        let p99 = |samples: &[Duration]| percentile(samples, 0.99);
+        let (direct, plain, with_tool) = (
+            percentiles(direct),
+            percentiles(plain),
+            percentiles(with_tool),
+        );
+        let at = |summary: &Value, key: &str| summary[key].as_f64().unwrap_or(f64::NAN);
         let added_per_turn = json!({
-            "median_ms": ms(median(&plain)) - ms(median(&direct)),
-            "p99_ms": ms(p99(&plain)) - ms(p99(&direct)),
+            "median_ms": at(&plain, "median_ms") - at(&direct, "median_ms"),
+            "p99_ms": at(&plain, "p99_ms") - at(&direct, "p99_ms"),
         });
         // A tool turn makes two provider requests: one more than a plain turn.
         let added_per_tool_call = json!({
-            "median_ms": ms(median(&with_tool)) - ms(median(&plain)) - ms(median(&direct)),
-            "p99_ms": ms(p99(&with_tool)) - ms(p99(&plain)) - ms(p99(&direct)),
+            "median_ms": at(&with_tool, "median_ms") - at(&plain, "median_ms") - at(&direct, "median_ms"),
+            "p99_ms": at(&with_tool, "p99_ms") - at(&plain, "p99_ms") - at(&direct, "p99_ms"),
         });
 
         // Streaming: pieces per second read straight from the provider and
@@ -178,9 +182,9 @@ impl LlmBenchmark {
         Ok(json!({
             "suite": "agents --llm",
             "provider": "scripted, answers at once (a stand-in: a real model's seconds would hide the host's cost)",
-            "direct_provider_request": percentiles(direct),
-            "turn_without_tools": percentiles(plain),
-            "turn_with_one_tool_call": percentiles(with_tool),
+            "direct_provider_request": direct,
+            "turn_without_tools": plain,
+            "turn_with_one_tool_call": with_tool,
             "host_added_per_turn": added_per_turn,
             "host_added_per_tool_call": added_per_tool_call,
             "stream_direct": direct_stream,
@@ -265,16 +269,6 @@ async fn real_stream_rates(
         })
     };
     Ok(json!({"model": model, "direct": summary(&direct), "through_caxton": summary(&through)}))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 async fn timed_turn(served: &Served, content: &str) -> anyhow::Result<Duration> {

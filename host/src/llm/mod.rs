@@ -13,7 +13,6 @@ use std::sync::{Arc, Once};
 use std::time::Instant;
 
 pub use config::{BUILT_IN_PROVIDER, LlmConfig, ProviderConfig};
-pub use provider::ProviderHealth;
 
 use cache::ResponseCache;
 use provider::Provider;
@@ -100,25 +99,12 @@ impl LlmService {
         Ok(())
     }
 
-    /// Each provider's last known state.
-    pub fn health(&self) -> BTreeMap<String, ProviderHealth> {
-        self.providers
-            .iter()
-            .map(|(name, p)| (name.clone(), p.health()))
-            .collect()
-    }
-
     /// Each provider's status alone (`unknown`, `up`, `down`), for the
     /// public probes: addresses and error texts stay in the log.
     pub fn statuses(&self) -> BTreeMap<String, serde_json::Value> {
         self.providers
             .iter()
-            .map(|(name, p)| {
-                (
-                    name.clone(),
-                    serde_json::json!({"status": p.health().status}),
-                )
-            })
+            .map(|(name, p)| (name.clone(), serde_json::json!({"status": p.status()})))
             .collect()
     }
 
@@ -173,14 +159,15 @@ impl LlmService {
         request.temperature = request.temperature.or(chat.temperature);
         request.max_tokens = request.max_tokens.or(chat.max_tokens);
         let stream = request.stream && deltas.is_some();
-        let body = wire::request_body(&model, &request, stream);
+        let mut body = wire::request_body(&model, &request);
         let label = format!("{name}/{model}");
-
-        let key = chat.cache.then(|| {
-            // The stream flag is not part of what decides the answer.
-            let decided = wire::request_body(&model, &request, false).to_string();
-            ResponseCache::key(&[&chat.agent, &chat.version, name, &decided])
-        });
+        // Keyed before the stream flag is added: it does not decide the answer.
+        let key = chat
+            .cache
+            .then(|| ResponseCache::key(&[&chat.agent, &chat.version, name, &body.to_string()]));
+        if stream {
+            wire::stream_body(&mut body);
+        }
         if let Some(key) = &key {
             if let Some(answer) = self.cache.get(key) {
                 metrics().llm_cache.with_label_values(&["hit"]).inc();

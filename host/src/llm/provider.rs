@@ -6,7 +6,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -14,24 +13,15 @@ use super::config::ProviderConfig;
 use super::wire::{self, Answer, StreamAssembler};
 use crate::runtime::{DeltaSink, PluginError};
 
-/// What the host last saw of a provider.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ProviderHealth {
-    /// `unknown` (not probed yet), `up` or `down`.
-    pub status: &'static str,
-    pub base_url: String,
-    /// Why it is down, when it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 pub struct Provider {
     name: String,
     config: ProviderConfig,
     http: reqwest::Client,
     permits: Semaphore,
     api_key: Option<String>,
-    health: Mutex<ProviderHealth>,
+    /// What the host last saw: `unknown` (not probed yet), `up` or
+    /// `down`. Why it is down goes to the log when it goes down.
+    status: Mutex<&'static str>,
 }
 
 /// One attempt's failure: retried or final.
@@ -70,11 +60,7 @@ impl Provider {
         Ok(Self {
             name: name.to_owned(),
             permits: Semaphore::new(config.max_concurrent),
-            health: Mutex::new(ProviderHealth {
-                status: "unknown",
-                base_url: config.base_url.clone(),
-                error: None,
-            }),
+            status: Mutex::new("unknown"),
             http,
             api_key,
             config,
@@ -85,15 +71,15 @@ impl Provider {
         self.config.model.as_deref()
     }
 
-    pub fn health(&self) -> ProviderHealth {
-        self.health.lock().expect("health lock").clone()
+    pub fn status(&self) -> &'static str {
+        *self.status.lock().expect("status lock")
     }
 
     fn set_health(&self, error: Option<String>) {
-        let mut health = self.health.lock().expect("health lock");
+        let mut status = self.status.lock().expect("status lock");
         // The public probes show the status alone; the reason is logged
         // once, when the provider goes down.
-        match (&error, health.status) {
+        match (&error, *status) {
             (Some(error), status) if status != "down" => {
                 tracing::warn!(provider = %self.name, url = %self.config.base_url, "language-model provider is down: {error}")
             }
@@ -102,8 +88,7 @@ impl Provider {
             }
             _ => {}
         }
-        health.status = if error.is_some() { "down" } else { "up" };
-        health.error = error;
+        *status = if error.is_some() { "down" } else { "up" };
     }
 
     fn url(&self, path: &str) -> String {

@@ -10,8 +10,8 @@ use crate::runtime::{
 };
 
 /// The request body for `model`, with the agent's defaults already filled
-/// into `request`.
-pub fn request_body(model: &str, request: &ChatRequest, stream: bool) -> Value {
+/// into `request`; [`stream_body`] turns it into a streamed request.
+pub fn request_body(model: &str, request: &ChatRequest) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
     body.insert(
@@ -82,11 +82,15 @@ pub fn request_body(model: &str, request: &ChatRequest, stream: bool) -> Value {
     if !request.stop.is_empty() {
         body.insert("stop".into(), json!(request.stop));
     }
-    if stream {
-        body.insert("stream".into(), json!(true));
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
     Value::Object(body)
+}
+
+/// Asks for the answer as a stream of chunks, with usage at the end.
+pub fn stream_body(body: &mut Value) {
+    if let Value::Object(fields) = body {
+        fields.insert("stream".into(), json!(true));
+        fields.insert("stream_options".into(), json!({"include_usage": true}));
+    }
 }
 
 fn message_json(message: &ChatMessage) -> Value {
