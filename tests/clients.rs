@@ -21,7 +21,7 @@ fn root() -> &'static Path {
 }
 
 /// The pinned Python of the client tests.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = root().join("target/pyenv/bin/python");
     assert!(
         python.exists(),
@@ -33,7 +33,11 @@ fn python() -> PathBuf {
 
 /// Runs `script` with the server's address and token; its exit status and
 /// everything it printed. Killed past [`SCRIPT_DEADLINE`].
-fn run_script(server: &Server, script: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+pub(crate) fn run_script(
+    server: &Server,
+    script: &str,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
     let token = server
         .token
         .clone()

@@ -11,6 +11,7 @@ mod embeddings_api;
 mod hardening;
 mod hostile;
 mod llm;
+mod mcp;
 mod memory;
 mod messaging;
 mod openapi;

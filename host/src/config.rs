@@ -46,6 +46,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub agents: AgentsConfig,
     pub llm: crate::llm::LlmConfig,
+    pub mcp: crate::mcp::McpConfig,
 }
 
 /// `[agents]`: message queues, routing, conversations and hot reload.
@@ -671,6 +672,7 @@ impl Config {
             .map(|(key, message)| (key.into_iter().map(str::to_owned).collect(), message))
             .collect::<Vec<_>>();
         problems.extend(self.llm.problems());
+        problems.extend(self.mcp.problems());
         problems
     }
 

@@ -13,6 +13,7 @@ pub mod embed;
 pub mod harness;
 pub mod http;
 pub mod llm;
+pub mod mcp;
 pub mod memory;
 pub mod messaging;
 pub mod metrics;

@@ -191,12 +191,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(listen) => Some(serve_metrics(listen, state.clone(), &config.http_server).await?),
         None => None,
     };
-    let pipeline = Arc::new(Pipeline::new(
-        api::handler(state),
-        token,
-        &config.http_server,
-        address,
-    ));
+    let mut routes = api::handler(state.clone());
+    if config.mcp.enabled {
+        routes = crate::mcp::mount(routes, crate::mcp::McpEndpoint::new(state, &config.mcp));
+    }
+    let pipeline = Arc::new(Pipeline::new(routes, token, &config.http_server, address));
     tracing::info!(
         %address,
         data_dir = %data_dir.display(),

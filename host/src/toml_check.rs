@@ -88,9 +88,19 @@ impl<'a> Locator<'a> {
     pub fn locate(&self, path: &[&str]) -> Option<(usize, usize)> {
         let mut table = self.root.as_ref()?.get_ref();
         let (last, parents) = path.split_last()?;
-        for key in parents {
+        let mut parents = parents.iter();
+        while let Some(key) = parents.next() {
             match table.get(*key)?.get_ref() {
                 toml::de::DeValue::Table(inner) => table = inner,
+                // An array of tables (`[[mcp.servers]]`): the next part of
+                // the path is the index.
+                toml::de::DeValue::Array(items) => {
+                    let index: usize = parents.next()?.parse().ok()?;
+                    match items.get(index)?.get_ref() {
+                        toml::de::DeValue::Table(inner) => table = inner,
+                        _ => return None,
+                    }
+                }
                 _ => return None,
             }
         }
@@ -154,6 +164,9 @@ mod tests {
         assert_eq!(locator.locate(&["a"]), Some((1, 1)));
         assert_eq!(locator.locate(&["server", "listen"]), Some((3, 3)));
         assert_eq!(locator.line_column(text.len()), (4, 1));
+        let text = "[[s]]\nname = \"a\"\n\n[[s]]\nname = \"b\"\n";
+        assert_eq!(locate(text, &["s", "1", "name"]), Some((5, 1)));
+        assert_eq!(locate(text, &["s", "2", "name"]), None);
     }
 
     #[test]

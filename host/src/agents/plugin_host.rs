@@ -4,7 +4,7 @@
 //! workspace and entity limit).
 
 use super::calls::record_fault;
-use super::registry::AgentRegistry;
+use super::registry::{AgentRegistry, DeployedTool};
 use crate::llm::AgentChat;
 use crate::memory::{Caller, Memory, MemoryError, SearchOptions};
 use crate::metrics::metrics;
@@ -64,35 +64,10 @@ impl ToolHost for AgentRegistry {
                     "tool {tool:?} is not on agent {caller:?}'s allowlist; add it to `tools` in its manifest"
                 )));
             }
-            let deployed = self.tool(tool).ok_or_else(|| {
-                PluginError::NotFound(format!("no tool named {tool:?} is deployed"))
-            })?;
             let deadline = self
                 .agent(caller)
                 .and_then(|a| a.manifest.resource_limits.tool_call_timeout);
-            let call = self.runtime.invoke_tool(&deployed.component, input);
-            let outcome = match deadline {
-                None => call.await,
-                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                    PluginError::Timeout(format!(
-                        "tool {tool:?} did not answer within {limit:?} (resource_limits.tool_call_timeout)"
-                    ))
-                })?,
-            };
-            metrics()
-                .tool_call_duration
-                .with_label_values(&[caller, tool])
-                .observe(outcome.usage.wall_time_us as f64 / 1e6);
-            if let Err(error) = &outcome.result {
-                record_fault(error);
-            }
-            match outcome.result {
-                Ok(result) => result,
-                Err(RuntimeError::DeadlineExceeded { timeout }) => Err(PluginError::Timeout(
-                    format!("tool {tool:?} did not finish within {timeout:?}"),
-                )),
-                Err(e) => Err(PluginError::Internal(format!("tool {tool:?} failed: {e}"))),
-            }
+            self.run_tool(caller, tool, input, deadline).await
         })
     }
 
@@ -102,6 +77,68 @@ impl ToolHost for AgentRegistry {
 }
 
 impl AgentRegistry {
+    /// Runs deployed tool `tool` for `caller` (an agent, or `mcp` for a
+    /// client of the MCP endpoint) within `deadline`, recording its time
+    /// and faults. The caller's allowlist is checked before this.
+    pub async fn run_tool(
+        &self,
+        caller: &str,
+        tool: &str,
+        input: String,
+        deadline: Option<std::time::Duration>,
+    ) -> Result<String, PluginError> {
+        let deployed = self
+            .tool(tool)
+            .ok_or_else(|| PluginError::NotFound(format!("no tool named {tool:?} is deployed")))?;
+        let call = self.runtime.invoke_tool(&deployed.component, input);
+        let outcome = match deadline {
+            None => call.await,
+            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
+                PluginError::Timeout(format!(
+                    "tool {tool:?} did not answer within {limit:?} (resource_limits.tool_call_timeout)"
+                ))
+            })?,
+        };
+        metrics()
+            .tool_call_duration
+            .with_label_values(&[caller, tool])
+            .observe(outcome.usage.wall_time_us as f64 / 1e6);
+        if let Err(error) = &outcome.result {
+            record_fault(error);
+        }
+        match outcome.result {
+            Ok(result) => result,
+            Err(RuntimeError::DeadlineExceeded { timeout }) => Err(PluginError::Timeout(format!(
+                "tool {tool:?} did not finish within {timeout:?}"
+            ))),
+            Err(e) => Err(PluginError::Internal(format!("tool {tool:?} failed: {e}"))),
+        }
+    }
+
+    /// What a deployed tool says about itself (its `describe`), asked once
+    /// per deployed version and kept; named as it is deployed.
+    pub async fn describe(&self, tool: &DeployedTool) -> ToolDescription {
+        let name = &tool.manifest.name;
+        let description = tool
+            .description
+            .get_or_init(|| async {
+                let outcome = self.runtime.describe_tool(&tool.component).await;
+                outcome.result.unwrap_or_else(|error| {
+                    tracing::warn!(tool = %name, %error, "describe failed; offering the tool with its manifest's description");
+                    ToolDescription {
+                        name: name.clone(),
+                        description: tool.manifest.description.clone(),
+                        input_schema: r#"{"type":"object"}"#.into(),
+                    }
+                })
+            })
+            .await;
+        ToolDescription {
+            name: name.clone(),
+            ..description.clone()
+        }
+    }
+
     /// What each deployed tool on `caller`'s allowlist says about itself,
     /// asked once per deployed tool version and kept.
     async fn tool_descriptions(&self, caller: &str) -> Vec<ToolDescription> {
@@ -113,25 +150,7 @@ impl AgentRegistry {
             let Some(tool) = self.tool(name) else {
                 continue;
             };
-            let description = tool
-                .description
-                .get_or_init(|| async {
-                    let outcome = self.runtime.describe_tool(&tool.component).await;
-                    outcome.result.unwrap_or_else(|error| {
-                        tracing::warn!(tool = %name, %error, "describe failed; offering the tool with its manifest's description");
-                        ToolDescription {
-                            name: name.clone(),
-                            description: tool.manifest.description.clone(),
-                            input_schema: r#"{"type":"object"}"#.into(),
-                        }
-                    })
-                })
-                .await;
-            // The name agents call it by is the deployed one.
-            descriptions.push(ToolDescription {
-                name: name.clone(),
-                ..description.clone()
-            });
+            descriptions.push(self.describe(&tool).await);
         }
         descriptions
     }

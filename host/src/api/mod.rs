@@ -22,6 +22,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 pub use error::{ApiError, recover};
+pub use messages::send_to_agent;
 pub use routes::{ROUTES, Resolved, Route, resolve, route_template};
 
 use crate::agents::{AgentRegistry, Deployments};

@@ -119,6 +119,15 @@ pub struct Resolved {
 /// segments win over placeholders (`agents/validate` is the validate
 /// route, not an agent called "validate"), then the table's order.
 pub fn resolve(method: &str, path: &str) -> Resolved {
+    // MCP's one endpoint is not a REST route (it is not in the OpenAPI
+    // document); its own service checks its methods and media types.
+    if path == crate::mcp::MCP_PATH {
+        return Resolved {
+            template: path.into(),
+            public: false,
+            body: None,
+        };
+    }
     let matches: Vec<&'static Route> = matching(path).collect();
     Resolved {
         template: matches

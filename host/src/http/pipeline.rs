@@ -27,6 +27,9 @@ pub struct Pipeline {
     limiter: Option<RateLimiter>,
     /// With auth off, the names the `Host` header may give.
     hosts: Option<AllowedHosts>,
+    /// The names the `Host` header may give for MCP, auth on or off: the
+    /// MCP specification asks servers to check it on every request.
+    mcp_hosts: Option<AllowedHosts>,
     settings: HttpServerConfig,
 }
 
@@ -43,6 +46,7 @@ impl Pipeline {
             hosts: token
                 .is_none()
                 .then(|| AllowedHosts::new(listen, &settings.allowed_hosts)),
+            mcp_hosts: Some(AllowedHosts::new(listen, &settings.allowed_hosts)),
             token,
             limiter: settings
                 .rate_limit
@@ -60,6 +64,7 @@ impl Pipeline {
             token: None,
             limiter: None,
             hosts: None,
+            mcp_hosts: None,
             settings: settings.clone(),
         }
     }
@@ -98,7 +103,11 @@ impl Pipeline {
         client: IpAddr,
         route: &Resolved,
     ) -> Response {
-        if let Some(hosts) = &self.hosts
+        let hosts = match route.template.as_str() {
+            crate::mcp::MCP_PATH => &self.mcp_hosts,
+            _ => &self.hosts,
+        };
+        if let Some(hosts) = hosts
             && !hosts.allows(request.headers())
         {
             return ApiError::new(

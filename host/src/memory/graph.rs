@@ -19,7 +19,7 @@ use crate::store::Db;
 pub(super) const MAX_NAME: usize = 256;
 pub(super) const MAX_TYPE: usize = 64;
 pub(super) const MAX_OBSERVATION: usize = 8 * 1024;
-const MAX_OBSERVATIONS_PER_CALL: usize = 256;
+pub(super) const MAX_OBSERVATIONS_PER_CALL: usize = 256;
 const MAX_SEARCH_LIMIT: usize = 100;
 const MAX_DEPTH: usize = 5;
 /// Entities and relations one neighbourhood query returns at most: a hub
@@ -115,12 +115,12 @@ pub(super) struct WrittenEntity {
 
 /// An entity row as resolved for a caller.
 #[derive(Debug, Clone)]
-struct EntityRow {
-    id: i64,
-    name: String,
-    entity_type: String,
-    scope: Scope,
-    owner: String,
+pub(super) struct EntityRow {
+    pub(super) id: i64,
+    pub(super) name: String,
+    pub(super) entity_type: String,
+    pub(super) scope: Scope,
+    pub(super) owner: String,
 }
 
 pub struct Memory {
@@ -430,7 +430,11 @@ impl Memory {
     }
 
     /// The entity `name` as the caller sees it: the most private scope wins.
-    async fn resolve(&self, caller: &Caller, name: &str) -> Result<EntityRow, MemoryError> {
+    pub(super) async fn resolve(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<EntityRow, MemoryError> {
         // An agent means its own entity first; the operator means the
         // shared one first (it can still reach agent-private ones).
         let order = if *caller == Caller::Operator {
@@ -463,7 +467,11 @@ impl Memory {
         Err(MemoryError::NotFound(name.to_owned()))
     }
 
-    fn check_write(&self, caller: &Caller, entity: &EntityRow) -> Result<(), MemoryError> {
+    pub(super) fn check_write(
+        &self,
+        caller: &Caller,
+        entity: &EntityRow,
+    ) -> Result<(), MemoryError> {
         if *caller == Caller::Operator {
             return Ok(());
         }
@@ -550,7 +558,7 @@ impl Memory {
         Ok(views)
     }
 
-    async fn view(&self, entity: &EntityRow) -> Result<EntityView, MemoryError> {
+    pub(super) async fn view(&self, entity: &EntityRow) -> Result<EntityView, MemoryError> {
         let conn = self.db.reader().await?;
         let mut rows = conn
             .query(

@@ -3,9 +3,11 @@
 //! index over observation embeddings fused with FTS5 keyword matches.
 
 mod cleanup;
+mod edit;
 mod graph;
 mod index;
 mod scope;
+mod subgraph;
 mod transfer;
 
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ pub use graph::{
 };
 pub use index::{VectorIndex, quantize};
 pub use scope::{Caller, DEFAULT_WORKSPACE, Scope};
+pub use subgraph::{Graph, MAX_GRAPH_ENTITIES, MAX_GRAPH_RELATIONS};
 pub use transfer::{EntityKey, ExportLine, ImportReport, ObservationLine};
 
 use crate::embed::EmbedError;
