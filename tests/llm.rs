@@ -121,12 +121,7 @@ async fn a_configuration_agent_calls_its_tool_and_answers_with_the_result() {
     // Operators see the kind of agent, the tokens and the tool timing.
     let shown = server.get_json("/api/v1/agents/helper").await;
     assert_eq!(shown["runs"], "configuration", "{shown}");
-    let metrics = reqwest::get(server.metrics_url.clone().unwrap())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("caxton_agent_config_count 1"), "{metrics}");
     assert!(metrics.contains("caxton_agent_wasm_count 1"), "{metrics}");
     assert!(

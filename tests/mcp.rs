@@ -29,33 +29,22 @@ async fn the_official_mcp_client_uses_memory_tools_and_agents_in_both_revisions(
         .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
 
-    let mut server = Some(server);
+    let mut server = server;
     for (mode, prefix) in [("auto", "modern"), ("legacy", "handshake")] {
-        let running = server.take().unwrap();
-        let url = running.url("/mcp");
-        let (status, output, running) = tokio::task::spawn_blocking(move || {
-            let (status, output) = run_script(
-                &running,
-                "mcp_client.py",
-                &[
-                    ("CAXTON_MCP_URL", url.as_str()),
-                    ("CAXTON_MCP_MODE", mode),
-                    ("CAXTON_MCP_PREFIX", prefix),
-                    ("CAXTON_HTTP_ENTITY", "Grace Hopper"),
-                ],
-            );
-            (status, output, running)
-        })
-        .await
-        .unwrap();
-        println!("{output}");
-        assert!(
-            status == Some(0),
-            "tests/python/mcp_client.py ({mode}) failed (exit status {status:?}):\n{output}\nthe server's log:\n{}",
-            running.log()
-        );
+        let url = server.url("/mcp");
+        server = run_python(
+            server,
+            "mcp_client.py",
+            vec![
+                ("CAXTON_MCP_URL", url),
+                ("CAXTON_MCP_MODE", mode.into()),
+                ("CAXTON_MCP_PREFIX", prefix.into()),
+                ("CAXTON_HTTP_ENTITY", "Grace Hopper".into()),
+            ],
+        )
+        .await;
         // What MCP wrote, the HTTP API finds.
-        let reply = running
+        let reply = server
             .post(
                 "/api/v1/memory/search",
                 json!({"query": "Bernoulli numbers on the Analytical Engine"}),
@@ -67,7 +56,6 @@ async fn the_official_mcp_client_uses_memory_tools_and_agents_in_both_revisions(
             "{}",
             reply.body
         );
-        server = Some(running);
     }
 }
 
@@ -87,17 +75,8 @@ async fn the_mcp_endpoint_refuses_what_it_must() {
     let server = Server::start_fresh(&AgentsDir::new(), None);
     let client = http().build().unwrap();
     let token = server.token.clone().unwrap();
-    let post = |body: Value| {
-        let mut request = client
-            .post(server.url("/mcp"))
-            .header("Accept", "application/json, text/event-stream")
-            .header("MCP-Protocol-Version", "2026-07-28")
-            .header("Mcp-Method", body["method"].as_str().unwrap());
-        if let Some(name) = body["params"]["name"].as_str() {
-            request = request.header("Mcp-Name", name);
-        }
-        request.json(&body)
-    };
+    let url = server.url("/mcp");
+    let post = |body: Value| mcp_request(&client, &url, &body);
     let list = rpc("tools/list", json!({}));
 
     // No token: the API's 401, before anything of MCP runs.
@@ -136,23 +115,12 @@ async fn the_mcp_endpoint_refuses_what_it_must() {
     assert_eq!(response.status(), 413);
 
     // Protocol mistakes are JSON-RPC errors with the spec's codes.
-    let answer = |response: reqwest::Response| async move {
-        let text = response.text().await.unwrap();
-        // A JSON body, or the data line of a one-event SSE stream.
-        let json = text
-            .lines()
-            .find_map(|line| line.strip_prefix("data:"))
-            .unwrap_or(&text)
-            .trim()
-            .to_owned();
-        serde_json::from_str::<Value>(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
-    };
     let response = post(rpc("no/such/method", json!({})))
         .bearer_auth(&token)
         .send()
         .await
         .unwrap();
-    let body = answer(response).await;
+    let body = rpc_answer(response).await;
     assert_eq!(body["error"]["code"], -32601, "{body}");
     let response = post(rpc(
         "tools/call",
@@ -162,7 +130,7 @@ async fn the_mcp_endpoint_refuses_what_it_must() {
     .send()
     .await
     .unwrap();
-    let body = answer(response).await;
+    let body = rpc_answer(response).await;
     assert_eq!(body["error"]["code"], -32602, "{body}");
     assert!(
         body["error"]["message"]
@@ -176,53 +144,52 @@ async fn the_mcp_endpoint_refuses_what_it_must() {
         .send()
         .await
         .unwrap();
-    let body = answer(response).await;
+    let body = rpc_answer(response).await;
     assert_eq!(body["error"]["code"], -32602, "{body}");
 
     // And a good request works, with the request metrics labelled /mcp.
     let response = post(list).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let body = answer(response).await;
+    let body = rpc_answer(response).await;
     let tools = body["result"]["tools"].as_array().unwrap();
     assert!(tools.iter().any(|t| t["name"] == "search_nodes"), "{body}");
-    let metrics_url = server.metrics_url.clone().expect("metrics listener");
-    let metrics = client
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("route=\"/mcp\""), "{metrics}");
 }
 
 /// Posts one 2026-07-28 request to `url` and returns its JSON-RPC answer.
 async fn call(client: &reqwest::Client, url: &str, token: &str, body: Value) -> Value {
+    let response = mcp_request(client, url, &body)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    rpc_answer(response).await
+}
+
+/// A POST of `body` to `url` with the headers a 2026-07-28 client sends.
+fn mcp_request(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::RequestBuilder {
     let mut request = client
         .post(url)
-        .bearer_auth(token)
         .header("Accept", "application/json, text/event-stream")
         .header("MCP-Protocol-Version", "2026-07-28")
         .header("Mcp-Method", body["method"].as_str().unwrap());
     if let Some(name) = body["params"]["name"].as_str() {
         request = request.header("Mcp-Name", name);
     }
-    let text = request
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    request.json(body)
+}
+
+/// The JSON-RPC message of an answer: a JSON body, or the data line of a
+/// one-event SSE stream.
+async fn rpc_answer(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap();
     let json = text
         .lines()
         .find_map(|line| line.strip_prefix("data:"))
         .unwrap_or(&text)
-        .trim()
-        .to_owned();
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
+        .trim();
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 #[tokio::test]
@@ -275,4 +242,47 @@ async fn an_mcp_client_acting_as_an_agent_has_that_agents_scopes() {
         .get("/api/v1/memory/entities/vault?agent=alpha")
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn stdio_only_clients_reach_the_server_through_caxton_mcp_stdio() {
+    python();
+    let mut server = Server::start_fresh(&AgentsDir::new(), None);
+    let bin = crate::support::binary().display().to_string();
+    for mode in ["auto", "legacy"] {
+        let base = server.url("");
+        server = run_python(
+            server,
+            "mcp_stdio.py",
+            vec![
+                ("CAXTON_BIN", bin.clone()),
+                ("CAXTON_SERVER", base),
+                ("CAXTON_MCP_MODE", mode.into()),
+            ],
+        )
+        .await;
+    }
+}
+
+/// Runs a client script against `server` off the async runtime and
+/// asserts it passed; gives the server back.
+async fn run_python(
+    server: Server,
+    script: &'static str,
+    env: Vec<(&'static str, String)>,
+) -> Server {
+    let (status, output, server) = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, output) = run_script(&server, script, &env);
+        (status, output, server)
+    })
+    .await
+    .unwrap();
+    println!("{output}");
+    assert!(
+        status == Some(0),
+        "tests/python/{script} failed (exit status {status:?}):\n{output}\nthe server's log:\n{}",
+        server.log()
+    );
+    server
 }

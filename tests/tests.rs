@@ -12,6 +12,7 @@ mod hardening;
 mod hostile;
 mod llm;
 mod mcp;
+mod mcp_servers;
 mod memory;
 mod messaging;
 mod openapi;

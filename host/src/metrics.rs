@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 100 µs to 10 s: fine enough for a 1 ms API.
@@ -47,6 +47,10 @@ pub struct Metrics {
     pub llm_tokens: IntCounterVec,
     pub llm_requests: IntCounterVec,
     pub llm_cache: IntCounterVec,
+    pub mcp_server_up: IntGaugeVec,
+    pub mcp_server_restarts: IntCounterVec,
+    pub mcp_tool_calls: IntCounterVec,
+    pub mcp_tool_call_duration: HistogramVec,
 }
 
 /// The state the gauges show, as the server last saw it.
@@ -223,6 +227,34 @@ impl Metrics {
                     "Configuration agents' response-cache lookups (hit or miss)"
                 ),
                 &["result"]
+            )),
+            mcp_server_up: register!(IntGaugeVec::new(
+                Opts::new(
+                    "caxton_mcp_server_up",
+                    "Whether each [[mcp.servers]] entry is connected with its tools listed (1) or not (0)"
+                ),
+                &["server"]
+            )),
+            mcp_server_restarts: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_mcp_server_restarts_total",
+                    "Times an MCP server was started or reconnected after the first"
+                ),
+                &["server"]
+            )),
+            mcp_tool_calls: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_mcp_tool_calls_total",
+                    "Agents' calls to MCP servers' tools by outcome (ok, tool_error, or the error kind)"
+                ),
+                &["server", "outcome"]
+            )),
+            mcp_tool_call_duration: register!(HistogramVec::new(
+                histogram(
+                    "caxton_mcp_tool_call_duration_seconds",
+                    "Time for one call to an MCP server's tool"
+                ),
+                &["server"]
             )),
             registry,
         }

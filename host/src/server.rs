@@ -57,6 +57,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let llm = Arc::new(crate::llm::LlmService::new(&config.llm).map_err(|e| anyhow::anyhow!(e))?);
     registry.set_llm(llm.clone());
     let llm_health = llm.spawn_health_checks();
+    // Started in the background: agents that call a server still starting
+    // wait for it within their tool deadline.
+    let mcp_servers = crate::mcp::McpServers::start(&config.mcp.servers);
+    registry.set_mcp_servers(mcp_servers.clone());
     let cleanup = config
         .memory
         .cleanup
@@ -207,6 +211,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     http::serve(listener, pipeline, &config.http_server, shutdown_signal()).await;
     drop(hot_reload);
+    mcp_servers.shutdown();
     for task in [cleanup, metrics_task, Some(expiry), Some(llm_health)]
         .into_iter()
         .flatten()

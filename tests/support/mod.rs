@@ -223,6 +223,17 @@ impl Server {
         Reply::of(self.client().delete(self.url(path))).await
     }
 
+    /// The Prometheus text of the server's metrics listener.
+    pub async fn metrics(&self) -> String {
+        let url = self.metrics_url.as_ref().expect("metrics listener");
+        reqwest::get(url)
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// GETs `path`; the status, Retry-After and body.
     pub async fn get(&self, path: &str) -> Reply {
         Reply::of(self.client().get(self.url(path))).await

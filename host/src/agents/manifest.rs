@@ -623,10 +623,14 @@ impl Checker<'_> {
                 ),
             );
         }
-        for tool in raw.tools.iter().filter(|t| !is_tool_name(t)) {
+        for tool in raw
+            .tools
+            .iter()
+            .filter(|t| !is_tool_name(t) && !is_mcp_tool_name(t))
+        {
             self.flag(
                 &["tools"],
-                format!("tools: {tool:?} is not a tool name (lowercase letters, digits, `_` or `-`, 2-64 characters)"),
+                format!("tools: {tool:?} is not a tool name: a deployed tool (lowercase letters, digits, `_` or `-`, 2-64 characters) or an MCP server's tool as \"<server>/<tool>\""),
             );
         }
         let configuration = raw.component.is_none() && raw.system_prompt.is_some();
@@ -894,6 +898,22 @@ fn is_tool_name(s: &str) -> bool {
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// `<server>/<tool>`: a tool of an `[[mcp.servers]]` entry. MCP tool names
+/// are 1-128 of letters, digits, `_`, `-` and `.`.
+fn is_mcp_tool_name(s: &str) -> bool {
+    let Some((server, tool)) = s.split_once('/') else {
+        return false;
+    };
+    (1..=64).contains(&server.len())
+        && server
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && (1..=128).contains(&tool.len())
+        && tool
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// A kebab-case spelling of `name` ("OptimizedDataProcessor" →

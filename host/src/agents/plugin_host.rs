@@ -67,6 +67,14 @@ impl ToolHost for AgentRegistry {
             let deadline = self
                 .agent(caller)
                 .and_then(|a| a.manifest.resource_limits.tool_call_timeout);
+            if let Some(servers) = self.mcp.get().filter(|s| s.handles(tool)) {
+                return servers.call(tool, &input, deadline).await;
+            }
+            if tool.contains('/') {
+                return Err(PluginError::NotFound(format!(
+                    "no [[mcp.servers]] entry provides {tool:?}; add the server to caxton.toml"
+                )));
+            }
             self.run_tool(caller, tool, input, deadline).await
         })
     }
@@ -147,6 +155,11 @@ impl AgentRegistry {
         };
         let mut descriptions = Vec::new();
         for name in &agent.manifest.tools {
+            if let Some(servers) = self.mcp.get().filter(|s| s.handles(name)) {
+                // A server that is down offers nothing until it is back.
+                descriptions.extend(servers.describe(name));
+                continue;
+            }
             let Some(tool) = self.tool(name) else {
                 continue;
             };

@@ -29,6 +29,15 @@ pub enum AgentError {
         agent: String,
         tool: String,
     },
+    #[error(
+        "{path}: agent {agent} lists tool {tool:?}, but no [[mcp.servers]] entry in caxton.toml is named {server:?}"
+    )]
+    UnknownMcpServer {
+        path: PathBuf,
+        agent: String,
+        tool: String,
+        server: String,
+    },
     #[error("{path}: a plugin named {name:?} is already deployed from another manifest")]
     Duplicate { path: PathBuf, name: String },
     #[error("no agent named {0:?} is deployed")]
@@ -108,6 +117,8 @@ pub struct AgentRegistry {
     pub(super) services: std::sync::OnceLock<HostServices>,
     /// The language models agents chat with, set once by `server`.
     pub(super) llm: std::sync::OnceLock<Arc<LlmService>>,
+    /// The MCP servers whose tools agents call as `<server>/<tool>`.
+    pub(super) mcp: std::sync::OnceLock<Arc<crate::mcp::McpServers>>,
 }
 
 impl AgentRegistry {
@@ -123,6 +134,7 @@ impl AgentRegistry {
             max_reply_bytes: std::sync::atomic::AtomicUsize::new(usize::MAX),
             services: std::sync::OnceLock::new(),
             llm: std::sync::OnceLock::new(),
+            mcp: std::sync::OnceLock::new(),
         })
     }
 
@@ -140,6 +152,18 @@ impl AgentRegistry {
 
     pub fn llm(&self) -> Option<&Arc<LlmService>> {
         self.llm.get()
+    }
+
+    /// Sets the MCP servers agents' `<server>/<tool>` calls reach (once, in
+    /// `server`).
+    pub fn set_mcp_servers(&self, servers: Arc<crate::mcp::McpServers>) {
+        if self.mcp.set(servers).is_err() {
+            tracing::warn!("the agent registry's MCP servers were already set");
+        }
+    }
+
+    pub fn mcp_servers(&self) -> Option<&Arc<crate::mcp::McpServers>> {
+        self.mcp.get()
     }
 
     /// Configuration agents deployed (run by the prompt agent).
@@ -261,7 +285,24 @@ impl AgentRegistry {
                 limit,
             });
         }
-        if let Some(tool) = manifest.tools.iter().find(|t| self.tool(t).is_none()) {
+        // `<server>/<tool>`: the server must be configured; its tools are
+        // known once it runs (a call to one it lacks fails then).
+        if let Some((tool, server)) = manifest.tools.iter().find_map(|t| {
+            let (server, _) = t.split_once('/')?;
+            (!self.mcp.get().is_some_and(|s| s.handles(t))).then_some((t, server))
+        }) {
+            return Err(AgentError::UnknownMcpServer {
+                path: path.to_owned(),
+                agent: manifest.name.clone(),
+                tool: tool.clone(),
+                server: server.to_owned(),
+            });
+        }
+        if let Some(tool) = manifest
+            .tools
+            .iter()
+            .find(|t| !t.contains('/') && self.tool(t).is_none())
+        {
             return Err(AgentError::UnknownTool {
                 path: path.to_owned(),
                 agent: manifest.name.clone(),

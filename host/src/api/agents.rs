@@ -186,13 +186,14 @@ fn from_deploy(error: AgentError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "agent_limit", error.to_string())
         }
         AgentError::NotFound(_) => ApiError::from_agent(&error),
-        AgentError::Manifest(_) | AgentError::Load { .. } | AgentError::UnknownTool { .. } => {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_agent",
-                error.to_string(),
-            )
-        }
+        AgentError::Manifest(_)
+        | AgentError::Load { .. }
+        | AgentError::UnknownTool { .. }
+        | AgentError::UnknownMcpServer { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_agent",
+            error.to_string(),
+        ),
         AgentError::ReadDir { .. } => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "agent_error",

@@ -326,6 +326,18 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             },
         );
 
+    let mcp_servers = warp::path!("api" / "v1" / "mcp" / "servers")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: ApiState| {
+            let servers = state
+                .registry
+                .mcp_servers()
+                .map(|s| s.status())
+                .unwrap_or_default();
+            warp::reply::json(&serde_json::json!({ "servers": servers })).into_response()
+        });
+
     // Each route is boxed: one flat list of boxed filters keeps warp's
     // nested future types shallow enough for the compiler.
     let routes: Vec<BoxedFilter<(Response,)>> = vec![
@@ -347,6 +359,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         embeddings.boxed(),
         models.boxed(),
         model.boxed(),
+        mcp_servers.boxed(),
         memory_writes.boxed(),
         memory_entity.boxed(),
         memory_graph.boxed(),

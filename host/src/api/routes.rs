@@ -89,6 +89,7 @@ pub const ROUTES: &[Route] = &[
     post("/api/v1/embeddings", Some(JSON)),
     get("/api/v1/models"),
     get("/api/v1/models/{model}"),
+    get("/api/v1/mcp/servers"),
     post("/api/v1/memory/entities", Some(JSON)),
     post("/api/v1/memory/observations", Some(JSON)),
     post("/api/v1/memory/relations", Some(JSON)),

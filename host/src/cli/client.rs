@@ -127,8 +127,13 @@ impl ApiClient {
         self.send(self.http.get(self.url(path))).await
     }
 
+    /// A request to `path` (sent with [`Self::send`]).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
     /// Sends with the token; maps refused connections and error replies.
-    async fn send(
+    pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {

@@ -5,6 +5,7 @@ mod agents;
 mod benchmark;
 pub mod client;
 mod config;
+mod mcp;
 mod memory;
 mod output;
 mod remote;
@@ -13,6 +14,7 @@ pub use agents::AgentsCommand;
 #[cfg(feature = "benchmark")]
 pub use benchmark::{AgentsBenchArgs, BenchmarkCommand, FaultsBenchArgs, MemoryBenchArgs};
 pub use config::ConfigCommand;
+pub use mcp::McpCommand;
 pub use memory::MemoryCommand;
 pub use remote::{ConversationsCommand, SendArgs, SystemCommand, health};
 
@@ -62,6 +64,9 @@ pub enum Command {
     /// The knowledge graph of a running server.
     #[command(subcommand)]
     Memory(MemoryCommand),
+    /// MCP: the servers agents use as tools, and a stdio bridge to /mcp.
+    #[command(subcommand)]
+    Mcp(McpCommand),
     /// Offline storage commands (work with the server stopped).
     #[command(subcommand)]
     Storage(StorageCommand),

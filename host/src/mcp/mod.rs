@@ -6,7 +6,9 @@ pub mod config;
 mod endpoint;
 mod memory_tools;
 mod server;
+mod servers;
 
 pub use config::{McpConfig, McpServerConfig};
 pub use endpoint::{MCP_PATH, McpEndpoint, mount};
 pub use server::{ASK_PREFIX, CaxtonMcp, GRAPH_URI};
+pub use servers::{McpServers, ServerStatus};

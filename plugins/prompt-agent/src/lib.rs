@@ -27,6 +27,14 @@ const HISTORY_MESSAGES: u32 = 64;
 const MAX_TOOL_RESULT: usize = 16 * 1024;
 /// Functions that ask another agent are named with this prefix.
 const ASK_PREFIX: &str = "ask_";
+/// What stands for the `/` of an MCP server's tool (`files/read_file`) in
+/// a function name: providers allow only letters, digits, `_` and `-`.
+const SERVER_SEPARATOR: &str = "__";
+
+/// The function name the model calls tool `tool` by.
+fn function_name(tool: &str) -> String {
+    tool.replace('/', SERVER_SEPARATOR)
+}
 /// Calls run from one model answer at most; the rest are answered with an
 /// error (a model asking for hundreds would drain the instance pool).
 const MAX_CALLS_PER_STEP: usize = 16;
@@ -180,7 +188,8 @@ fn ask_function(agent: &str) -> Function {
 struct Turn {
     manifest: Manifest,
     functions: Vec<Function>,
-    tool_names: Vec<String>,
+    /// The tools offered, by the function name the model calls them by.
+    tool_names: Vec<(String, String)>,
     tools_used: Vec<String>,
     prompt_tokens: u32,
     completion_tokens: u32,
@@ -274,9 +283,9 @@ impl Turn {
             if let Some(agent) = self.agent_of(&call.name) {
                 self.tools_used.push(call.name.clone());
                 results[index] = Some(self.ask(&agent, &input));
-            } else if self.tool_names.contains(&call.name) {
-                self.tools_used.push(call.name.clone());
-                batch.push((index, call.name.clone(), input.to_string()));
+            } else if let Some((_, tool)) = self.tool_names.iter().find(|(f, _)| *f == call.name) {
+                self.tools_used.push(tool.clone());
+                batch.push((index, tool.clone(), input.to_string()));
             } else {
                 let known: Vec<&str> = self.functions.iter().map(|f| f.name.as_str()).collect();
                 results[index] = Some(format!(
@@ -390,13 +399,16 @@ impl Guest for PromptAgent {
             functions: tool_descriptions
                 .iter()
                 .map(|t| Function {
-                    name: t.name.clone(),
+                    name: function_name(&t.name),
                     description: t.description.clone(),
                     parameters: t.input_schema.clone(),
                 })
                 .chain(manifest.agents.iter().map(|a| ask_function(a)))
                 .collect(),
-            tool_names: tool_descriptions.into_iter().map(|t| t.name).collect(),
+            tool_names: tool_descriptions
+                .into_iter()
+                .map(|t| (function_name(&t.name), t.name))
+                .collect(),
             tools_used: Vec::new(),
             prompt_tokens: 0,
             completion_tokens: 0,
