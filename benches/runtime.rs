@@ -67,7 +67,7 @@ fn runtime_benches(c: &mut Criterion) {
     let input = r#"{"csv":"name,age\nann,31\nbob,45\ncid,29\n"}"#.to_owned();
     c.bench_function("csv_parser: instantiate + invoke (3 rows)", |b| {
         b.iter(|| {
-            let outcome = tokio.block_on(runtime.invoke_tool(&csv, input.clone()));
+            let outcome = tokio.block_on(runtime.invoke_tool(&csv, input.clone(), None));
             outcome.result.unwrap().unwrap()
         })
     });

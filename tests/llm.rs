@@ -123,7 +123,8 @@ async fn a_configuration_agent_calls_its_tool_and_answers_with_the_result() {
     assert_eq!(shown["runs"], "configuration", "{shown}");
     let metrics = server.metrics().await;
     assert!(metrics.contains("caxton_agent_config_count 1"), "{metrics}");
-    assert!(metrics.contains("caxton_agent_wasm_count 1"), "{metrics}");
+    // The csv tool and the built-in http_client.
+    assert!(metrics.contains("caxton_agent_wasm_count 2"), "{metrics}");
     assert!(
         metrics.contains(r#"caxton_llm_tokens_total{kind="completion",model="scripted-model",provider="scripted"} 10"#),
         "{metrics}"

@@ -10,6 +10,7 @@ mod embeddings;
 mod embeddings_api;
 mod hardening;
 mod hostile;
+mod http_client;
 mod llm;
 mod mcp;
 mod mcp_servers;

@@ -67,6 +67,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .enabled
         .then(|| tokio::spawn(run_cleanup(memory.clone(), config.memory.cleanup.clone())));
 
+    registry.install_built_ins().await?;
     let agents_dir = config.agents_dir();
     let report = registry.load_dir(&agents_dir).await?;
     for failure in &report.failures {
@@ -155,6 +156,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         llm: registry.clone(),
         messaging: messenger.clone(),
         conversations: messenger.clone(),
+        http: None,
     });
     let expiry = tokio::spawn(expire_conversations(
         messenger.clone(),

@@ -31,6 +31,7 @@ impl AgentRegistry {
                 llm: self.clone(),
                 messaging: Arc::new(Unavailable),
                 conversations: Arc::new(Unavailable),
+                http: None,
             })
     }
 

@@ -71,6 +71,8 @@ pub struct Manifest {
     pub performance: PerformanceSettings,
     pub resource_limits: ResourceLimits,
     pub memory: MemorySettings,
+    /// What the tools it calls may fetch over HTTP.
+    pub http: HttpSettings,
     /// `[parameters]`: free-form settings handed to the plugin as they are;
     /// the host does not interpret them, so it does not check their keys.
     pub parameters: toml::Table,
@@ -113,6 +115,32 @@ impl Default for MemorySettings {
             workspace: DEFAULT_WORKSPACE.into(),
             global_write: false,
             auto_store: false,
+        }
+    }
+}
+
+/// `[http]`: what the tools this agent calls (those granted `http`, such as
+/// the built-in `http_client`) may fetch. Nothing without an allow list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Hosts that may be reached: `"api.example.com"`, `"127.0.0.1:8089"`,
+    /// `"https://api.example.com"`, `"*.example.com"`. Private, loopback and
+    /// link-local addresses only when listed as addresses (or `localhost`).
+    pub allow: Vec<String>,
+    /// Longest one request may take, body included.
+    #[serde(with = "crate::config::duration_text")]
+    pub timeout: Duration,
+    /// Largest response body one request may read, in bytes.
+    pub max_response_bytes: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            timeout: Duration::from_secs(30),
+            max_response_bytes: 1 << 20,
         }
     }
 }
@@ -202,6 +230,26 @@ fn prompt_parameters(table: &toml::Table) -> Result<PromptParameters, toml::de::
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Manifest {
+    /// What the tools this agent calls may fetch; `None` (every request
+    /// refused) without an allow list.
+    pub fn http_policy(&self) -> Option<std::sync::Arc<crate::runtime::HttpPolicy>> {
+        if self.http.allow.is_empty() {
+            return None;
+        }
+        Some(std::sync::Arc::new(crate::runtime::HttpPolicy {
+            agent: self.name.clone(),
+            // Validation has refused a manifest whose rules do not parse.
+            allow: self
+                .http
+                .allow
+                .iter()
+                .filter_map(|rule| crate::runtime::AllowRule::parse(rule).ok())
+                .collect(),
+            timeout: self.http.timeout,
+            max_response_bytes: self.http.max_response_bytes,
+        }))
+    }
+
     /// The manifest as the `context.manifest` import shows it to the
     /// agent: its own keys, durations as `*_ms`.
     pub fn to_json(&self) -> serde_json::Value {
@@ -273,6 +321,8 @@ struct RawManifest {
     #[serde(default)]
     memory: MemorySettings,
     #[serde(default)]
+    http: HttpSettings,
+    #[serde(default)]
     parameters: toml::Table,
     system_prompt: Option<String>,
     documentation: Option<String>,
@@ -294,10 +344,12 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "performance",
     "resource_limits",
     "memory",
+    "http",
     "parameters",
     "system_prompt",
     "documentation",
 ];
+const HTTP_KEYS: &[&str] = &["allow", "timeout", "max_response_bytes"];
 const MEMORY_KEYS: &[&str] = &[
     "enabled",
     "scope",
@@ -509,6 +561,7 @@ impl RawManifest {
             performance: self.performance,
             resource_limits: self.resource_limits,
             memory: self.memory,
+            http: self.http,
             // Validation has reported a table that does not parse.
             prompt: prompt_parameters(&self.parameters).unwrap_or_default(),
             parameters: self.parameters,
@@ -633,6 +686,17 @@ impl Checker<'_> {
                 format!("tools: {tool:?} is not a tool name: a deployed tool (lowercase letters, digits, `_` or `-`, 2-64 characters) or an MCP server's tool as \"<server>/<tool>\""),
             );
         }
+        for rule in &raw.http.allow {
+            if let Err(error) = crate::runtime::AllowRule::parse(rule) {
+                self.flag(&["http", "allow"], format!("http.allow: {error}"));
+            }
+        }
+        if raw.http.timeout.is_zero() {
+            self.flag(
+                &["http", "timeout"],
+                "http.timeout: must be above zero, e.g. \"10s\"",
+            );
+        }
         let configuration = raw.component.is_none() && raw.system_prompt.is_some();
         if !configuration && !raw.tools.is_empty() && !raw.grants.iter().any(|g| g == "tools") {
             self.flag(
@@ -656,16 +720,23 @@ impl Checker<'_> {
         for (field, empty) in [
             ("capabilities", raw.capabilities.is_empty()),
             ("tools", raw.tools.is_empty()),
-            ("grants", raw.grants.is_empty()),
         ] {
             if !empty {
                 self.flag(
                     &[field],
                     format!(
-                        "{field}: tools cannot have {field}; remove the field (tools may only log)"
+                        "{field}: tools cannot have {field}; remove the field (tools may only log, and fetch over HTTP when granted \"http\")"
                     ),
                 );
             }
+        }
+        for grant in raw.grants.iter().filter(|g| *g != "http") {
+            self.flag(
+                &["grants"],
+                format!(
+                    "grants: tools cannot be granted {grant:?}; a tool may only log, and fetch over HTTP with grants = [\"http\"] (its calling agent's [http] allow list decides where)"
+                ),
+            );
         }
     }
 
@@ -840,6 +911,7 @@ fn known_keys(table: &[&str]) -> Vec<&'static str> {
         ["llm"] => LLM_KEYS,
         ["performance"] => PERFORMANCE_KEYS,
         ["resource_limits"] => RESOURCE_LIMIT_KEYS,
+        ["http"] => HTTP_KEYS,
         _ => &[],
     };
     let hints = HINTS
@@ -1062,6 +1134,10 @@ max_conversations = 1
 max_memory_entities = 1
 tool_call_timeout = "1s"
 memory_search_timeout = "1ms"
+[http]
+allow = ["example.com"]
+timeout = "5s"
+max_response_bytes = 1024
 "#;
         let report = Manifest::parse_report(text, Path::new("full.toml"));
         assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -1077,6 +1153,7 @@ memory_search_timeout = "1ms"
             ("resource_limits", RESOURCE_LIMIT_KEYS),
             ("llm", LLM_KEYS),
             ("performance", PERFORMANCE_KEYS),
+            ("http", HTTP_KEYS),
         ] {
             let written: Vec<&str> = written[table]
                 .as_table()

@@ -1,5 +1,6 @@
 //! Agents and tools: their manifests and the registry of what is deployed.
 
+mod built_in;
 mod calls;
 mod deployments;
 mod manifest;
@@ -10,6 +11,7 @@ mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use built_in::{HTTP_CLIENT_SOURCE, HTTP_CLIENT_WASM};
 pub use deployments::{Deployments, Stored, parse_with_component};
 pub use manifest::{
     DEFAULT_RESPONSE_TIMEOUT, LlmSettings, Manifest, ManifestError, ManifestReport, MemorySettings,

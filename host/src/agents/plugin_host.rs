@@ -98,7 +98,8 @@ impl AgentRegistry {
         let deployed = self
             .tool(tool)
             .ok_or_else(|| PluginError::NotFound(format!("no tool named {tool:?} is deployed")))?;
-        let call = self.runtime.invoke_tool(&deployed.component, input);
+        let http = self.agent(caller).and_then(|a| a.manifest.http_policy());
+        let call = self.runtime.invoke_tool(&deployed.component, input, http);
         let outcome = match deadline {
             None => call.await,
             Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {

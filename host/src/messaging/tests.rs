@@ -42,6 +42,7 @@ fn messenger(registry: &Arc<AgentRegistry>) -> Arc<Messenger> {
         llm: registry.clone(),
         messaging: messenger.clone(),
         conversations: messenger.clone(),
+        http: None,
     });
     messenger
 }

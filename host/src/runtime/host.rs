@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::outgoing_http::HttpHooks;
 
 use super::chat::{ChatRequest, ChatResponse};
 use super::limits::MemoryLimiter;
@@ -50,6 +53,9 @@ pub struct HostState {
     pub(crate) handling: String,
     /// The server's runtime, when there is one (not in offline checks).
     server: Option<tokio::runtime::Handle>,
+    http: WasiHttpCtx,
+    /// Where `wasi:http` requests go: the calling agent's policy.
+    http_hooks: HttpHooks,
 }
 
 impl HostState {
@@ -69,9 +75,14 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let http_hooks = HttpHooks {
+            policy: services.http.clone(),
+        };
         Self {
             plugin,
             wasi,
+            http: WasiHttpCtx::new(),
+            http_hooks,
             table: {
                 // Every WASI handle a plugin holds lives in this table, in
                 // host memory outside the plugin's `memory_mb`: cap it.
@@ -97,6 +108,16 @@ impl HostState {
     /// Bytes the guest wrote to stderr in all, kept or not.
     pub fn stderr_written(&self) -> u64 {
         self.stderr.written()
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod error;
 mod host;
 mod lanes;
 mod limits;
+mod outgoing_http;
 mod services;
 mod stderr;
 mod types;
@@ -30,6 +31,7 @@ pub use chat::{
 };
 pub use error::RuntimeError;
 pub use limits::{CallLimits, CallUsage, MemoryLimitExceeded};
+pub use outgoing_http::{AllowRule, HttpPolicy};
 pub use services::{
     BoxFuture, CallChain, ChainScope, ContextHost, ConversationHost, DeltaSink, HostServices,
     LlmHost, MemoryHost, MessagingHost, ToolHost, Unavailable, messaging_unavailable,
@@ -155,6 +157,7 @@ impl Runtime {
         let engine = engine::build_engine(config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .map_err(|e| RuntimeError::Engine(format!("linking WASI: {e:#}")))?;
         // Every supported version side by side: wasmtime keeps 0.x minor
         // versions apart (they are semver-incompatible), so each component
@@ -292,10 +295,7 @@ impl Runtime {
             }
         };
         let (component, _) = self.cache.load(&self.engine, wasm, spec.component)?;
-        let granted: &[String] = match world {
-            World::Agent => spec.grants,
-            World::Tool => &[],
-        };
+        let granted: &[String] = spec.grants;
         let version = check_imports(&self.engine, &component, spec.component, world, granted)?;
         Ok((component, version))
     }
@@ -378,18 +378,26 @@ impl Runtime {
         .await
     }
 
-    /// Runs the tool on JSON `input` on a fresh instance.
+    /// Runs the tool on JSON `input` on a fresh instance; a tool granted
+    /// `http` may fetch what `http` allows (nothing without it).
     pub async fn invoke_tool(
         &self,
         tool: &ToolComponent,
         input: String,
+        http: Option<Arc<HttpPolicy>>,
     ) -> CallOutcome<Result<String, PluginError>> {
         let pre = tool.pre.clone();
         self.run(
             &tool.name,
             &tool.standing,
             tool.limits,
-            (HostServices::none(), None),
+            (
+                HostServices {
+                    http,
+                    ..HostServices::none()
+                },
+                None,
+            ),
             move |store| {
                 Box::pin(async move {
                     Ok(match pre {
@@ -582,6 +590,18 @@ fn check_imports(
     let prefix = format!("{}/", bindings::PACKAGE);
     let mut found: Option<Version> = None;
     for (import, _) in component.component_type().imports(engine) {
+        // Outgoing HTTP only for a tool granted it (agents reach the web
+        // through such a tool, under their `[http]` allow list).
+        if import.starts_with("wasi:http/") {
+            if world == World::Tool && granted.iter().any(|g| g == "http") {
+                continue;
+            }
+            return Err(RuntimeError::UngrantedImport {
+                path: path.to_owned(),
+                interface: import.to_owned(),
+                grant: "http".into(),
+            });
+        }
         if import.starts_with("wasi:") {
             continue;
         }

@@ -153,6 +153,9 @@ pub struct HostServices {
     pub context: Arc<dyn ContextHost>,
     pub conversations: Arc<dyn ConversationHost>,
     pub llm: Arc<dyn LlmHost>,
+    /// What a tool granted `http` may fetch: its calling agent's `[http]`
+    /// policy (none: every request is refused).
+    pub http: Option<Arc<super::outgoing_http::HttpPolicy>>,
 }
 
 impl HostServices {
@@ -167,6 +170,7 @@ impl HostServices {
             context: unavailable.clone(),
             conversations: unavailable.clone(),
             llm: unavailable,
+            http: None,
         }
     }
 }
