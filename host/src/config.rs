@@ -46,7 +46,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub agents: AgentsConfig,
     pub llm: crate::llm::LlmConfig,
-    pub mcp: crate::mcp::McpConfig,
+    pub mcp: crate::mcp_client::McpConfig,
 }
 
 /// `[agents]`: message queues, routing, conversations and hot reload.

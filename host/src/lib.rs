@@ -14,6 +14,7 @@ pub mod harness;
 pub mod http;
 pub mod llm;
 pub mod mcp;
+pub mod mcp_client;
 pub mod memory;
 pub mod messaging;
 pub mod metrics;

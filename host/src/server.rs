@@ -59,7 +59,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let llm_health = llm.spawn_health_checks();
     // Started in the background: agents that call a server still starting
     // wait for it within their tool deadline.
-    let mcp_servers = crate::mcp::McpServers::start(&config.mcp.servers);
+    let mcp_servers = crate::mcp_client::McpServers::start(&config.mcp.servers);
     registry.set_mcp_servers(mcp_servers.clone());
     let cleanup = config
         .memory

@@ -118,7 +118,7 @@ pub struct AgentRegistry {
     /// The language models agents chat with, set once by `server`.
     pub(super) llm: std::sync::OnceLock<Arc<LlmService>>,
     /// The MCP servers whose tools agents call as `<server>/<tool>`.
-    pub(super) mcp: std::sync::OnceLock<Arc<crate::mcp::McpServers>>,
+    pub(super) mcp: std::sync::OnceLock<Arc<crate::mcp_client::McpServers>>,
 }
 
 impl AgentRegistry {
@@ -156,13 +156,13 @@ impl AgentRegistry {
 
     /// Sets the MCP servers agents' `<server>/<tool>` calls reach (once, in
     /// `server`).
-    pub fn set_mcp_servers(&self, servers: Arc<crate::mcp::McpServers>) {
+    pub fn set_mcp_servers(&self, servers: Arc<crate::mcp_client::McpServers>) {
         if self.mcp.set(servers).is_err() {
             tracing::warn!("the agent registry's MCP servers were already set");
         }
     }
 
-    pub fn mcp_servers(&self) -> Option<&Arc<crate::mcp::McpServers>> {
+    pub fn mcp_servers(&self) -> Option<&Arc<crate::mcp_client::McpServers>> {
         self.mcp.get()
     }
 

@@ -23,7 +23,7 @@ use warp::{Filter, Reply};
 
 pub use error::{ApiError, recover};
 pub use messages::send_to_agent;
-pub use routes::{ROUTES, Resolved, Route, resolve, route_template};
+pub use routes::{MCP_PATH, ROUTES, Resolved, Route, resolve, route_template};
 
 use crate::agents::{AgentRegistry, Deployments};
 use crate::embed::{EmbedError, EmbeddingEngine};

@@ -69,6 +69,11 @@ const fn put(path: &'static str) -> Route {
     }
 }
 
+/// Where MCP is served (the `mcp` module mounts it in front of these
+/// routes). Not a REST route: it is not in the table or the OpenAPI
+/// document; its own service checks methods and media types.
+pub const MCP_PATH: &str = "/mcp";
+
 /// Every route of the API.
 pub const ROUTES: &[Route] = &[
     public("/api/v1/health"),
@@ -120,9 +125,7 @@ pub struct Resolved {
 /// segments win over placeholders (`agents/validate` is the validate
 /// route, not an agent called "validate"), then the table's order.
 pub fn resolve(method: &str, path: &str) -> Resolved {
-    // MCP's one endpoint is not a REST route (it is not in the OpenAPI
-    // document); its own service checks its methods and media types.
-    if path == crate::mcp::MCP_PATH {
+    if path == MCP_PATH {
         return Resolved {
             template: path.into(),
             public: false,

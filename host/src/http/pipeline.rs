@@ -104,7 +104,7 @@ impl Pipeline {
         route: &Resolved,
     ) -> Response {
         let hosts = match route.template.as_str() {
-            crate::mcp::MCP_PATH => &self.mcp_hosts,
+            crate::api::MCP_PATH => &self.mcp_hosts,
             _ => &self.hosts,
         };
         if let Some(hosts) = hosts

@@ -14,12 +14,9 @@ use warp::Reply;
 use warp::http::Request;
 use warp::reply::Response;
 
-use super::config::McpConfig;
 use super::server::CaxtonMcp;
-use crate::api::{ApiState, Handler};
-
-/// The path the MCP endpoint answers on.
-pub const MCP_PATH: &str = "/mcp";
+use crate::api::{ApiState, Handler, MCP_PATH};
+use crate::mcp_client::McpConfig;
 
 pub struct McpEndpoint {
     service: StreamableHttpService<CaxtonMcp, LocalSessionManager>,

@@ -1,14 +1,10 @@
-//! The Model Context Protocol, both ways: Caxton as an MCP server at
-//! `/mcp` (its memory, tools and agents for any MCP client), and MCP
-//! servers as tools for Caxton's agents (`[[mcp.servers]]`).
+//! Caxton as an MCP server at `/mcp`: its memory (the reference memory
+//! server's tools), its deployed tools and its agents, for any MCP client.
+//! MCP servers used as tools by Caxton's agents are `mcp_client`.
 
-pub mod config;
 mod endpoint;
 mod memory_tools;
 mod server;
-mod servers;
 
-pub use config::{McpConfig, McpServerConfig};
-pub use endpoint::{MCP_PATH, McpEndpoint, mount};
+pub use endpoint::{McpEndpoint, mount};
 pub use server::{ASK_PREFIX, CaxtonMcp, GRAPH_URI};
-pub use servers::{McpServers, ServerStatus};
