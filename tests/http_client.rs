@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 use warp::Filter;
 
-use crate::support::{AgentsDir, Server};
+use crate::support::{AgentsDir, Server, tool_results};
 use caxton::harness::scripted_llm::{Answer, ScriptedLlm};
 
 /// Serves the test's pages on 127.0.0.1; the address.
@@ -39,22 +39,6 @@ async fn pages() -> SocketAddr {
 /// The scripted provider takes `'static` call texts; a test's few are leaked.
 fn leak(text: String) -> &'static str {
     Box::leak(text.into_boxed_str())
-}
-
-/// The `tool` messages of a provider request, by call id.
-fn tool_results(request: &Value) -> std::collections::BTreeMap<String, String> {
-    request["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| {
-            (
-                m["tool_call_id"].as_str().unwrap().to_owned(),
-                m["content"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 /// The machine's own name, when it resolves to a loopback address (as
@@ -125,7 +109,8 @@ async fn http_client_fetches_what_the_agents_allow_list_allows_and_nothing_else(
     let reply = server.send("fetcher", &json!({"content": "fetch"})).await;
     assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
     assert_eq!(reply.body["reply"]["content"]["answer"], "fetched");
-    let results = tool_results(&llm.requests()[1]);
+    let results: std::collections::BTreeMap<String, String> =
+        tool_results(&llm.requests()[1]).into_iter().collect();
     let json_of = |id: &str| -> Value {
         serde_json::from_str(&results[id]).unwrap_or_else(|e| panic!("{id}: {e}: {}", results[id]))
     };
@@ -182,6 +167,7 @@ async fn an_agent_without_an_allow_list_reaches_nothing() {
     );
     let reply = server.send("fetcher", &json!({"content": "fetch"})).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let results = tool_results(&llm.requests()[1]);
+    let results: std::collections::BTreeMap<String, String> =
+        tool_results(&llm.requests()[1]).into_iter().collect();
     assert!(results["a"].contains("Denied"), "{}", results["a"]);
 }

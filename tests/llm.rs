@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{AgentsDir, Reply, Server, manifest};
+use crate::support::{AgentsDir, Reply, Server, manifest, tool_results};
 use caxton::harness::scripted_llm::{Answer, ScriptedLlm};
 
 /// The csv tool and a configuration agent that may call it.
@@ -52,22 +52,6 @@ fn assert_plugin_error(reply: &Reply, kind: &str, words: &[&str]) {
     for word in words {
         assert!(message.contains(word), "{word:?} not in: {message}");
     }
-}
-
-/// The `tool` messages of a provider request, as (id, content).
-fn tool_results(request: &Value) -> Vec<(String, String)> {
-    request["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| {
-            (
-                m["tool_call_id"].as_str().unwrap().to_owned(),
-                m["content"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{AgentsDir, Server};
+use crate::support::{AgentsDir, Server, tool_results};
 use caxton::harness::scripted_llm::{Answer, ScriptedLlm};
 
 /// A configuration agent that may call `tools`.
@@ -69,17 +69,6 @@ async fn wait_for(server: &Server, name: &str, state: &str, restarts: u64) -> Va
     }
 }
 
-/// The `tool` messages of a provider request.
-fn tool_results(request: &Value) -> Vec<String> {
-    request["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn an_agent_uses_the_reference_memory_server_and_survives_its_death() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,12 +120,14 @@ async fn an_agent_uses_the_reference_memory_server_and_survives_its_death() {
     assert_eq!(offered, ["memory__create_entities", "memory__open_nodes"]);
     assert!(requests[0]["tools"][1]["function"]["parameters"]["properties"]["names"].is_object());
     assert!(
-        tool_results(&requests[1])[0].contains("Ada"),
+        tool_results(&requests[1])[0].1.contains("Ada"),
         "{}",
         requests[1]
     );
     assert!(
-        tool_results(&requests[2])[1].contains("wrote the first program"),
+        tool_results(&requests[2])[1]
+            .1
+            .contains("wrote the first program"),
         "{}",
         requests[2]
     );
@@ -157,7 +148,7 @@ async fn an_agent_uses_the_reference_memory_server_and_survives_its_death() {
         .send("keeper", &json!({"content": "Is Ada there?"}))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let result = &tool_results(&llm.requests()[1])[0];
+    let result = &tool_results(&llm.requests()[1])[0].1;
     assert!(
         // "is down", or "failed the call" when the call raced the exit.
         result.contains("Unavailable") && result.contains("MCP server \\\"memory\\\""),
@@ -187,7 +178,7 @@ async fn an_agent_uses_the_reference_memory_server_and_survives_its_death() {
     ]);
     let reply = server.send("keeper", &json!({"content": "And now?"})).await;
     assert_eq!(reply.body["reply"]["content"]["answer"], "still there");
-    let result = &tool_results(&llm.requests()[1])[0];
+    let result = &tool_results(&llm.requests()[1])[0].1;
     assert!(result.contains("wrote the first program"), "{result}");
 
     // The CLI shows it.
@@ -233,7 +224,7 @@ async fn a_server_that_answers_garbage_is_down_with_a_reason_and_calls_fail_fast
     );
     // A server that never listed its tools offers none: the model is told
     // so instead of the call hanging on it.
-    let result = &tool_results(&llm.requests()[1])[0];
+    let result = &tool_results(&llm.requests()[1])[0].1;
     assert!(
         result.contains("no function named \"broken__anything\""),
         "{result}"

@@ -358,3 +358,21 @@ pub fn http() -> reqwest::ClientBuilder {
     caxton::llm::install_tls_provider();
     reqwest::Client::builder()
 }
+
+/// The `tool` messages of a chat request a provider received, as (call id,
+/// content), in order: what a configuration agent told the model its tool
+/// calls returned.
+pub fn tool_results(request: &Value) -> Vec<(String, String)> {
+    request["messages"]
+        .as_array()
+        .expect("a chat request has messages")
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            (
+                m["tool_call_id"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}

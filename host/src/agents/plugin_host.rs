@@ -68,7 +68,13 @@ impl ToolHost for AgentRegistry {
                 .agent(caller)
                 .and_then(|a| a.manifest.resource_limits.tool_call_timeout);
             if let Some(servers) = self.mcp.get().filter(|s| s.handles(tool)) {
-                return servers.call(tool, &input, deadline).await;
+                let started = std::time::Instant::now();
+                let outcome = servers.call(tool, &input, deadline).await;
+                metrics()
+                    .tool_call_duration
+                    .with_label_values(&[caller, tool])
+                    .observe(started.elapsed().as_secs_f64());
+                return outcome;
             }
             if tool.contains('/') {
                 return Err(PluginError::NotFound(format!(

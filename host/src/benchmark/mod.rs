@@ -4,6 +4,7 @@
 mod agents;
 mod faults;
 mod llm;
+mod mcp;
 mod memory;
 mod served;
 mod suite;
@@ -11,6 +12,7 @@ mod suite;
 pub use agents::AgentsBenchmark;
 pub use faults::{FAULT_KINDS, FaultsBenchmark};
 pub use llm::LlmBenchmark;
+pub use mcp::mcp;
 pub use memory::MemoryBenchmark;
 pub use suite::{api, compare, embeddings, metric, report, system};
 

@@ -30,6 +30,14 @@ pub enum BenchmarkCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// MCP: tools/call search_nodes beside the HTTP search route, and a
+    /// tool over MCP beside the same tool called in-process.
+    Mcp {
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Markdown from benchmark JSON files.
     Report {
         #[arg(required = true)]
@@ -140,6 +148,10 @@ impl BenchmarkCommand {
                 output,
             } => (
                 crate::benchmark::system(&work, *find_breaking_points).await,
+                output,
+            ),
+            BenchmarkCommand::Mcp { requests, output } => (
+                crate::benchmark::mcp(&work, (*requests).max(20)).await,
                 output,
             ),
             BenchmarkCommand::Embeddings { texts, output } => {

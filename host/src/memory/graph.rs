@@ -1003,7 +1003,7 @@ pub(super) fn check_text(what: &str, text: &str, max: usize) -> Result<(), Memor
 }
 
 /// `?first, ?first+1, ...` for `count` parameters.
-fn placeholders(count: usize, first: usize) -> String {
+pub(super) fn placeholders(count: usize, first: usize) -> String {
     (first..first + count)
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()

@@ -2,12 +2,12 @@
 //! MCP memory tools `read_graph`, `open_nodes` and `search_nodes` answer
 //! with, bounded so one read cannot pull a large store into memory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use super::MemoryError;
-use super::graph::{EntityRow, EntityView, Memory, RelationView};
+use super::graph::{EntityRow, EntityView, Memory, RelationView, placeholders};
 use super::scope::{Caller, Scope};
 
 /// Entities one graph read returns at most.
@@ -75,7 +75,7 @@ impl Memory {
         drop(rows);
         let ids: HashSet<i64> = entities.iter().map(|e| e.id).collect();
 
-        let mut rows = relations_where(&conn, caller, "1", None).await?;
+        let mut rows = relations_where(&conn, caller, None).await?;
         let mut relations = Vec::new();
         while let Some(row) = rows.next().await? {
             if relations.len() == MAX_GRAPH_RELATIONS {
@@ -101,44 +101,80 @@ impl Memory {
     /// skipped) and every readable relation with at least one end among
     /// them, so a caller can discover what they connect to.
     pub async fn subgraph(&self, caller: &Caller, names: &[String]) -> Result<Graph, MemoryError> {
-        let mut entities = Vec::new();
-        let mut seen = HashSet::new();
-        for name in names.iter().take(MAX_GRAPH_ENTITIES) {
-            match self.resolve(caller, name).await {
-                Ok(entity) if seen.insert(entity.id) => entities.push(entity),
-                Ok(_) | Err(MemoryError::NotFound(_)) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        let mut truncated = names.len() > MAX_GRAPH_ENTITIES;
+        let truncated = names.len() > MAX_GRAPH_ENTITIES;
+        let names = &names[..names.len().min(MAX_GRAPH_ENTITIES)];
+        let entities = self.resolve_all(caller, names).await?;
         let mut relations = Vec::new();
-        let mut related = HashSet::new();
-        let conn = self.db.reader().await?;
-        'entities: for entity in &entities {
-            let mut rows = relations_where(
-                &conn,
-                caller,
-                "(r.from_id = ?2 OR r.to_id = ?2)",
-                Some(entity.id),
-            )
-            .await?;
+        let mut truncated = truncated;
+        if !entities.is_empty() {
+            let conn = self.db.reader().await?;
+            let ids: Vec<i64> = entities.iter().map(|e| e.id).collect();
+            let mut rows = relations_where(&conn, caller, Some(&ids)).await?;
             while let Some(row) = rows.next().await? {
-                if !related.insert(row.get::<i64>(0)?) {
-                    continue;
-                }
                 if relations.len() == MAX_GRAPH_RELATIONS {
                     truncated = true;
-                    break 'entities;
+                    break;
                 }
                 relations.push(relation_view(&row)?);
             }
         }
-        drop(conn);
         Ok(Graph {
             entities: self.views(&entities).await?,
             relations,
             truncated,
         })
+    }
+
+    /// [`Memory::resolve`] for many names in one query: each name as the
+    /// caller sees it (the same scope preference), in the order given,
+    /// names it cannot see skipped, each entity once.
+    async fn resolve_all(
+        &self,
+        caller: &Caller,
+        names: &[String],
+    ) -> Result<Vec<EntityRow>, MemoryError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.db.reader().await?;
+        let params: Vec<libsql::Value> = names.iter().map(|n| n.clone().into()).collect();
+        let mut rows = conn
+            .query(
+                &format!(
+                    "SELECT id, name, entity_type, scope, owner FROM entities
+                     WHERE name IN ({}) ORDER BY id",
+                    placeholders(names.len(), 1)
+                ),
+                params,
+            )
+            .await?;
+        // The scope an agent means first is its own; the operator's, the
+        // shared one (as `resolve` orders them).
+        let rank = |scope: Scope| match (caller, scope) {
+            (Caller::Operator, Scope::Global) | (Caller::Agent { .. }, Scope::Agent) => 0,
+            (_, Scope::Workspace) => 1,
+            _ => 2,
+        };
+        let mut best: HashMap<String, EntityRow> = HashMap::new();
+        while let Some(row) = rows.next().await? {
+            let entity = entity_row(&row)?;
+            if !caller.can_read(entity.scope, &entity.owner) {
+                continue;
+            }
+            match best.get(&entity.name) {
+                Some(kept) if rank(kept.scope) <= rank(entity.scope) => {}
+                _ => {
+                    best.insert(entity.name.clone(), entity);
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        Ok(names
+            .iter()
+            .filter_map(|name| best.get(name))
+            .filter(|entity| seen.insert(entity.id))
+            .cloned()
+            .collect())
     }
 
     /// Names of readable entities whose name or type contains `text`
@@ -172,12 +208,41 @@ impl Memory {
         Ok(names)
     }
 
+    /// The entities with their observations, read in one query per 500.
     async fn views(&self, entities: &[EntityRow]) -> Result<Vec<EntityView>, MemoryError> {
-        let mut views = Vec::with_capacity(entities.len());
-        for entity in entities {
-            views.push(self.view(entity).await?);
+        let mut observations: HashMap<i64, Vec<String>> = HashMap::new();
+        if !entities.is_empty() {
+            let conn = self.db.reader().await?;
+            for chunk in entities.chunks(500) {
+                let params: Vec<libsql::Value> = chunk.iter().map(|e| e.id.into()).collect();
+                let mut rows = conn
+                    .query(
+                        &format!(
+                            "SELECT entity_id, text FROM observations
+                             WHERE entity_id IN ({}) ORDER BY id",
+                            placeholders(chunk.len(), 1)
+                        ),
+                        params,
+                    )
+                    .await?;
+                while let Some(row) = rows.next().await? {
+                    observations
+                        .entry(row.get::<i64>(0)?)
+                        .or_default()
+                        .push(row.get::<String>(1)?);
+                }
+            }
         }
-        Ok(views)
+        Ok(entities
+            .iter()
+            .map(|entity| EntityView {
+                name: entity.name.clone(),
+                entity_type: entity.entity_type.clone(),
+                scope: entity.scope,
+                owner: entity.owner.clone(),
+                observations: observations.remove(&entity.id).unwrap_or_default(),
+            })
+            .collect())
     }
 }
 
@@ -191,18 +256,24 @@ fn entity_row(row: &libsql::Row) -> Result<EntityRow, MemoryError> {
     })
 }
 
-/// Relations matching `condition` whose both ends the caller can read,
-/// oldest first, one more than [`MAX_GRAPH_RELATIONS`] at most (so a
-/// reader can tell there were more). Columns: id, from id, to id, then
-/// what [`relation_view`] reads. `condition` may use `?2` for `entity`.
+/// Relations whose both ends the caller can read — all of them, or (with
+/// `ids`) those with at least one end among `ids` — oldest first, one more
+/// than [`MAX_GRAPH_RELATIONS`] at most (so a reader can tell there were
+/// more). Columns: id, from id, to id, then what [`relation_view`] reads.
 async fn relations_where(
     conn: &libsql::Connection,
     caller: &Caller,
-    condition: &str,
-    entity: Option<i64>,
+    ids: Option<&[i64]>,
 ) -> Result<libsql::Rows, MemoryError> {
     let mut params: Vec<libsql::Value> = vec![((MAX_GRAPH_RELATIONS + 1) as i64).into()];
-    params.extend(entity.map(libsql::Value::from));
+    let condition = match ids {
+        Some(ids) => {
+            let list = placeholders(ids.len(), 2);
+            params.extend(ids.iter().map(|id| libsql::Value::from(*id)));
+            format!("(r.from_id IN ({list}) OR r.to_id IN ({list}))")
+        }
+        None => "1".into(),
+    };
     let (from_visible, from_params) = readable(caller, "f", params.len() + 1);
     params.extend(from_params);
     let (to_visible, to_params) = readable(caller, "t", params.len() + 1);
