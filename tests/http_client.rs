@@ -31,7 +31,23 @@ async fn pages() -> SocketAddr {
         .and(warp::post())
         .and(warp::body::bytes())
         .map(|body: bytes::Bytes| format!("got {}", String::from_utf8_lossy(&body)));
-    let routes = hello.or(inside).or(outside).or(big).or(echo);
+    // The Authorization header as this server received it.
+    let credentials = warp::path!("credentials")
+        .and(warp::header::optional::<String>("authorization"))
+        .map(|value: Option<String>| format!("authorization: {}", value.unwrap_or_default()));
+    let to_credentials = warp::path!("to-credentials" / u16).map(|port: u16| {
+        let target: warp::http::Uri = format!("http://127.0.0.1:{port}/credentials")
+            .parse()
+            .unwrap();
+        warp::redirect::found(target)
+    });
+    let routes = hello
+        .or(inside)
+        .or(outside)
+        .or(big)
+        .or(echo)
+        .or(credentials)
+        .or(to_credentials);
     tokio::spawn(warp::serve(routes).incoming(listener).run());
     address
 }
@@ -60,6 +76,8 @@ async fn http_client_fetches_what_the_agents_allow_list_allows_and_nothing_else(
     let address = pages().await;
     let base = format!("http://{address}");
     let port = address.port();
+    // Another allowed origin: same address, another port.
+    let other = pages().await.port();
     let name = loopback_name();
     let call = |id: &'static str, input: Value| (id, "http_client", leak(input.to_string()));
     let mut calls = vec![
@@ -86,6 +104,14 @@ async fn http_client_fetches_what_the_agents_allow_list_allows_and_nothing_else(
             "cut",
             json!({"url": format!("{base}/hello"), "max_bytes": 5}),
         ),
+        call(
+            "same-origin",
+            json!({"url": format!("{base}/to-credentials/{port}"), "headers": {"authorization": "Bearer secret"}}),
+        ),
+        call(
+            "cross-origin",
+            json!({"url": format!("{base}/to-credentials/{other}"), "headers": {"authorization": "Bearer secret"}}),
+        ),
     ];
     if let Some(name) = &name {
         calls.push(call(
@@ -94,7 +120,10 @@ async fn http_client_fetches_what_the_agents_allow_list_allows_and_nothing_else(
         ));
     }
     let llm = ScriptedLlm::start(vec![Answer::Calls(calls.clone()), Answer::Text("fetched")]).await;
-    let mut allow = vec![format!("\"127.0.0.1:{port}\"")];
+    let mut allow = vec![
+        format!("\"127.0.0.1:{port}\""),
+        format!("\"127.0.0.1:{other}\""),
+    ];
     if let Some(name) = &name {
         allow.push(format!("\"{name}:{port}\""));
     }
@@ -112,7 +141,10 @@ async fn http_client_fetches_what_the_agents_allow_list_allows_and_nothing_else(
     let results: std::collections::BTreeMap<String, String> =
         tool_results(&llm.requests()[1]).into_iter().collect();
     let json_of = |id: &str| -> Value {
-        serde_json::from_str(&results[id]).unwrap_or_else(|e| panic!("{id}: {e}: {}", results[id]))
+        let text = results
+            .get(id)
+            .unwrap_or_else(|| panic!("no result for {id} in {results:?}"));
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{id}: {e}: {text}"))
     };
 
     let allowed = json_of("allowed");
@@ -123,6 +155,12 @@ async fn http_client_fetches_what_the_agents_allow_list_allows_and_nothing_else(
     let followed = json_of("followed");
     assert_eq!(followed["body"], "hello from loopback", "{followed}");
     assert_eq!(followed["redirects"], json!([format!("{base}/hello")]));
+    // Credentials stay with their origin across redirects.
+    assert_eq!(
+        json_of("same-origin")["body"],
+        "authorization: Bearer secret"
+    );
+    assert_eq!(json_of("cross-origin")["body"], "authorization: ");
     let cut = json_of("cut");
     assert_eq!(
         (cut["body"].as_str(), cut["truncated"].as_bool()),

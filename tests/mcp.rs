@@ -194,11 +194,58 @@ async fn rpc_answer(response: reqwest::Response) -> Value {
 
 #[tokio::test]
 async fn an_mcp_client_acting_as_an_agent_has_that_agents_scopes() {
-    let server = Server::start_fresh(&AgentsDir::new(), None);
+    let echo = |name: &str| {
+        crate::support::manifest(
+            name,
+            "echo",
+            "capabilities = [\"echo\"]\ngrants = [\"log\"]",
+        )
+    };
+    let agents = AgentsDir::with_examples()
+        .with("alpha", &echo("alpha"))
+        .with("beta", &echo("beta"));
+    let server = Server::start_fresh(&agents, None);
     let client = http().build().unwrap();
     let token = server.token.clone().unwrap();
     let as_alpha = server.url("/mcp?agent=alpha");
     let as_beta = server.url("/mcp?agent=beta");
+
+    // Only a deployed agent can be acted as; its tools are its allow list.
+    let list = rpc("tools/list", json!({}));
+    let body = call(
+        &client,
+        &server.url("/mcp?agent=ghost"),
+        &token,
+        list.clone(),
+    )
+    .await;
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    let names = |body: &Value| -> Vec<String> {
+        body["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let body = call(
+        &client,
+        &server.url("/mcp?agent=analyst"),
+        &token,
+        list.clone(),
+    )
+    .await;
+    assert!(names(&body).contains(&"csv_parser".to_owned()), "{body}");
+    let body = call(&client, &as_alpha, &token, list.clone()).await;
+    assert!(!names(&body).contains(&"csv_parser".to_owned()), "{body}");
+    let parse = rpc(
+        "tools/call",
+        json!({"name": "csv_parser", "arguments": {"csv": "a\n1"}}),
+    );
+    let body = call(&client, &as_alpha, &token, parse).await;
+    assert_eq!(body["result"]["isError"], true, "{body}");
+    assert!(body.to_string().contains("allowlist"), "{body}");
+
     let create = rpc(
         "tools/call",
         json!({"name": "create_entities", "arguments": {"entities": [

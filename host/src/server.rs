@@ -198,8 +198,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let mut routes = api::handler(state.clone());
-    if config.mcp.enabled {
-        routes = crate::mcp::mount(routes, crate::mcp::McpEndpoint::new(state, &config.mcp));
+    let mcp = config
+        .mcp
+        .enabled
+        .then(|| crate::mcp::McpEndpoint::new(state, &config.mcp));
+    if let Some(endpoint) = &mcp {
+        routes = crate::mcp::mount(routes, endpoint.clone());
     }
     let pipeline = Arc::new(Pipeline::new(routes, token, &config.http_server, address));
     tracing::info!(
@@ -211,7 +215,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tools and tests read the bound address from this line on stdout.
     println!("caxton listening on http://{address}");
 
-    http::serve(listener, pipeline, &config.http_server, shutdown_signal()).await;
+    let shutdown = async {
+        shutdown_signal().await;
+        if let Some(endpoint) = &mcp {
+            endpoint.shutdown();
+        }
+    };
+    http::serve(listener, pipeline, &config.http_server, shutdown).await;
     drop(hot_reload);
     mcp_servers.shutdown();
     for task in [cleanup, metrics_task, Some(expiry), Some(llm_health)]

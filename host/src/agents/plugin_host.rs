@@ -81,7 +81,8 @@ impl ToolHost for AgentRegistry {
                     "no [[mcp.servers]] entry provides {tool:?}; add the server to caxton.toml"
                 )));
             }
-            self.run_tool(caller, tool, input, deadline).await
+            let http = self.agent(caller).and_then(|a| a.manifest.http_policy());
+            self.run_tool(caller, tool, input, deadline, http).await
         })
     }
 
@@ -91,20 +92,21 @@ impl ToolHost for AgentRegistry {
 }
 
 impl AgentRegistry {
-    /// Runs deployed tool `tool` for `caller` (an agent, or `mcp` for a
-    /// client of the MCP endpoint) within `deadline`, recording its time
-    /// and faults. The caller's allowlist is checked before this.
+    /// Runs deployed tool `tool` for `caller` (an agent, or `mcp` for the
+    /// operator over MCP: the metric's label) within `deadline`, fetching
+    /// over HTTP what `http` allows, recording its time and faults. The
+    /// caller's allowlist is checked before this.
     pub async fn run_tool(
         &self,
         caller: &str,
         tool: &str,
         input: String,
         deadline: Option<std::time::Duration>,
+        http: Option<std::sync::Arc<crate::runtime::HttpPolicy>>,
     ) -> Result<String, PluginError> {
         let deployed = self
             .tool(tool)
             .ok_or_else(|| PluginError::NotFound(format!("no tool named {tool:?} is deployed")))?;
-        let http = self.agent(caller).and_then(|a| a.manifest.http_policy());
         let call = self.runtime.invoke_tool(&deployed.component, input, http);
         let outcome = match deadline {
             None => call.await,

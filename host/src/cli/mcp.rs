@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, mpsc};
 use super::client::{ApiClient, ClientError, ServerArgs};
 use super::output;
 
-/// Largest message the bridge passes either way.
+/// Largest answer the bridge passes on from the server.
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Subcommand)]
@@ -99,11 +99,14 @@ async fn servers(server: &ServerArgs) -> anyhow::Result<()> {
 }
 
 /// What the bridge keeps between messages: the session of a client that
-/// began with `initialize`, and the protocol version it agreed.
+/// began with `initialize`, the protocol version it agreed, and the
+/// handshake itself, replayed when the server has ended an idle session.
 #[derive(Default)]
 struct Session {
     id: Option<String>,
     version: Option<String>,
+    initialize: Option<Value>,
+    initialized: Option<Value>,
 }
 
 /// Reads JSON-RPC messages from stdin, one per line, POSTs each to `path`
@@ -124,6 +127,7 @@ async fn bridge(client: Arc<ApiClient>, path: String) -> anyhow::Result<()> {
         }
     });
     let session = Arc::new(Mutex::new(Session::default()));
+    let mut in_flight = tokio::task::JoinSet::new();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
         if line.trim().is_empty() {
@@ -142,6 +146,14 @@ async fn bridge(client: Arc<ApiClient>, path: String) -> anyhow::Result<()> {
                 continue;
             }
         };
+        {
+            let mut kept = session.lock().await;
+            match message["method"].as_str() {
+                Some("initialize") => kept.initialize = Some(message.clone()),
+                Some("notifications/initialized") => kept.initialized = Some(message.clone()),
+                _ => {}
+            }
+        }
         let forward = forward(
             client.clone(),
             path.clone(),
@@ -152,10 +164,14 @@ async fn bridge(client: Arc<ApiClient>, path: String) -> anyhow::Result<()> {
         if message["method"] == "initialize" {
             forward.await;
         } else {
-            tokio::spawn(forward);
+            in_flight.spawn(forward);
         }
+        // Finished forwards are reaped as we go.
+        while in_flight.try_join_next().is_some() {}
     }
-    // The client closed stdin: end the session as the spec asks.
+    // The client closed stdin: its last requests are answered, then the
+    // session ends as the spec asks.
+    while in_flight.join_next().await.is_some() {}
     let id = session.lock().await.id.clone();
     if let Some(id) = id {
         let request = client
@@ -168,20 +184,17 @@ async fn bridge(client: Arc<ApiClient>, path: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// POSTs one message and passes its answer on.
-async fn forward(
-    client: Arc<ApiClient>,
-    path: String,
-    session: Arc<Mutex<Session>>,
-    message: Value,
-    out: mpsc::Sender<String>,
-) {
-    let id = message.get("id").cloned().unwrap_or(Value::Null);
-    let is_request = message.get("id").is_some() && message.get("method").is_some();
+/// POSTs `message` with the session's headers.
+async fn post(
+    client: &ApiClient,
+    path: &str,
+    session: &Mutex<Session>,
+    message: &Value,
+) -> Result<reqwest::Response, ClientError> {
     let mut request = client
-        .request(Method::POST, &path)
+        .request(Method::POST, path)
         .header("Accept", "application/json, text/event-stream")
-        .json(&message);
+        .json(message);
     {
         let session = session.lock().await;
         if let Some(session_id) = &session.id {
@@ -205,7 +218,59 @@ async fn forward(
             request = request.header("Mcp-Name", name);
         }
     }
-    let response = match client.send(request).await {
+    let response = client.send(request).await?;
+    if let Some(id) = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        session.lock().await.id = Some(id.to_owned());
+    }
+    Ok(response)
+}
+
+/// Starts a new session with the client's own handshake, when the server
+/// has ended the old one (it does after minutes of quiet). Its answers are
+/// not passed on: the client already has them.
+async fn reinitialize(client: &ApiClient, path: &str, session: &Mutex<Session>) -> bool {
+    let (initialize, initialized) = {
+        let mut kept = session.lock().await;
+        kept.id = None;
+        (kept.initialize.clone(), kept.initialized.clone())
+    };
+    let Some(initialize) = initialize else {
+        return false;
+    };
+    let Ok(response) = post(client, path, session, &initialize).await else {
+        return false;
+    };
+    let _ = response.bytes().await;
+    if let Some(initialized) = initialized {
+        let _ = post(client, path, session, &initialized).await;
+    }
+    tracing::info!("the server had ended the MCP session; started a new one");
+    true
+}
+
+/// POSTs one message and passes its answer on; a request always gets an
+/// answer, the server's or an error.
+async fn forward(
+    client: Arc<ApiClient>,
+    path: String,
+    session: Arc<Mutex<Session>>,
+    message: Value,
+    out: mpsc::Sender<String>,
+) {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let is_request = message.get("id").is_some() && message.get("method").is_some();
+    let mut sent = post(&client, &path, &session, &message).await;
+    let expired = matches!(&sent, Err(ClientError::Api { status: 404, .. }))
+        && session.lock().await.id.is_some()
+        && message["method"] != "initialize";
+    if expired && reinitialize(&client, &path, &session).await {
+        sent = post(&client, &path, &session, &message).await;
+    }
+    let response = match sent {
         Ok(response) => response,
         Err(error) => {
             if is_request {
@@ -220,48 +285,57 @@ async fn forward(
             return;
         }
     };
-    if let Some(session_id) = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        session.lock().await.id = Some(session_id.to_owned());
-    }
     let event_stream = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
+    let mut answered = false;
+    let mut failure = None;
     let mut body = response.bytes_stream();
     let mut buffer: Vec<u8> = Vec::new();
     while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else { break };
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                failure = Some(format!("the server's answer broke off: {error}"));
+                break;
+            }
+        };
         buffer.extend_from_slice(&chunk);
         if buffer.len() > MAX_MESSAGE_BYTES {
-            let _ = out
-                .send(rpc_error(
-                    &id,
-                    -32603,
-                    "the server's answer is larger than 16 MiB",
-                ))
-                .await;
-            return;
+            failure = Some("the server's answer is larger than 16 MiB".into());
+            break;
         }
         if event_stream {
             while let Some(end) = event_end(&buffer) {
                 let event: Vec<u8> = buffer.drain(..end.1).take(end.0).collect();
                 if let Some(data) = event_data(&event) {
                     note_version(&session, &message, &data).await;
+                    answered |= answers(&data, &id);
                     let _ = out.send(data).await;
                 }
             }
         }
     }
-    if !event_stream && !buffer.is_empty() {
+    if failure.is_none() && !event_stream && !buffer.is_empty() {
         let text = String::from_utf8_lossy(&buffer).trim().to_owned();
         note_version(&session, &message, &text).await;
+        answered |= answers(&text, &id);
         let _ = out.send(text).await;
     }
+    if is_request && !answered {
+        let reason = failure.unwrap_or_else(|| "the server ended its answer without one".into());
+        let _ = out.send(rpc_error(&id, -32603, &reason)).await;
+    }
+}
+
+/// Whether `text` is the response to request `id`.
+fn answers(text: &str, id: &Value) -> bool {
+    serde_json::from_str::<Value>(text).is_ok_and(|message| {
+        message.get("id") == Some(id)
+            && (message.get("result").is_some() || message.get("error").is_some())
+    })
 }
 
 /// Where the first complete SSE event in `buffer` ends: (its length, the

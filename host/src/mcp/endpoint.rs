@@ -20,12 +20,16 @@ use crate::mcp_client::McpConfig;
 
 pub struct McpEndpoint {
     service: StreamableHttpService<CaxtonMcp, LocalSessionManager>,
+    /// Ends every session and open event stream (at shutdown).
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl McpEndpoint {
     pub fn new(state: ApiState, config: &McpConfig) -> Arc<Self> {
         let max_body = usize::try_from(state.max_request_size).unwrap_or(usize::MAX);
+        let stop = tokio_util::sync::CancellationToken::new();
         let settings = StreamableHttpServerConfig::default()
+            .with_cancellation_token(stop.clone())
             // The front checks `Host` against the listen address and
             // [http_server] allowed_hosts, for every route alike.
             .disable_allowed_hosts()
@@ -40,7 +44,13 @@ impl McpEndpoint {
             Arc::new(LocalSessionManager::default()),
             settings,
         );
-        Arc::new(Self { service })
+        Arc::new(Self { service, stop })
+    }
+
+    /// Ends the sessions and their event streams: a client's open stream
+    /// would otherwise keep the server's graceful shutdown waiting.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
     }
 
     pub async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response {

@@ -17,12 +17,22 @@ use serde_json::{Value, json};
 use super::memory_tools::{self, Failure};
 use crate::api::ApiState;
 use crate::memory::Caller;
-use crate::runtime::PluginError;
+use crate::runtime::ToolHost;
 
 /// The knowledge graph's resource URI (the reference server's).
 pub const GRAPH_URI: &str = "memory://knowledge-graph";
 /// Agents are offered as tools named `ask_<agent>`.
 pub const ASK_PREFIX: &str = "ask_";
+
+/// Who an MCP request acts as.
+enum Acting {
+    /// The token's holder, with the operator's view of memory; tools run
+    /// with no HTTP access.
+    Operator,
+    /// A deployed agent: its memory scopes, its `tools` allow list, its
+    /// `[http]` policy.
+    Agent(String),
+}
 
 #[derive(Clone)]
 pub struct CaxtonMcp {
@@ -34,9 +44,9 @@ impl CaxtonMcp {
         Self { state }
     }
 
-    /// Who the request acts as: `?agent=NAME` in the endpoint's URL, or
-    /// the operator.
-    fn caller(&self, extensions: &rmcp::model::Extensions) -> (Caller, String) {
+    /// Who the request acts as: the agent named by `?agent=NAME` in the
+    /// endpoint's URL (which must be deployed), or the operator.
+    fn acting(&self, extensions: &rmcp::model::Extensions) -> Result<Acting, ErrorData> {
         let agent = extensions
             .get::<warp::http::request::Parts>()
             .and_then(|parts| parts.uri.query())
@@ -51,15 +61,54 @@ impl CaxtonMcp {
                 })
             });
         match agent {
-            Some(name) => (self.state.registry.memory_caller(&name), name),
-            None => (Caller::Operator, "mcp".into()),
+            None => Ok(Acting::Operator),
+            Some(name) if self.state.registry.agent(&name).is_some() => Ok(Acting::Agent(name)),
+            Some(name) => Err(ErrorData::invalid_params(
+                format!(
+                    "no agent named {name:?} is deployed; /mcp?agent=NAME acts as a deployed agent (its memory scopes, its tools)"
+                ),
+                None,
+            )),
         }
     }
 
-    async fn component_tools(&self) -> Vec<Tool> {
+    /// The memory identity of `acting`, or why it has none.
+    fn memory_caller(&self, acting: &Acting) -> Result<Caller, String> {
+        match acting {
+            Acting::Operator => Ok(Caller::Operator),
+            Acting::Agent(name) => {
+                let enabled = self
+                    .state
+                    .registry
+                    .agent(name)
+                    .is_some_and(|a| a.manifest.memory.enabled);
+                if !enabled {
+                    return Err(format!(
+                        "memory is disabled for agent {name:?} ([memory] enabled = false)"
+                    ));
+                }
+                Ok(self.state.registry.memory_caller(name))
+            }
+        }
+    }
+
+    async fn component_tools(&self, acting: &Acting) -> Vec<Tool> {
+        let allowed: Option<Vec<String>> = match acting {
+            Acting::Operator => None,
+            Acting::Agent(name) => Some(
+                self.state
+                    .registry
+                    .agent(name)
+                    .map(|a| a.manifest.tools.clone())
+                    .unwrap_or_default(),
+            ),
+        };
         let mut tools = Vec::new();
         for tool in self.state.registry.tools() {
             let name = tool.manifest.name.clone();
+            if allowed.as_ref().is_some_and(|a| !a.contains(&name)) {
+                continue;
+            }
             if memory_tools::NAMES.contains(&name.as_str()) {
                 tracing::warn!(tool = %name, "a deployed tool has a memory tool's name; MCP clients see the memory tool");
                 continue;
@@ -123,17 +172,19 @@ impl CaxtonMcp {
 
     async fn call_component(
         &self,
-        caller: &str,
+        acting: &Acting,
         name: &str,
         arguments: JsonObject,
     ) -> CallToolResult {
         let input = Value::Object(arguments).to_string();
-        match self
-            .state
-            .registry
-            .run_tool(caller, name, input, None)
-            .await
-        {
+        let registry = &self.state.registry;
+        let outcome = match acting {
+            Acting::Operator => registry.run_tool("mcp", name, input, None, None).await,
+            // As the agent's own tool call: its allow list, deadline and
+            // `[http]` policy.
+            Acting::Agent(agent) => ToolHost::call_tool(&**registry, agent, name, input).await,
+        };
+        match outcome {
             Ok(output) => {
                 let structured = match serde_json::from_str::<Value>(&output) {
                     Ok(value @ Value::Object(_)) => Some(value),
@@ -143,7 +194,7 @@ impl CaxtonMcp {
                 result.structured_content = structured;
                 result
             }
-            Err(error) => tool_error(&plugin_message(&error)),
+            Err(error) => tool_error(&error.to_string()),
         }
     }
 
@@ -180,10 +231,6 @@ fn tool_error(message: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
-fn plugin_message(error: &PluginError) -> String {
-    error.to_string()
-}
-
 impl ServerHandler for CaxtonMcp {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
@@ -204,14 +251,15 @@ impl ServerHandler for CaxtonMcp {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        let acting = self.acting(&context.extensions)?;
         let mut tools = if self.state.memory.is_some() {
             memory_tools::tools()
         } else {
             Vec::new()
         };
-        tools.extend(self.component_tools().await);
+        tools.extend(self.component_tools(&acting).await);
         tools.extend(self.agent_tools());
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -221,12 +269,19 @@ impl ServerHandler for CaxtonMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let (caller, label) = self.caller(&context.extensions);
+        let acting = self.acting(&context.extensions)?;
         let name = request.name.as_ref();
         let arguments = request.arguments.unwrap_or_default();
         if let Some(memory) = self.state.memory.as_deref()
-            && let Some(outcome) = memory_tools::call(memory, &caller, name, &arguments).await
+            && memory_tools::NAMES.contains(&name)
         {
+            let caller = match self.memory_caller(&acting) {
+                Ok(caller) => caller,
+                Err(reason) => return Ok(tool_error(&reason).into()),
+            };
+            let outcome = memory_tools::call(memory, &caller, name, &arguments)
+                .await
+                .expect("a memory tool's name");
             return match outcome {
                 Ok(result) => Ok(result.into()),
                 Err(Failure::InvalidParams(message)) => Err(ErrorData::invalid_params(
@@ -237,7 +292,7 @@ impl ServerHandler for CaxtonMcp {
             };
         }
         if self.state.registry.tool(name).is_some() {
-            return Ok(self.call_component(&label, name, arguments).await.into());
+            return Ok(self.call_component(&acting, name, arguments).await.into());
         }
         if let Some(agent) = name.strip_prefix(ASK_PREFIX)
             && self.state.registry.agent(agent).is_some()
@@ -284,7 +339,9 @@ impl ServerHandler for CaxtonMcp {
                 None,
             ));
         };
-        let (caller, _) = self.caller(&context.extensions);
+        let caller = self
+            .memory_caller(&self.acting(&context.extensions)?)
+            .map_err(|reason| ErrorData::invalid_params(reason, None))?;
         let text = memory_tools::graph_resource(memory, &caller)
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;

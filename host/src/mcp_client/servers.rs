@@ -216,6 +216,9 @@ impl McpServers {
         for task in &self.tasks {
             task.abort();
         }
+        for server in self.servers.values() {
+            server.stop_process_group(libc::SIGTERM);
+        }
     }
 }
 
@@ -232,6 +235,21 @@ fn split(qualified: &str) -> Option<(&str, &str)> {
 }
 
 impl Supervised {
+    /// Signals a stdio server's process group (the server and whatever it
+    /// started), once.
+    fn stop_process_group(&self, signal: i32) {
+        let pid = self.pid.swap(0, Ordering::Relaxed);
+        #[cfg(unix)]
+        if let Ok(pid) = i32::try_from(pid)
+            && pid > 0
+        {
+            // SAFETY: kill(2) with a negative pid signals that process group.
+            unsafe { libc::kill(-pid, signal) };
+        }
+        #[cfg(not(unix))]
+        let _ = (pid, signal);
+    }
+
     fn set(&self, connection: Connection) {
         let up = matches!(connection, Connection::Ready { .. });
         if let Connection::Ready { tools, .. } = &connection {
@@ -334,7 +352,8 @@ async fn supervise(server: Arc<Supervised>) {
                     tools: Arc::new(tools),
                 });
                 let reason = running.waiting().await;
-                server.pid.store(0, Ordering::Relaxed);
+                // The server is gone; anything it started goes too.
+                server.stop_process_group(libc::SIGKILL);
                 if up_since.elapsed() > STABLE_AFTER {
                     backoff = FIRST_BACKOFF;
                 }
@@ -346,7 +365,7 @@ async fn supervise(server: Arc<Supervised>) {
                 server.config.start_timeout
             ),
         };
-        server.pid.store(0, Ordering::Relaxed);
+        server.stop_process_group(libc::SIGKILL);
         tracing::warn!(server = %name, %error, retry_in = ?backoff, "MCP server is down");
         server.set(Connection::Down {
             error,
@@ -380,7 +399,14 @@ async fn connect(
     } else {
         let program = config.command.as_deref().unwrap_or_default();
         let mut command = tokio::process::Command::new(program);
-        command.args(&config.args).envs(&config.env);
+        command
+            .args(&config.args)
+            .envs(&config.env)
+            .kill_on_drop(true);
+        // Its own process group, so that what it starts (`npx` starts
+        // `node`) is stopped with it.
+        #[cfg(unix)]
+        command.process_group(0);
         if let Some(dir) = &config.cwd {
             command.current_dir(dir);
         }

@@ -14,15 +14,18 @@ use super::scope::{Caller, Scope};
 pub const MAX_GRAPH_ENTITIES: usize = 1000;
 /// Relations one graph read returns at most.
 pub const MAX_GRAPH_RELATIONS: usize = 5000;
+/// Observation text one graph read returns at most, in bytes: a thousand
+/// entities may carry far more than an answer should.
+pub const MAX_GRAPH_TEXT_BYTES: usize = 8 << 20;
 
 /// A part of the knowledge graph as one caller sees it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Graph {
     pub entities: Vec<EntityView>,
     pub relations: Vec<RelationView>,
-    /// There was more than [`MAX_GRAPH_ENTITIES`] entities or
-    /// [`MAX_GRAPH_RELATIONS`] relations to return; the oldest are the
-    /// ones returned.
+    /// There was more than [`MAX_GRAPH_ENTITIES`] entities,
+    /// [`MAX_GRAPH_RELATIONS`] relations or [`MAX_GRAPH_TEXT_BYTES`] of
+    /// observations to return; the oldest are the ones returned.
     pub truncated: bool,
 }
 
@@ -90,10 +93,11 @@ impl Memory {
             relations.push(relation_view(&row)?);
         }
         drop(rows);
+        let (entities, cut) = self.views(&entities).await?;
         Ok(Graph {
-            entities: self.views(&entities).await?,
+            entities,
             relations,
-            truncated,
+            truncated: truncated || cut,
         })
     }
 
@@ -118,10 +122,11 @@ impl Memory {
                 relations.push(relation_view(&row)?);
             }
         }
+        let (entities, cut) = self.views(&entities).await?;
         Ok(Graph {
-            entities: self.views(&entities).await?,
+            entities,
             relations,
-            truncated,
+            truncated: truncated || cut,
         })
     }
 
@@ -208,9 +213,13 @@ impl Memory {
         Ok(names)
     }
 
-    /// The entities with their observations, read in one query per 500.
-    async fn views(&self, entities: &[EntityRow]) -> Result<Vec<EntityView>, MemoryError> {
+    /// The entities with their observations, read in one query per 500,
+    /// and whether observations were left out past
+    /// [`MAX_GRAPH_TEXT_BYTES`].
+    async fn views(&self, entities: &[EntityRow]) -> Result<(Vec<EntityView>, bool), MemoryError> {
         let mut observations: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut bytes = 0;
+        let mut cut = false;
         if !entities.is_empty() {
             let conn = self.db.reader().await?;
             for chunk in entities.chunks(500) {
@@ -226,14 +235,23 @@ impl Memory {
                     )
                     .await?;
                 while let Some(row) = rows.next().await? {
+                    let text = row.get::<String>(1)?;
+                    bytes += text.len();
+                    if bytes > MAX_GRAPH_TEXT_BYTES {
+                        cut = true;
+                        break;
+                    }
                     observations
                         .entry(row.get::<i64>(0)?)
                         .or_default()
-                        .push(row.get::<String>(1)?);
+                        .push(text);
+                }
+                if cut {
+                    break;
                 }
             }
         }
-        Ok(entities
+        let views = entities
             .iter()
             .map(|entity| EntityView {
                 name: entity.name.clone(),
@@ -242,7 +260,8 @@ impl Memory {
                 owner: entity.owner.clone(),
                 observations: observations.remove(&entity.id).unwrap_or_default(),
             })
-            .collect())
+            .collect();
+        Ok((views, cut))
     }
 }
 

@@ -6,8 +6,8 @@
 //! resolves to (private, loopback and link-local ones only when listed as
 //! addresses, so a public name cannot be pointed at the box's own
 //! services), a timeout and a response cap. Without a policy (a tool
-//! called by an agent with no `[http]`, or by an MCP client) every request
-//! is refused.
+//! called by an agent with no `[http]`, or by the operator over MCP) every
+//! request is refused.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -167,22 +167,46 @@ fn is_private(address: IpAddr) -> bool {
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
-                || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_documentation()
-                // Carrier-grade NAT, 100.64.0.0/10.
+                || v4.is_multicast()
+                // "This network" 0.0.0.0/8, carrier-grade NAT 100.64.0.0/10,
+                // benchmarking 198.18.0.0/15, reserved 240.0.0.0/4.
+                || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (18..20).contains(&b))
+                || a >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let segments = v6.segments();
+            // IPv4 inside IPv6: mapped ::ffff:a.b.c.d, compatible ::a.b.c.d,
+            // NAT64 64:ff9b::a.b.c.d and 6to4 2002:AABB:CCDD:: reach the
+            // IPv4 address they carry.
+            let embedded = if let Some(v4) = v6.to_ipv4_mapped() {
+                Some(v4)
+            } else if (segments[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified())
+                || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+            {
+                Some(std::net::Ipv4Addr::from(u128::from(v6) as u32))
+            } else if segments[0] == 0x2002 {
+                Some(std::net::Ipv4Addr::from(
+                    (u32::from(segments[1]) << 16) | u32::from(segments[2]),
+                ))
+            } else {
+                None
+            };
+            if let Some(v4) = embedded {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let first = segments[0];
             v6.is_loopback()
                 || v6.is_unspecified()
-                // Unique local fc00::/7 and link-local fe80::/10.
+                || v6.is_multicast()
+                // Unique local fc00::/7, link-local fe80::/10, documentation
+                // 2001:db8::/32.
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && segments[1] == 0x0db8)
         }
     }
 }
@@ -197,6 +221,10 @@ struct CheckedResolver {
 #[derive(Debug, thiserror::Error)]
 #[error("{0} resolves to a private, loopback or link-local address")]
 struct ProhibitedAddress(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve {0}: {1}")]
+struct LookupFailed(String, std::io::Error);
 
 impl reqwest::dns::Resolve for CheckedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
@@ -308,6 +336,12 @@ fn error_code(error: &reqwest::Error) -> HttpError {
         if cause.downcast_ref::<ProhibitedAddress>().is_some() {
             return HttpError::DestinationIpProhibited;
         }
+        if cause.downcast_ref::<LookupFailed>().is_some() {
+            return HttpError::DnsError {
+                rcode: None,
+                info_code: None,
+            };
+        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return HttpError::ConnectionRefused,
@@ -389,7 +423,13 @@ mod tests {
         ] {
             assert!(is_private(private.parse().unwrap()), "{private}");
         }
-        for public in ["93.184.216.34", "2606:4700::1", "100.128.0.1"] {
+        for public in [
+            "93.184.216.34",
+            "2606:4700::1",
+            "100.128.0.1",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::",
+        ] {
             assert!(!is_private(public.parse().unwrap()), "{public}");
         }
     }

@@ -220,12 +220,17 @@ fn send(
 fn fetch(input: Input) -> Result<Value, Error> {
     let mut url = url::Url::parse(&input.url)
         .map_err(|e| Error::InvalidInput(format!("url {:?}: {e}", input.url)))?;
-    let mut method = input.method.clone().unwrap_or_else(|| "GET".into());
+    let mut method = input
+        .method
+        .clone()
+        .unwrap_or_else(|| "GET".into())
+        .to_ascii_uppercase();
     let mut body = input.body.clone().map(String::into_bytes);
+    let mut headers = input.headers.clone();
     let max_bytes = input.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
     let mut redirects = Vec::new();
     loop {
-        let answer = send(&url, &method, &input.headers, body.as_deref(), max_bytes)?;
+        let answer = send(&url, &method, &headers, body.as_deref(), max_bytes)?;
         let location = answer
             .headers
             .iter()
@@ -243,10 +248,23 @@ fn fetch(input: Input) -> Result<Value, Error> {
             let next = url.join(&location).map_err(|e| {
                 Error::InvalidInput(format!("{url}: redirect to {location:?}: {e}"))
             })?;
-            // 303, and 301/302 after a POST, continue as a GET (as browsers do).
-            if answer.status == 303 || (matches!(answer.status, 301 | 302) && method != "HEAD") {
+            // 303 continues as a GET (HEAD stays HEAD), and so do 301/302
+            // after a POST, as browsers do; 307/308 keep method and body.
+            if (answer.status == 303 && method != "HEAD")
+                || (matches!(answer.status, 301 | 302) && method == "POST")
+            {
                 method = "GET".into();
                 body = None;
+            }
+            // Credentials are for the origin they were given for: a
+            // redirect elsewhere (another host, port or scheme) drops them.
+            if next.origin() != url.origin() {
+                headers.retain(|name, _| {
+                    !matches!(
+                        name.to_ascii_lowercase().as_str(),
+                        "authorization" | "cookie" | "proxy-authorization"
+                    )
+                });
             }
             redirects.push(next.to_string());
             url = next;

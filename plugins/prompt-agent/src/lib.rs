@@ -31,9 +31,29 @@ const ASK_PREFIX: &str = "ask_";
 /// a function name: providers allow only letters, digits, `_` and `-`.
 const SERVER_SEPARATOR: &str = "__";
 
-/// The function name the model calls tool `tool` by.
+/// The function name the model calls tool `tool` by: what providers
+/// accept (`^[A-Za-z0-9_-]{1,64}$`), `/` written `__`, a long name cut
+/// with a hash of the whole so that two long names stay apart.
 fn function_name(tool: &str) -> String {
-    tool.replace('/', SERVER_SEPARATOR)
+    let name: String = tool
+        .replace('/', SERVER_SEPARATOR)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.len() <= 64 {
+        return name;
+    }
+    // FNV-1a: stable across builds, unlike the std hasher.
+    let hash = tool.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{}_{:08x}", &name[..55], hash as u32)
 }
 /// Calls run from one model answer at most; the rest are answered with an
 /// error (a model asking for hundreds would drain the instance pool).
@@ -395,20 +415,31 @@ impl Guest for PromptAgent {
         } else {
             tools::available()
         };
+        // One function name per tool: two tools that write the same name
+        // (`a__b/c`, `a/b__c`) are told apart by a suffix.
+        let mut tool_names: Vec<(String, String)> = Vec::new();
+        for tool in &tool_descriptions {
+            let base = function_name(&tool.name);
+            let mut name = base.clone();
+            let mut n = 2;
+            while tool_names.iter().any(|(f, _)| *f == name) {
+                name = format!("{}_{n}", &base[..base.len().min(60)]);
+                n += 1;
+            }
+            tool_names.push((name, tool.name.clone()));
+        }
         let mut turn = Turn {
             functions: tool_descriptions
                 .iter()
-                .map(|t| Function {
-                    name: function_name(&t.name),
+                .zip(&tool_names)
+                .map(|(t, (name, _))| Function {
+                    name: name.clone(),
                     description: t.description.clone(),
                     parameters: t.input_schema.clone(),
                 })
                 .chain(manifest.agents.iter().map(|a| ask_function(a)))
                 .collect(),
-            tool_names: tool_descriptions
-                .into_iter()
-                .map(|t| (function_name(&t.name), t.name))
-                .collect(),
+            tool_names,
             tools_used: Vec::new(),
             prompt_tokens: 0,
             completion_tokens: 0,
