@@ -106,6 +106,19 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_the_trip_through_the_wit_form() {
+        // Found by fuzzing: without serde_json's float_roundtrip the parsed
+        // number is an ulp off, and its shortest form reads back as another.
+        let json: MessageJson = serde_json::from_str(
+            r#"{"content": [0, 2.000001909254536532051739, 1e-320, 0.1, 123456789.987654321]}"#,
+        )
+        .unwrap();
+        let content = json.content.clone();
+        let back = MessageJson::from_reply(json.into_message(), "fuzz");
+        assert_eq!(back.content, content);
+    }
+
+    #[test]
     fn performatives_are_kebab_case_and_checked() {
         let json: MessageJson =
             serde_json::from_str(r#"{"performative": "accept-proposal", "content": 1}"#).unwrap();
