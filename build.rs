@@ -4,10 +4,73 @@
 //! of one (a bare `cargo build` on a fresh checkout) an empty file stands
 //! in: configuration agents are then refused at deploy time with the
 //! command that fixes it, and the `http_client` tool is not offered.
+//!
+//! It also lists the files `caxton agents new` writes (the templates, the
+//! guest SDK and the WIT packages) as `include_bytes!`, so the binary
+//! carries them and a change to any of them rebuilds it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What `caxton agents new` copies from the repository into a project.
+const PROJECT_SOURCES: [&str; 4] = [
+    "templates",
+    "sdk/caxton-agent/src",
+    "sdk/caxton-agent/Cargo.toml",
+    "wit",
+];
 
 fn main() {
+    embed_plugins();
+    embed_project_sources();
+}
+
+fn embed_project_sources() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let mut files = Vec::new();
+    for source in PROJECT_SOURCES {
+        println!("cargo:rerun-if-changed={source}");
+        collect(&root, &root.join(source), &mut files);
+    }
+    files.sort();
+    let mut table = String::from(
+        "/// Files `caxton agents new` draws on, by path in the repository.\npub static PROJECT_FILES: &[(&str, &[u8])] = &[\n",
+    );
+    for relative in &files {
+        let absolute = root.join(relative);
+        table.push_str(&format!(
+            "    ({relative:?}, include_bytes!({:?})),\n",
+            absolute.display().to_string()
+        ));
+    }
+    table.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("project_files.rs"), table).expect("writing OUT_DIR");
+}
+
+/// Every file under `path` (following the SDK's `wit` link), as paths
+/// relative to `root` with `/` separators.
+fn collect(root: &Path, path: &Path, files: &mut Vec<String>) {
+    if path.is_dir() {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let mut entries: Vec<_> = std::fs::read_dir(path)
+            .expect("reading a project source directory")
+            .map(|e| e.expect("a directory entry").path())
+            .collect();
+        entries.sort();
+        for entry in entries {
+            collect(root, &entry, files);
+        }
+    } else if path.is_file() {
+        let relative = path.strip_prefix(root).expect("under the repository");
+        let parts: Vec<_> = relative
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        files.push(parts.join("/"));
+    }
+}
+
+fn embed_plugins() {
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     for (file, without) in [
         ("prompt_agent.wasm", "configuration agents will be refused"),

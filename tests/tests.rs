@@ -20,4 +20,5 @@ mod openapi;
 mod operator;
 mod server;
 mod storage;
+mod wit_reference;
 mod wit_versions;

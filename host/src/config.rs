@@ -142,6 +142,13 @@ pub struct HttpServerConfig {
     /// Default: `"30s"`.
     #[serde(with = "duration_text")]
     pub request_timeout: Duration,
+    /// Longest a deployment, reload or validation may take (they compile
+    /// the component: a Python or JavaScript plugin, which carries its
+    /// interpreter, takes tens of seconds on a small board) before the
+    /// server answers 504. The compile still finishes and is cached.
+    /// Default: `"300s"`.
+    #[serde(with = "duration_text")]
+    pub deploy_timeout: Duration,
     /// Longest a client may take to send a request's headers; slow
     /// clients are disconnected instead of holding a connection.
     /// Default: `"10s"`.
@@ -177,6 +184,7 @@ impl Default for HttpServerConfig {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(30),
+            deploy_timeout: Duration::from_secs(300),
             header_read_timeout: Duration::from_secs(10),
             keep_alive: true,
             max_connections: 256,
@@ -784,6 +792,11 @@ impl Config {
         check(
             !http.request_timeout.is_zero(),
             &["http_server", "request_timeout"],
+            "must be above zero",
+        );
+        check(
+            !http.deploy_timeout.is_zero(),
+            &["http_server", "deploy_timeout"],
             "must be above zero",
         );
         let cleanup = &self.memory.cleanup;

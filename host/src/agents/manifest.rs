@@ -950,7 +950,8 @@ fn top_level_keys_inside(locator: &Locator, table: &[&str]) -> Vec<Problem> {
         .collect()
 }
 
-fn is_agent_name(s: &str) -> bool {
+/// An agent's name: kebab-case, 3-64 characters.
+pub fn is_agent_name(s: &str) -> bool {
     is_kebab_case(s) && (3..=64).contains(&s.len())
 }
 
@@ -965,7 +966,8 @@ fn is_kebab_case(s: &str) -> bool {
         && s.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
-fn is_tool_name(s: &str) -> bool {
+/// A tool's name: 2-64 lowercase letters, digits, `_` or `-`.
+pub fn is_tool_name(s: &str) -> bool {
     (2..=64).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.chars()

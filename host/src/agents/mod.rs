@@ -15,7 +15,7 @@ pub use built_in::{HTTP_CLIENT_SOURCE, HTTP_CLIENT_WASM};
 pub use deployments::{Deployments, Stored, parse_with_component};
 pub use manifest::{
     DEFAULT_RESPONSE_TIMEOUT, LlmSettings, Manifest, ManifestError, ManifestReport, MemorySettings,
-    PerformanceSettings, PluginKind, PromptParameters, ResourceLimits,
+    PerformanceSettings, PluginKind, PromptParameters, ResourceLimits, is_agent_name, is_tool_name,
 };
 pub use plugin_host::agent_chat;
 pub use registry::{

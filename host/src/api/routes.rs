@@ -19,6 +19,10 @@ pub struct Route {
     /// body. A browser's form post cannot send `application/json`, so
     /// requiring it keeps web pages from driving the API.
     pub body: Option<&'static [&'static str]>,
+    /// Compiles a component: a large one (a Python or JavaScript plugin
+    /// carries its interpreter) takes longer than an ordinary request, so
+    /// these get `[http_server] deploy_timeout` instead of `request_timeout`.
+    pub compiles: bool,
 }
 
 const JSON: &[&str] = &["application/json"];
@@ -36,6 +40,15 @@ const fn get(path: &'static str) -> Route {
         path,
         public: false,
         body: None,
+        compiles: false,
+    }
+}
+
+/// A route that deploys or checks a component.
+const fn compiling(route: Route) -> Route {
+    Route {
+        compiles: true,
+        ..route
     }
 }
 
@@ -80,13 +93,13 @@ pub const ROUTES: &[Route] = &[
     public("/api/v1/ready"),
     get("/api/v1/openapi.json"),
     get("/api/v1/agents"),
-    post("/api/v1/agents", Some(JSON)),
-    post("/api/v1/agents/validate", Some(MANIFEST)),
+    compiling(post("/api/v1/agents", Some(JSON))),
+    compiling(post("/api/v1/agents/validate", Some(MANIFEST))),
     get("/api/v1/agents/{name}"),
-    put("/api/v1/agents/{name}"),
+    compiling(put("/api/v1/agents/{name}")),
     delete("/api/v1/agents/{name}"),
     post("/api/v1/agents/{name}/messages", Some(JSON)),
-    post("/api/v1/agents/{name}/reload", None),
+    compiling(post("/api/v1/agents/{name}/reload", None)),
     post("/api/v1/messages", Some(JSON)),
     post("/api/v1/chat/completions", Some(JSON)),
     get("/api/v1/conversations/{id}"),
@@ -119,6 +132,8 @@ pub struct Resolved {
     pub public: bool,
     /// The media types of the route `method path` is, if it reads a body.
     pub body: Option<&'static [&'static str]>,
+    /// Whether the route `method path` compiles a component.
+    pub compiles: bool,
 }
 
 /// Resolves `method path` against the table once per request. Literal
@@ -130,18 +145,20 @@ pub fn resolve(method: &str, path: &str) -> Resolved {
             template: path.into(),
             public: false,
             body: None,
+            compiles: false,
         };
     }
     let matches: Vec<&'static Route> = matching(path).collect();
+    let own = matches
+        .iter()
+        .find(|route| route.method.eq_ignore_ascii_case(method));
     Resolved {
         template: matches
             .first()
             .map_or_else(|| "other".into(), |r| template_of(r)),
         public: matches.iter().any(|route| route.public),
-        body: matches
-            .iter()
-            .find(|route| route.method.eq_ignore_ascii_case(method))
-            .and_then(|route| route.body),
+        body: own.and_then(|route| route.body),
+        compiles: own.is_some_and(|route| route.compiles),
     }
 }
 

@@ -7,8 +7,10 @@ use base64::Engine;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::client::{ApiClient, ServerArgs};
+use super::client::{ApiClient, Output, ServerArgs};
+use super::new_project::{Kind, Lang, NewProject, project_dir};
 use super::output;
+use super::run_once::RunOnce;
 use crate::agents::{Manifest, PluginKind};
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +64,39 @@ pub enum AgentsCommand {
     /// Check a manifest and its component without a server: every problem
     /// with its line and column. Exits 1 when there are problems.
     Validate { manifest: PathBuf },
+    /// Write a new plugin project (manifest, source, the WIT it targets, a
+    /// build script and a README) that builds with its language's tools.
+    New {
+        /// The plugin's name (an agent: kebab-case; a tool: snake_case).
+        name: String,
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
+        #[arg(long, value_enum, default_value_t = Kind::Agent)]
+        kind: Kind,
+        /// Host interfaces to grant beyond the template's (`log`, `memory`):
+        /// `tools`, `messaging`, `llm`; for a Rust tool, `http`.
+        #[arg(long = "grant", value_name = "INTERFACE")]
+        grants: Vec<String>,
+        /// Where to write the project. Default: ./NAME
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Load one agent or tool in a throwaway host, give it one message (or
+    /// tool input) and print the answer and what the call used.
+    Run {
+        manifest: PathBuf,
+        /// The message content (or the tool's input), as JSON.
+        #[arg(long)]
+        message: String,
+        /// The message's performative (agents only).
+        #[arg(long, default_value = "request")]
+        performative: String,
+        /// A config file for the throwaway host (its `[llm]` providers, say).
+        #[arg(long, env = "CAXTON_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Agents by mean handling time, slowest first.
     PerformanceSummary {
         #[arg(long, default_value_t = 10)]
@@ -157,6 +192,30 @@ impl AgentsCommand {
                 });
             }
             AgentsCommand::Validate { manifest } => validate(manifest)?,
+            AgentsCommand::New {
+                name,
+                lang,
+                kind,
+                grants,
+                dir,
+            } => new_project(name, *lang, *kind, grants, dir.as_deref())?,
+            AgentsCommand::Run {
+                manifest,
+                message,
+                performative,
+                config,
+                output,
+            } => {
+                RunOnce {
+                    manifest,
+                    message,
+                    performative,
+                    config: config.as_deref(),
+                    output: *output,
+                }
+                .run()
+                .await?
+            }
             AgentsCommand::PerformanceSummary {
                 show_slowest,
                 server,
@@ -181,6 +240,33 @@ async fn deploy(
     replace: bool,
     server: &ServerArgs,
 ) -> anyhow::Result<()> {
+    let deployed = upload(path, component, replace, server, true).await?;
+    output::print(server.output, &deployed, |deployed| {
+        println!(
+            "deployed {} {}",
+            output::plain(&deployed["agent"]["name"]),
+            output::plain(&deployed["agent"]["version"])
+        );
+        for warning in deployed["warnings"].as_array().into_iter().flatten() {
+            println!("warning: {}", output::plain(&warning["message"]));
+        }
+    });
+    Ok(())
+}
+
+/// Deploys a manifest and the component it names, printing nothing (for
+/// `caxton agents run`'s throwaway server).
+pub(super) async fn deploy_quietly(path: &Path, server: &ServerArgs) -> anyhow::Result<Value> {
+    upload(path, None, false, server, false).await
+}
+
+async fn upload(
+    path: &Path,
+    component: Option<&Path>,
+    replace: bool,
+    server: &ServerArgs,
+    progress: bool,
+) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
@@ -205,18 +291,23 @@ async fn deploy(
     let mut body = json!({ "manifest": text });
     if let Some(component) = component {
         let bytes = std::fs::read(&component).map_err(|e| {
-            anyhow::anyhow!("cannot read the component {}: {e}", component.display())
+            anyhow::anyhow!(
+                "cannot read the component {}: {e}; build the plugin first (its README says how)",
+                component.display()
+            )
         })?;
-        eprintln!(
-            "uploading {} ({:.0} KB)…",
-            component.display(),
-            bytes.len() as f64 / 1024.0
-        );
+        if progress {
+            eprintln!(
+                "uploading {} ({:.0} KB)…",
+                component.display(),
+                bytes.len() as f64 / 1024.0
+            );
+        }
         body["component"] = json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
     }
     let client = ApiClient::new(server);
     let deployed = if replace {
-        let name = toml::from_str::<toml::Table>(&text)?
+        let name = table
             .get("name")
             .and_then(|n| n.as_str().map(str::to_owned))
             .ok_or_else(|| anyhow::anyhow!("{} has no name", path.display()))?;
@@ -226,16 +317,35 @@ async fn deploy(
     } else {
         client.post_json("/api/v1/agents", &body).await?
     };
-    output::print(server.output, &deployed, |deployed| {
-        println!(
-            "deployed {} {}",
-            output::plain(&deployed["agent"]["name"]),
-            output::plain(&deployed["agent"]["version"])
-        );
-        for warning in deployed["warnings"].as_array().into_iter().flatten() {
-            println!("warning: {}", output::plain(&warning["message"]));
-        }
-    });
+    Ok(deployed)
+}
+
+fn new_project(
+    name: &str,
+    lang: Lang,
+    kind: Kind,
+    grants: &[String],
+    dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let dir = project_dir(name, dir);
+    let files = NewProject {
+        name,
+        lang,
+        kind,
+        grants,
+        dir: &dir,
+    }
+    .create()?;
+    println!("created {} ({} files)", dir.display(), files.len());
+    let build = match lang {
+        Lang::Rust => "./build.sh            # cargo build --release --target wasm32-wasip2",
+        Lang::Python => "./build.sh            # componentize-py (pip install -r requirements.txt)",
+        Lang::Js => "npm install && npm run build",
+    };
+    println!(
+        "next:\n  cd {}\n  {build}\n  caxton agents validate manifest.toml\n  caxton agents deploy manifest.toml",
+        dir.display()
+    );
     Ok(())
 }
 

@@ -7,8 +7,10 @@ pub mod client;
 mod config;
 mod mcp;
 mod memory;
+mod new_project;
 mod output;
 mod remote;
+mod run_once;
 
 pub use agents::AgentsCommand;
 #[cfg(feature = "benchmark")]

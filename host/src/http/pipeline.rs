@@ -175,7 +175,12 @@ impl Pipeline {
         let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
         let work = tokio::spawn(request_id::scope(id, (self.routes)(request)));
         let _stop = read_only.then(|| AbortOnDrop(work.abort_handle()));
-        match tokio::time::timeout(self.settings.request_timeout, work).await {
+        let (limit, key) = if route.compiles {
+            (self.settings.deploy_timeout, "deploy_timeout")
+        } else {
+            (self.settings.request_timeout, "request_timeout")
+        };
+        match tokio::time::timeout(limit, work).await {
             Ok(Ok(response)) => response,
             Ok(Err(panic)) => {
                 tracing::error!(%panic, "a request handler panicked");
@@ -190,10 +195,7 @@ impl Pipeline {
                 let mut response = ApiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "request_timeout",
-                    format!(
-                        "the request took longer than http_server.request_timeout ({:?})",
-                        self.settings.request_timeout
-                    ),
+                    format!("the request took longer than http_server.{key} ({limit:?})"),
                 )
                 .into_response();
                 // The connection may still be mid-body (a client trickling

@@ -3,22 +3,20 @@
 //! host stops it (fuel or deadline). It proves that a plugin hammering
 //! host calls cannot starve other agents or corrupt the store.
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
-
-use caxton::agent::{log, memory};
+use caxton_agent::{Agent, Error, Message, memory};
 
 struct Chatter;
 
-impl Guest for Chatter {
+impl Agent for Chatter {
     fn handle(_message: Message) -> Result<Option<Message>, Error> {
         let mut round: u64 = 0;
         loop {
             round = round.wrapping_add(1);
-            log::log(log::Level::Info, &format!("chatter round {round}"));
+            caxton_agent::info!("chatter round {round}");
             memory::search("chatter", 5)?;
             memory::remember("chatter", "note", &[format!("round {round}")])?;
         }
     }
 }
 
-export!(Chatter);
+caxton_agent::export_agent!(Chatter);

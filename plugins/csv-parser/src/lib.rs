@@ -4,10 +4,9 @@
 //! (`has_headers` defaults to true, `delimiter` to a comma). Without headers
 //! the columns are named `column_1`, `column_2`, ...
 
-wit_bindgen::generate!({ world: "tool", path: "../../wit/v0.2.0" });
-
 use std::collections::BTreeSet;
 
+use caxton_agent::{Error, Tool};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -141,32 +140,29 @@ fn parse(input: Input) -> Result<Value, Error> {
 
 struct CsvParser;
 
-impl Guest for CsvParser {
-    fn describe() -> ToolDescription {
-        ToolDescription {
-            name: "csv_parser".into(),
-            description: "Parses CSV text into JSON rows with per-column statistics \
-                          (count, empty, numeric min/max/mean/sum, distinct values)."
-                .into(),
-            input_schema: json!({
-                "type": "object",
-                "required": ["csv"],
-                "additionalProperties": false,
-                "properties": {
-                    "csv": {"type": "string", "description": "CSV text"},
-                    "has_headers": {"type": "boolean", "default": true},
-                    "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","}
-                }
-            })
-            .to_string(),
-        }
+impl Tool for CsvParser {
+    const NAME: &'static str = "csv_parser";
+    const DESCRIPTION: &'static str = "Parses CSV text into JSON rows with per-column statistics \
+                                       (count, empty, numeric min/max/mean/sum, distinct values).";
+    type Input = Input;
+    type Output = Value;
+
+    fn input_schema() -> Value {
+        json!({
+            "type": "object",
+            "required": ["csv"],
+            "additionalProperties": false,
+            "properties": {
+                "csv": {"type": "string", "description": "CSV text"},
+                "has_headers": {"type": "boolean", "default": true},
+                "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","}
+            }
+        })
     }
 
-    fn invoke(input: String) -> Result<String, Error> {
-        let input: Input = serde_json::from_str(&input)
-            .map_err(|e| Error::InvalidInput(format!("input must match the schema: {e}")))?;
-        parse(input).map(|output| output.to_string())
+    fn invoke(input: Input) -> Result<Value, Error> {
+        parse(input)
     }
 }
 
-export!(CsvParser);
+caxton_agent::export_tool!(CsvParser);

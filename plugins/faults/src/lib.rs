@@ -6,11 +6,9 @@
 //! `escape` (tries to read a host file, the environment and the network,
 //! and reports what happened). Anything else is answered normally.
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
-
 use std::hint::black_box;
 
-use caxton::agent::types::Performative;
+use caxton_agent::{Agent, Error, Message};
 
 struct Faults;
 
@@ -60,7 +58,7 @@ fn try_to_escape() -> String {
         .to_string()
 }
 
-impl Guest for Faults {
+impl Agent for Faults {
     fn handle(message: Message) -> Result<Option<Message>, Error> {
         let request: serde_json::Value =
             serde_json::from_str(&message.content).unwrap_or(serde_json::Value::Null);
@@ -74,7 +72,7 @@ impl Guest for Faults {
                 recurse(0);
             }
             Some("escape") => {
-                return Ok(Some(reply(&message, try_to_escape())));
+                return Ok(Some(message.reply(try_to_escape())));
             }
             Some("flood") => {
                 // 1 MiB of stderr, far past what the host keeps.
@@ -92,26 +90,12 @@ impl Guest for Faults {
             Some("huge_reply") => {
                 let blob = "y".repeat(6 << 20);
                 let content = serde_json::json!({ "blob": blob }).to_string();
-                return Ok(Some(reply(&message, content)));
+                return Ok(Some(message.reply(content)));
             }
             _ => {}
         }
-        Ok(Some(reply(&message, r#"{"ok":true}"#.into())))
+        Ok(Some(message.reply(r#"{"ok":true}"#)))
     }
 }
 
-fn reply(message: &Message, content: String) -> Message {
-    Message {
-        id: String::new(),
-        performative: Performative::Inform,
-        sender: String::new(),
-        receiver: Some(message.sender.clone()),
-        capability: None,
-        conversation_id: message.conversation_id.clone(),
-        reply_with: None,
-        in_reply_to: message.reply_with.clone().or(Some(message.id.clone())),
-        content,
-    }
-}
-
-export!(Faults);
+caxton_agent::export_agent!(Faults);

@@ -10,11 +10,10 @@
 //! `body_base64` for bytes that are not UTF-8), and `truncated: true` when
 //! the body was longer than `max_bytes`.
 
-wit_bindgen::generate!({ world: "tool", path: "../../wit/v0.2.0" });
-
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use caxton_agent::{Error, Tool};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wasip2::http::outgoing_handler;
@@ -297,35 +296,32 @@ fn fetch(input: Input) -> Result<Value, Error> {
 
 struct HttpClient;
 
-impl Guest for HttpClient {
-    fn describe() -> ToolDescription {
-        ToolDescription {
-            name: "http_client".into(),
-            description: "Fetches a URL (http or https) and returns its status, headers and body. \
-                          Only hosts on the calling agent's allow list can be reached."
-                .into(),
-            input_schema: json!({
-                "type": "object",
-                "required": ["url"],
-                "additionalProperties": false,
-                "properties": {
-                    "url": {"type": "string", "description": "The URL to fetch"},
-                    "method": {"type": "string", "enum": ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"], "default": "GET"},
-                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "body": {"type": "string", "description": "The request body (text)"},
-                    "max_bytes": {"type": "integer", "minimum": 0, "description": "Keep at most this much of the response body (default 262144); the rest is cut and `truncated` is true"},
-                    "follow_redirects": {"type": "boolean", "default": true}
-                }
-            })
-            .to_string(),
-        }
+impl Tool for HttpClient {
+    const NAME: &'static str = "http_client";
+    const DESCRIPTION: &'static str = "Fetches a URL (http or https) and returns its status, headers and body. \
+                                       Only hosts on the calling agent's allow list can be reached.";
+    type Input = Input;
+    type Output = Value;
+
+    fn input_schema() -> Value {
+        json!({
+            "type": "object",
+            "required": ["url"],
+            "additionalProperties": false,
+            "properties": {
+                "url": {"type": "string", "description": "The URL to fetch"},
+                "method": {"type": "string", "enum": ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"], "default": "GET"},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "body": {"type": "string", "description": "The request body (text)"},
+                "max_bytes": {"type": "integer", "minimum": 0, "description": "Keep at most this much of the response body (default 262144); the rest is cut and `truncated` is true"},
+                "follow_redirects": {"type": "boolean", "default": true}
+            }
+        })
     }
 
-    fn invoke(input: String) -> Result<String, Error> {
-        let input: Input = serde_json::from_str(&input)
-            .map_err(|e| Error::InvalidInput(format!("input must match the schema: {e}")))?;
-        fetch(input).map(|output| output.to_string())
+    fn invoke(input: Input) -> Result<Value, Error> {
+        fetch(input)
     }
 }
 
-export!(HttpClient);
+caxton_agent::export_tool!(HttpClient);

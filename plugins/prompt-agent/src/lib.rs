@@ -9,11 +9,8 @@
 //! tool calls run and fed back → repeat until an answer or `max_steps` →
 //! reply `inform` with the answer (or `failure` after `max_steps`).
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
-
-use caxton::agent::llm::{self, ChatMessage, ChatRequest, Function, Role, ToolCall};
-use caxton::agent::types::Performative;
-use caxton::agent::{context, log, memory, messaging, tools};
+use caxton_agent::llm::{self, ChatMessage, ChatRequest, Function, Role, ToolCall};
+use caxton_agent::{Agent, Error, Message, Performative, context, log, memory, messaging, tools};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -175,20 +172,6 @@ fn text_message(role: Role, content: String) -> ChatMessage {
 /// not an exact fit.
 fn tokens(text: &str) -> u32 {
     (text.len() as u32).div_ceil(4) + 4
-}
-
-fn reply(to: &Message, performative: Performative, content: Value) -> Message {
-    Message {
-        id: String::new(),
-        performative,
-        sender: String::new(),
-        receiver: Some(to.sender.clone()),
-        capability: None,
-        conversation_id: to.conversation_id.clone(),
-        reply_with: None,
-        in_reply_to: to.reply_with.clone().or(Some(to.id.clone())),
-        content: content.to_string(),
-    }
 }
 
 /// The function an agent in `agents = [...]` is offered as.
@@ -375,17 +358,7 @@ impl Turn {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| input.to_string());
-        let message = Message {
-            id: String::new(),
-            performative: Performative::Request,
-            sender: String::new(),
-            receiver: Some(agent.to_owned()),
-            capability: None,
-            conversation_id: None,
-            reply_with: None,
-            in_reply_to: None,
-            content: Value::String(question).to_string(),
-        };
+        let message = Message::to_agent(agent, Value::String(question).to_string());
         let timeout = self
             .manifest
             .resource_limits
@@ -400,9 +373,9 @@ impl Turn {
 
 struct PromptAgent;
 
-impl Guest for PromptAgent {
+impl Agent for PromptAgent {
     fn handle(message: Message) -> Result<Option<Message>, Error> {
-        let manifest: Manifest = serde_json::from_str(&context::manifest())
+        let manifest: Manifest = serde_json::from_value(context::manifest())
             .map_err(|e| Error::Internal(format!("the host's manifest JSON: {e}")))?;
         let budget = manifest
             .parameters
@@ -502,8 +475,7 @@ impl Guest for PromptAgent {
                         log::log(log::Level::Warn, &format!("auto_store failed: {error:?}"));
                     }
                 }
-                return Ok(Some(reply(
-                    &message,
+                return Ok(Some(message.reply_as(
                     Performative::Inform,
                     json!({
                         "answer": answer.content,
@@ -514,7 +486,8 @@ impl Guest for PromptAgent {
                             "prompt_tokens": turn.prompt_tokens,
                             "completion_tokens": turn.completion_tokens,
                         },
-                    }),
+                    })
+                    .to_string(),
                 )));
             }
             messages.push(ChatMessage {
@@ -526,17 +499,17 @@ impl Guest for PromptAgent {
             let results = turn.run_calls(&answer.tool_calls);
             messages.extend(results);
         }
-        Ok(Some(reply(
-            &message,
+        Ok(Some(message.reply_as(
             Performative::Failure,
             json!({
                 "error": format!(
                     "no answer after {max_steps} model calls (parameters.max_steps); the model kept calling tools"
                 ),
                 "tools_used": turn.tools_used,
-            }),
+            })
+            .to_string(),
         )))
     }
 }
 
-export!(PromptAgent);
+caxton_agent::export_agent!(PromptAgent);

@@ -10,36 +10,26 @@
 //!   `cycle[hop % len]` with `hop + 1`, forever: the host's depth limit has
 //!   to end it.
 
-wit_bindgen::generate!({ world: "agent", path: "../../wit/v0.2.0" });
-
-use caxton::agent::types::Performative;
-use caxton::agent::{context, messaging};
+use caxton_agent::{Agent, Error, Message, context, messaging};
 use serde_json::{Value, json};
 
 struct Relay;
 
 fn outgoing(receiver: Option<String>, capability: Option<String>, content: &Value) -> Message {
-    Message {
-        id: String::new(),
-        performative: Performative::Request,
-        sender: String::new(),
-        receiver,
-        capability,
-        conversation_id: None,
-        reply_with: None,
-        in_reply_to: None,
-        content: content.to_string(),
+    match (receiver, capability) {
+        (Some(agent), _) => Message::to_agent(agent, content.to_string()),
+        (None, Some(capability)) => Message::to_capability(capability, content.to_string()),
+        (None, None) => unreachable!("every request here names a receiver"),
     }
 }
 
-impl Guest for Relay {
+impl Agent for Relay {
     fn handle(message: Message) -> Result<Option<Message>, Error> {
         let request: Value = serde_json::from_str(&message.content)
             .map_err(|e| Error::InvalidInput(format!("content is not JSON: {e}")))?;
         let inner = request.get("content").cloned().unwrap_or(Value::Null);
         let heard = if request.get("show").and_then(Value::as_str) == Some("parameters") {
-            let parameters: Value =
-                serde_json::from_str(&context::parameters()).unwrap_or(Value::Null);
+            let parameters: Value = context::parameters().unwrap_or(Value::Null);
             json!({"name": context::name(), "parameters": parameters})
         } else if let Some(target) = request.get("ask").and_then(Value::as_str) {
             let reply = messaging::request(&outgoing(Some(target.into()), None, &inner), 5_000)?;
@@ -67,18 +57,8 @@ impl Guest for Relay {
                 "content must have \"ask\", \"ask_capability\", \"tell\" or \"cycle\"".into(),
             ));
         };
-        Ok(Some(Message {
-            id: String::new(),
-            performative: Performative::Inform,
-            sender: String::new(),
-            receiver: Some(message.sender),
-            capability: None,
-            conversation_id: message.conversation_id,
-            reply_with: None,
-            in_reply_to: message.reply_with.or(Some(message.id)),
-            content: heard.to_string(),
-        }))
+        Ok(Some(message.reply(heard.to_string())))
     }
 }
 
-export!(Relay);
+caxton_agent::export_agent!(Relay);

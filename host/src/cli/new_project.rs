@@ -1,0 +1,344 @@
+//! `caxton agents new`: writes a plugin project that builds with its
+//! language's own tools and deploys as written. The templates, the guest
+//! SDK and the WIT are compiled into the binary (see `build.rs`), so a
+//! project never points back into this repository.
+
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+
+use crate::agents::PluginKind;
+
+include!(concat!(env!("OUT_DIR"), "/project_files.rs"));
+
+/// The WIT package version new projects target.
+const WIT_VERSION: &str = "0.2.0";
+
+/// What an agent's manifest can grant, and the WIT interface each one is.
+const AGENT_GRANTS: [&str; 5] = ["log", "memory", "tools", "messaging", "llm"];
+/// What the templates' agents use, granted unless asked otherwise.
+const TEMPLATE_AGENT_GRANTS: [&str; 2] = ["log", "memory"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+impl Lang {
+    fn dir(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Agent,
+    Tool,
+}
+
+impl From<Kind> for PluginKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Agent => PluginKind::Agent,
+            Kind::Tool => PluginKind::Tool,
+        }
+    }
+}
+
+/// One `caxton agents new` request.
+pub struct NewProject<'a> {
+    pub name: &'a str,
+    pub lang: Lang,
+    pub kind: Kind,
+    pub grants: &'a [String],
+    pub dir: &'a Path,
+}
+
+impl NewProject<'_> {
+    /// Writes the project and returns the files written, relative to its
+    /// directory. Refuses a bad name or grant, and a directory that is
+    /// there and not empty, before writing anything.
+    pub fn create(&self) -> anyhow::Result<Vec<String>> {
+        let grants = self.grants()?;
+        self.check_name()?;
+        if self.dir.exists()
+            && std::fs::read_dir(self.dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            anyhow::bail!(
+                "{} already exists and is not empty; pick another NAME or --dir",
+                self.dir.display()
+            );
+        }
+        let files = self.files(&grants);
+        for (relative, bytes) in &files {
+            let path = self.dir.join(relative);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+            }
+            std::fs::write(&path, bytes)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            if relative.ends_with(".sh") {
+                make_executable(&path)?;
+            }
+        }
+        Ok(files.into_iter().map(|(relative, _)| relative).collect())
+    }
+
+    fn check_name(&self) -> anyhow::Result<()> {
+        let ok = match self.kind {
+            Kind::Agent => crate::agents::is_agent_name(self.name),
+            Kind::Tool => crate::agents::is_tool_name(self.name),
+        };
+        if !ok {
+            let rule = match self.kind {
+                Kind::Agent => {
+                    "an agent's name is kebab-case, 3-64 characters: lowercase letters and digits in words joined by `-`, starting with a letter (e.g. `note-keeper`)"
+                }
+                Kind::Tool => {
+                    "a tool's name is 2-64 lowercase letters, digits, `_` or `-`, starting with a letter (e.g. `word_count`)"
+                }
+            };
+            anyhow::bail!("`{}` is not a valid name: {rule}", self.name);
+        }
+        Ok(())
+    }
+
+    /// The manifest's grants: the template's own needs plus `--grant`.
+    fn grants(&self) -> anyhow::Result<Vec<String>> {
+        let (allowed, base): (&[&str], &[&str]) = match self.kind {
+            Kind::Agent => (&AGENT_GRANTS, &TEMPLATE_AGENT_GRANTS),
+            Kind::Tool => (&["http"], &[]),
+        };
+        let mut grants: Vec<String> = base.iter().map(|g| g.to_string()).collect();
+        for grant in self.grants.iter().flat_map(|g| g.split(',')).map(str::trim) {
+            if !allowed.contains(&grant) {
+                anyhow::bail!(
+                    "--grant {grant}: {} can be granted {}",
+                    match self.kind {
+                        Kind::Agent => "an agent",
+                        Kind::Tool => "a tool",
+                    },
+                    allowed.join(", ")
+                );
+            }
+            if self.kind == Kind::Tool && self.lang != Lang::Rust {
+                anyhow::bail!(
+                    "--grant http: outgoing HTTP from a {} tool is not supported yet; write the tool in Rust (--lang rust) or use the built-in http_client tool from an agent",
+                    match self.lang {
+                        Lang::Python => "Python",
+                        _ => "JavaScript",
+                    }
+                );
+            }
+            if !grants.iter().any(|g| g == grant) {
+                grants.push(grant.to_owned());
+            }
+        }
+        Ok(grants)
+    }
+
+    /// Every file of the project, rendered.
+    fn files(&self, grants: &[String]) -> Vec<(String, Vec<u8>)> {
+        let lang = self.lang.dir();
+        let kind = match self.kind {
+            Kind::Agent => "agent",
+            Kind::Tool => "tool",
+        };
+        let crate_name = self.name.replace('-', "_");
+        let budget = self.budget();
+        let grants_toml = format!(
+            "[{}]",
+            grants
+                .iter()
+                .map(|g| format!("{g:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let values = [
+            ("name", self.name.to_owned()),
+            ("crate", crate_name),
+            ("kind", kind.to_owned()),
+            ("grants", grants_toml),
+            ("wit_version", WIT_VERSION.to_owned()),
+            ("component", self.component_path()),
+            ("build", self.build_command().to_owned()),
+            ("example", self.example().to_owned()),
+            ("fuel", budget.fuel.to_owned()),
+            ("memory_mb", budget.memory_mb.to_string()),
+        ];
+        let render = |bytes: &[u8]| -> Vec<u8> {
+            let mut text = String::from_utf8_lossy(bytes).into_owned();
+            for (key, value) in &values {
+                text = text.replace(&format!("{{{{{key}}}}}"), value);
+            }
+            text.into_bytes()
+        };
+
+        let mut files = Vec::new();
+        let wit = format!("wit/v{WIT_VERSION}/");
+        for (path, bytes) in PROJECT_FILES {
+            let target = if let Some(rest) = path
+                .strip_prefix(&format!("templates/{lang}/common/"))
+                .or_else(|| path.strip_prefix(&format!("templates/{lang}/{kind}/")))
+            {
+                Some((rest.to_owned(), render(bytes)))
+            } else if *path == format!("templates/manifest-{kind}.toml") {
+                Some(("manifest.toml".to_owned(), render(bytes)))
+            } else if *path == format!("templates/README-{lang}.md") {
+                Some(("README.md".to_owned(), render(bytes)))
+            } else if self.lang == Lang::Rust {
+                path.strip_prefix("sdk/")
+                    .map(|rest| (rest.to_owned(), bytes.to_vec()))
+                    .or_else(|| {
+                        path.strip_prefix(&wit)
+                            .map(|rest| (format!("caxton-agent/wit/{rest}"), bytes.to_vec()))
+                    })
+            } else {
+                path.strip_prefix(&wit)
+                    .map(|rest| (format!("wit/deps/caxton-agent/{rest}"), bytes.to_vec()))
+            };
+            files.extend(target);
+        }
+        if self.lang != Lang::Rust {
+            files.push(("wit/world.wit".to_owned(), self.world(grants).into_bytes()));
+        }
+        files.sort();
+        files
+    }
+
+    /// The command that builds the component.
+    pub fn build_command(&self) -> &'static str {
+        match self.lang {
+            Lang::Rust | Lang::Python => "./build.sh",
+            Lang::Js => "npm run build",
+        }
+    }
+
+    /// A message (or tool input) the template answers.
+    fn example(&self) -> &'static str {
+        match self.kind {
+            Kind::Agent => r#"{"remember": "the boiler was serviced in May"}"#,
+            Kind::Tool => r#"{"text": "hello small world"}"#,
+        }
+    }
+
+    /// The template's budgets: what one call measured (`caxton agents
+    /// run`) with several times that as headroom. An interpreter carries
+    /// its heap and runs its bytecode on fuel, so Python and JavaScript
+    /// need more of both.
+    fn budget(&self) -> Budget {
+        match self.lang {
+            Lang::Rust => Budget {
+                fuel: "20_000_000",
+                memory_mb: 16,
+            },
+            Lang::Python => Budget {
+                fuel: "500_000_000",
+                memory_mb: 64,
+            },
+            Lang::Js => Budget {
+                fuel: "500_000_000",
+                memory_mb: 64,
+            },
+        }
+    }
+
+    /// Where the built component lands, relative to the manifest.
+    fn component_path(&self) -> String {
+        match self.lang {
+            Lang::Rust => format!(
+                "target/wasm32-wasip2/release/{}.wasm",
+                self.name.replace('-', "_")
+            ),
+            Lang::Python | Lang::Js => format!("{}.wasm", self.name),
+        }
+    }
+
+    /// The project's own world: the `caxton:agent` world of its kind,
+    /// narrowed to the interfaces its manifest grants. Python and
+    /// JavaScript components import every interface of their world
+    /// whether the code uses it or not, and the host refuses an import
+    /// the manifest does not grant.
+    fn world(&self, grants: &[String]) -> String {
+        let version = WIT_VERSION;
+        let mut wit = format!(
+            "// The world this plugin is built against: caxton:agent's `{kind}` world\n\
+             // with only the interfaces its manifest grants. Granting another\n\
+             // interface (say `llm`) means adding it in both places:\n\
+             //   manifest.toml: grants = [..., \"llm\"]\n\
+             //   here:          import caxton:agent/llm@{WIT_VERSION};\n\
+             package local:plugin;\n\n",
+            kind = match self.kind {
+                Kind::Agent => "agent",
+                Kind::Tool => "tool",
+            }
+        );
+        match self.kind {
+            Kind::Agent => {
+                wit.push_str("world agent {\n");
+                wit.push_str(&format!(
+                    "    use caxton:agent/types@{version}.{{message, error}};\n\n"
+                ));
+                wit.push_str(&format!("    import caxton:agent/context@{version};\n"));
+                for grant in AGENT_GRANTS
+                    .iter()
+                    .filter(|g| grants.iter().any(|x| x == *g))
+                {
+                    wit.push_str(&format!("    import caxton:agent/{grant}@{version};\n"));
+                }
+                wit.push_str(
+                    "\n    /// Handle one message. `none` means no reply; an `error` becomes a\n    \
+                     /// `failure` reply to the sender.\n    \
+                     export handle: func(message: message) -> result<option<message>, error>;\n}\n",
+                );
+            }
+            Kind::Tool => {
+                wit.push_str("world tool {\n");
+                wit.push_str(&format!(
+                    "    use caxton:agent/types@{version}.{{tool-description, error}};\n\n"
+                ));
+                wit.push_str(&format!("    import caxton:agent/log@{version};\n"));
+                wit.push_str(
+                    "\n    /// Describe the tool: its name, purpose and input schema.\n    \
+                     export describe: func() -> tool-description;\n    \
+                     /// Run the tool on JSON `input` and return JSON output.\n    \
+                     export invoke: func(input: string) -> result<string, error>;\n}\n",
+                );
+            }
+        }
+        wit
+    }
+}
+
+/// A template's `[resource_limits]`.
+struct Budget {
+    fuel: &'static str,
+    memory_mb: u32,
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| anyhow::anyhow!("cannot make {} executable: {e}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_path: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The directory a project goes to: `--dir`, or `./NAME`.
+pub fn project_dir(name: &str, dir: Option<&Path>) -> PathBuf {
+    dir.map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from(name))
+}
