@@ -60,7 +60,7 @@ async fn the_official_mcp_client_uses_memory_tools_and_agents_in_both_revisions(
 }
 
 /// One JSON-RPC request to `/mcp` the way a 2026-07-28 client sends it.
-fn rpc(method: &str, params: Value) -> Value {
+pub(crate) fn rpc(method: &str, params: Value) -> Value {
     let mut params = params;
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -158,7 +158,7 @@ async fn the_mcp_endpoint_refuses_what_it_must() {
 }
 
 /// Posts one 2026-07-28 request to `url` and returns its JSON-RPC answer.
-async fn call(client: &reqwest::Client, url: &str, token: &str, body: Value) -> Value {
+pub(crate) async fn call(client: &reqwest::Client, url: &str, token: &str, body: Value) -> Value {
     let response = mcp_request(client, url, &body)
         .bearer_auth(token)
         .send()

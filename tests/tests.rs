@@ -18,6 +18,7 @@ mod memory;
 mod messaging;
 mod openapi;
 mod operator;
+mod plugin_kit;
 mod server;
 mod storage;
 mod wit_reference;

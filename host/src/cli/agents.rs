@@ -328,24 +328,16 @@ fn new_project(
     dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     let dir = project_dir(name, dir);
-    let files = NewProject {
+    let project = NewProject {
         name,
         lang,
         kind,
         grants,
         dir: &dir,
-    }
-    .create()?;
-    println!("created {} ({} files)", dir.display(), files.len());
-    let build = match lang {
-        Lang::Rust => "./build.sh            # cargo build --release --target wasm32-wasip2",
-        Lang::Python => "./build.sh            # componentize-py (pip install -r requirements.txt)",
-        Lang::Js => "npm install && npm run build",
     };
-    println!(
-        "next:\n  cd {}\n  {build}\n  caxton agents validate manifest.toml\n  caxton agents deploy manifest.toml",
-        dir.display()
-    );
+    let files = project.create()?;
+    println!("created {} ({} files); next:", dir.display(), files.len());
+    println!("{}", project.next_steps());
     Ok(())
 }
 

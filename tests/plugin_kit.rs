@@ -1,0 +1,291 @@
+//! The plugin authoring kit as a plugin author meets it: `caxton agents
+//! new` in a directory outside this repository, the language's own build
+//! (cargo, componentize-py, componentize-js through npm, each installed
+//! and pinned by `./scripts/setup`), `caxton agents validate`, `caxton
+//! agents deploy` to a running server, and the reply. Then what goes
+//! wrong: an exception in Python or JavaScript, and an import the manifest
+//! does not grant.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::{AgentsDir, Server, caxton_command};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory outside the repository, so nothing the project
+/// needs can come from a path back into it.
+fn outside_the_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!dir.path().starts_with(repo()), "{}", dir.path().display());
+    dir
+}
+
+/// `caxton agents new NAME ARGS...` in `parent`; the project's directory.
+fn new_project(parent: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let output = caxton_command()
+        .current_dir(parent)
+        .args(["agents", "new", name])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let dir = parent.join(name);
+    let manifest = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
+    assert!(
+        !manifest.contains(repo().to_str().unwrap()) && !manifest.contains("plugins/target"),
+        "the manifest points back into the repository:\n{manifest}"
+    );
+    dir
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs a build step in the project; panics with its output on failure.
+fn build(dir: &Path, program: &str, args: &[&str]) {
+    let path = format!(
+        "{}:{}",
+        repo().join("target/pyenv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .env("PATH", path)
+        // The project's own target dir and settings, as its author has.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}",
+        text(&output)
+    );
+}
+
+/// `caxton agents ARGS...` in `dir`, against `server`.
+fn agents(server: &Server, dir: &Path, args: &[&str]) -> std::process::Output {
+    caxton_command()
+        .current_dir(dir)
+        .arg("agents")
+        .args(args)
+        .args(["--server", &server.base])
+        .args(["--token", server.token.as_deref().unwrap()])
+        .output()
+        .unwrap()
+}
+
+fn validate(dir: &Path) -> std::process::Output {
+    caxton_command()
+        .current_dir(dir)
+        .args(["agents", "validate", "manifest.toml"])
+        .output()
+        .unwrap()
+}
+
+/// What the template agents do in every language: store a note, find it.
+async fn the_notes_agent_answers(server: &Server, name: &str) {
+    let stored = server
+        .send(
+            name,
+            &json!({"content": {"remember": "the boiler was serviced in May"}}),
+        )
+        .await;
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    assert_eq!(
+        stored.body["reply"]["content"],
+        json!({"stored": "the boiler was serviced in May"})
+    );
+    assert_eq!(stored.body["reply"]["performative"], "inform");
+    let recalled = server
+        .send(name, &json!({"content": {"recall": "boiler"}}))
+        .await;
+    assert_eq!(recalled.status, 200, "{}", recalled.body);
+    assert_eq!(
+        recalled.body["reply"]["content"]["notes"],
+        json!(["the boiler was serviced in May"]),
+        "{}",
+        recalled.body
+    );
+}
+
+/// Calls a deployed tool over MCP, as the operator.
+async fn call_tool(server: &Server, tool: &str, input: Value) -> Value {
+    let request = crate::mcp::rpc("tools/call", json!({"name": tool, "arguments": input}));
+    crate::mcp::call(
+        &server.client(),
+        &server.url("/mcp"),
+        server.token.as_deref().unwrap(),
+        request,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_rust_agent_made_by_caxton_agents_new_builds_deploys_and_answers() {
+    let parent = outside_the_repo();
+    let dir = new_project(parent.path(), "note-keeper", &["--lang", "rust"]);
+    build(&dir, "./build.sh", &[]);
+    let checked = validate(&dir);
+    assert!(checked.status.success(), "{}", text(&checked));
+
+    let server = Server::start(&AgentsDir::new());
+    let deployed = agents(&server, &dir, &["deploy", "manifest.toml"]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    the_notes_agent_answers(&server, "note-keeper").await;
+    // The SDK recorded the WIT version the plugin targets.
+    let shown = server.get_json("/api/v1/agents/note-keeper").await;
+    assert_eq!(shown["wit_version"], "0.2.0", "{shown}");
+}
+
+#[tokio::test]
+async fn a_python_agent_builds_with_componentize_py_and_its_exceptions_are_traps_with_the_message()
+{
+    let parent = outside_the_repo();
+    let dir = new_project(parent.path(), "py-notes", &["--lang", "python"]);
+    build(&dir, "./build.sh", &[]);
+    let checked = validate(&dir);
+    assert!(checked.status.success(), "{}", text(&checked));
+
+    let server = Server::start(&AgentsDir::new());
+    let deployed = agents(&server, &dir, &["deploy", "manifest.toml"]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    the_notes_agent_answers(&server, "py-notes").await;
+
+    // An exception the code does not turn into an `Err`, and an interface
+    // imported without its grant.
+    let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
+    let app = app.replace(
+        "        if isinstance(request, dict) and \"remember\" in request:",
+        "        if request == \"boom\":\n            raise ValueError(\"boom from python\")\n        if isinstance(request, dict) and \"remember\" in request:",
+    );
+    std::fs::write(dir.join("app.py"), app).unwrap();
+    let world = std::fs::read_to_string(dir.join("wit/world.wit")).unwrap();
+    std::fs::write(
+        dir.join("wit/world.wit"),
+        world.replace(
+            "    import caxton:agent/memory@0.2.0;\n",
+            "    import caxton:agent/memory@0.2.0;\n    import caxton:agent/llm@0.2.0;\n",
+        ),
+    )
+    .unwrap();
+    build(&dir, "./build.sh", &[]);
+    let refused = agents(&server, &dir, &["deploy", "manifest.toml", "--replace"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("caxton:agent/llm@0.2.0") && text(&refused).contains("grants"),
+        "{}",
+        text(&refused)
+    );
+
+    let manifest = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
+    std::fs::write(
+        dir.join("manifest.toml"),
+        manifest.replace(
+            r#"grants = ["log", "memory"]"#,
+            r#"grants = ["log", "memory", "llm"]"#,
+        ),
+    )
+    .unwrap();
+    let deployed = agents(&server, &dir, &["deploy", "manifest.toml", "--replace"]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    let trapped = server.send("py-notes", &json!({"content": "boom"})).await;
+    trapped.assert_error(422, "plugin_trap");
+    let message = trapped.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ValueError: boom from python"),
+        "{message}"
+    );
+    // The host keeps serving it.
+    the_notes_agent_answers(&server, "py-notes").await;
+}
+
+#[tokio::test]
+async fn a_javascript_tool_builds_with_componentize_js_and_its_throws_are_traps_with_the_message() {
+    let parent = outside_the_repo();
+    let dir = new_project(
+        parent.path(),
+        "word_count",
+        &["--lang", "js", "--kind", "tool"],
+    );
+    // npm's cache holds the pinned toolchain (scripts/js-toolchain).
+    build(
+        &dir,
+        "npm",
+        &["ci", "--prefer-offline", "--no-audit", "--no-fund"],
+    );
+    build(&dir, "npm", &["run", "build"]);
+    let checked = validate(&dir);
+    assert!(checked.status.success(), "{}", text(&checked));
+
+    let server = Server::start(&AgentsDir::new());
+    let deployed = agents(&server, &dir, &["deploy", "manifest.toml"]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    let answer = call_tool(&server, "word_count", json!({"text": "hello small world"})).await;
+    assert_eq!(
+        answer["result"]["structuredContent"],
+        json!({"words": 3, "characters": 17}),
+        "{answer}"
+    );
+    let refused = call_tool(&server, "word_count", json!({"words": 1})).await;
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(refused.to_string().contains("invalid-input"), "{refused}");
+
+    // A tool may import only `log`: memory is refused at load, by name.
+    let world = std::fs::read_to_string(dir.join("wit/world.wit")).unwrap();
+    std::fs::write(
+        dir.join("wit/world.wit"),
+        world.replace(
+            "    import caxton:agent/log@0.2.0;\n",
+            "    import caxton:agent/log@0.2.0;\n    import caxton:agent/memory@0.2.0;\n",
+        ),
+    )
+    .unwrap();
+    build(&dir, "npm", &["run", "build"]);
+    let refused = validate(&dir);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("caxton:agent/memory@0.2.0"),
+        "{}",
+        text(&refused)
+    );
+    std::fs::write(dir.join("wit/world.wit"), world).unwrap();
+
+    // A throw that is not an error case traps, with the message.
+    let app = std::fs::read_to_string(dir.join("app.js")).unwrap();
+    std::fs::write(
+        dir.join("app.js"),
+        app.replace(
+            "  const words =",
+            "  if (request.text === 'boom') throw new Error('boom from js');\n  const words =",
+        ),
+    )
+    .unwrap();
+    build(&dir, "npm", &["run", "build"]);
+    let deployed = agents(&server, &dir, &["deploy", "manifest.toml", "--replace"]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    let trapped = call_tool(&server, "word_count", json!({"text": "boom"})).await;
+    assert_eq!(trapped["result"]["isError"], true, "{trapped}");
+    let message = trapped.to_string();
+    assert!(
+        message.contains("plugin trapped") && message.contains("boom from js"),
+        "{message}"
+    );
+    // And the tool keeps answering.
+    let answer = call_tool(&server, "word_count", json!({"text": "still here"})).await;
+    assert_eq!(
+        answer["result"]["structuredContent"]["words"], 2,
+        "{answer}"
+    );
+}
