@@ -1,5 +1,6 @@
-//! Puts the built-in plugins (`plugins/prompt-agent` and
-//! `plugins/http-client`, built for wasm32-wasip2 by `scripts/setup`) where
+//! Puts the built-in plugins (`plugins/prompt-agent`, `plugins/http-client`
+//! and the example plugins the bundled manifests name as `builtin:NAME`,
+//! built for wasm32-wasip2 by `scripts/setup`) where
 //! `include_bytes!` finds them, so the binary carries them. Without a build
 //! of one (a bare `cargo build` on a fresh checkout) an empty file stands
 //! in: configuration agents are then refused at deploy time with the
@@ -75,6 +76,10 @@ fn embed_plugins() {
     for (file, without) in [
         ("prompt_agent.wasm", "configuration agents will be refused"),
         ("http_client.wasm", "the http_client tool will be missing"),
+        ("echo.wasm", "`builtin:echo` will be refused"),
+        ("csv_parser.wasm", "`builtin:csv_parser` will be refused"),
+        ("analyst.wasm", "`builtin:analyst` will be refused"),
+        ("recall.wasm", "`builtin:recall` will be refused"),
     ] {
         let built = Path::new("plugins/target/wasm32-wasip2/release").join(file);
         println!("cargo:rerun-if-changed={}", built.display());

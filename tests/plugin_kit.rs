@@ -289,3 +289,52 @@ async fn a_javascript_tool_builds_with_componentize_js_and_its_throws_are_traps_
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn the_bundled_example_manifests_run_wherever_they_are_copied() {
+    // Copied away from the repository, next to no build output: the
+    // plugins they name are carried in the binary.
+    let agents = AgentsDir::new();
+    for example in ["echo", "csv_parser", "analyst", "recall"] {
+        let text = std::fs::read_to_string(repo().join(format!("examples/agents/{example}.toml")))
+            .unwrap();
+        assert!(text.contains("builtin:"), "{example}: {text}");
+        std::fs::write(agents.path().join(format!("{example}.toml")), text).unwrap();
+    }
+    let server = Server::start(&agents);
+    let echoed = server
+        .send("echo", &json!({"content": {"text": "hi"}}))
+        .await;
+    assert_eq!(echoed.status, 200, "{}", echoed.body);
+    assert_eq!(echoed.body["reply"]["content"], json!({"text": "hi"}));
+    let analysed = server
+        .send("analyst", &json!({"content": {"csv": "a,b\n1,2\n"}}))
+        .await;
+    assert_eq!(analysed.status, 200, "{}", analysed.body);
+    assert_eq!(analysed.body["reply"]["content"]["row_count"], 1);
+
+    // A name the binary does not carry is refused with the ones it does.
+    let unknown = agents.path().join("ghost.toml");
+    std::fs::write(
+        &unknown,
+        "name = \"ghost\"\nversion = \"0.1.0\"\ncomponent = \"builtin:ghost\"\n",
+    )
+    .unwrap();
+    let refused = validate_file(&unknown);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains(
+            "builtin:ghost is not a plugin this binary carries; the built-ins are echo, csv_parser"
+        ),
+        "{}",
+        text(&refused)
+    );
+}
+
+fn validate_file(manifest: &Path) -> std::process::Output {
+    caxton_command()
+        .args(["agents", "validate"])
+        .arg(manifest)
+        .output()
+        .unwrap()
+}

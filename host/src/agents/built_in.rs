@@ -3,6 +3,10 @@
 //! `http_client` tool (`plugins/http-client`, see `build.rs`). The prompt
 //! agent that runs configuration agents is carried the same way
 //! ([`super::registry::PROMPT_AGENT_WASM`]) but is not a deployed plugin.
+//!
+//! The example plugins are carried too, for manifests to name as
+//! `component = "builtin:echo"`: the bundled examples then work wherever
+//! the binary is installed, with no build output beside them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +20,55 @@ pub const HTTP_CLIENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ht
 
 /// Where built-in plugins say they come from, in listings and errors.
 pub const HTTP_CLIENT_SOURCE: &str = "<built-in http_client>";
+
+/// How a manifest names a component carried in the binary.
+pub const BUILT_IN_PREFIX: &str = "builtin:";
+
+/// The components a manifest may name as `builtin:NAME`.
+const BUILT_IN_COMPONENTS: [(&str, &[u8]); 5] = [
+    (
+        "echo",
+        include_bytes!(concat!(env!("OUT_DIR"), "/echo.wasm")),
+    ),
+    (
+        "csv_parser",
+        include_bytes!(concat!(env!("OUT_DIR"), "/csv_parser.wasm")),
+    ),
+    (
+        "analyst",
+        include_bytes!(concat!(env!("OUT_DIR"), "/analyst.wasm")),
+    ),
+    (
+        "recall",
+        include_bytes!(concat!(env!("OUT_DIR"), "/recall.wasm")),
+    ),
+    ("http_client", HTTP_CLIENT_WASM),
+];
+
+/// The name in `builtin:NAME`, when `component` is such a reference.
+pub fn built_in_name(component: &Path) -> Option<&str> {
+    component.to_str()?.strip_prefix(BUILT_IN_PREFIX)
+}
+
+/// The bytes of the built-in component `component` names; `None` when it
+/// names none (or this binary was built without it).
+pub fn built_in_component(component: &Path) -> Option<&'static [u8]> {
+    let name = built_in_name(component)?;
+    BUILT_IN_COMPONENTS
+        .iter()
+        .find(|(known, bytes)| *known == name && !bytes.is_empty())
+        .map(|(_, bytes)| *bytes)
+}
+
+/// The names `builtin:` accepts, for error messages.
+pub fn built_in_names() -> String {
+    BUILT_IN_COMPONENTS
+        .iter()
+        .filter(|(_, bytes)| !bytes.is_empty())
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 const HTTP_CLIENT_MANIFEST: &str = r#"
 name = "http_client"

@@ -525,7 +525,10 @@ impl RawManifest {
         } else {
             self.component?
         };
-        if component.is_relative() && !configuration {
+        if component.is_relative()
+            && !configuration
+            && super::built_in::built_in_name(&component).is_none()
+        {
             let base = path.parent().unwrap_or(Path::new("."));
             component = base.join(component);
         }
@@ -616,6 +619,19 @@ impl Checker<'_> {
                         "missing field `component` or `system_prompt`; add component = \"{stem}.wasm\" (a WebAssembly agent) or system_prompt = \"You are ...\" (a configuration agent run by a language model)"
                     ),
                 },
+            );
+        }
+        if let Some(component) = &raw.component
+            && super::built_in::built_in_name(component).is_some()
+            && super::built_in::built_in_component(component).is_none()
+        {
+            self.flag(
+                &["component"],
+                format!(
+                    "{} is not a plugin this binary carries; the built-ins are {}",
+                    component.display(),
+                    super::built_in::built_in_names()
+                ),
             );
         }
         let Some(text) = &raw.version else {

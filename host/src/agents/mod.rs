@@ -11,7 +11,9 @@ mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use built_in::{HTTP_CLIENT_SOURCE, HTTP_CLIENT_WASM};
+pub use built_in::{
+    BUILT_IN_PREFIX, HTTP_CLIENT_SOURCE, HTTP_CLIENT_WASM, built_in_component, built_in_name,
+};
 pub use deployments::{Deployments, Stored, parse_with_component};
 pub use manifest::{
     DEFAULT_RESPONSE_TIMEOUT, LlmSettings, Manifest, ManifestError, ManifestReport, MemorySettings,

@@ -335,7 +335,8 @@ impl AgentRegistry {
             } else {
                 (
                     manifest.component.as_path(),
-                    wasm.as_deref(),
+                    wasm.as_deref()
+                        .or_else(|| super::built_in::built_in_component(&manifest.component)),
                     &manifest.grants,
                 )
             };
@@ -515,6 +516,7 @@ impl AgentRegistry {
             .values()
             .map(|a| &a.manifest.component)
             .chain(tools.values().map(|t| &t.manifest.component))
+            .filter(|c| super::built_in::built_in_name(c).is_none())
             .filter_map(|c| c.parent().map(Path::to_owned))
             .collect();
         dirs.sort();

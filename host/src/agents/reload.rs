@@ -150,12 +150,16 @@ fn fingerprint(manifest: &Path) -> Option<[u8; 32]> {
     let text = std::fs::read(manifest).ok()?;
     let mut hash = Sha256::new();
     hash.update(&text);
-    let component = toml::from_str::<toml::Table>(std::str::from_utf8(&text).ok()?)
+    let named = toml::from_str::<toml::Table>(std::str::from_utf8(&text).ok()?)
         .ok()?
         .get("component")?
-        .as_str()
-        .map(|c| manifest.parent().unwrap_or(Path::new(".")).join(c))?;
-    hash.update(std::fs::read(component).ok()?);
+        .as_str()?
+        .to_owned();
+    // A component the binary carries changes only with the binary.
+    if super::built_in::built_in_name(Path::new(&named)).is_none() {
+        let component = manifest.parent().unwrap_or(Path::new(".")).join(named);
+        hash.update(std::fs::read(component).ok()?);
+    }
     Some(hash.finalize().into())
 }
 

@@ -249,7 +249,8 @@ pub async fn deploy(
     let Some(manifest) = report.manifest.clone() else {
         return Err(invalid(&report));
     };
-    if bytes.is_none() != manifest.configuration {
+    let carried = crate::agents::built_in_component(&manifest.component).is_some();
+    if bytes.is_none() != (manifest.configuration || carried) {
         return Err(ApiError::bad_request(if bytes.is_none() {
             "component is missing: send the .wasm as base64 in `component`, or deploy a configuration agent (a manifest with `system_prompt` and no `component`)"
         } else {

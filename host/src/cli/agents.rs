@@ -279,6 +279,8 @@ async fn upload(
     let named = table.get("component").and_then(|c| c.as_str());
     let component = match (component, named) {
         (Some(component), _) => Some(component.to_owned()),
+        // The server carries it too: the manifest is all there is to send.
+        (None, Some(named)) if crate::agents::built_in_name(Path::new(named)).is_some() => None,
         (None, Some(named)) => Some(path.parent().unwrap_or(Path::new(".")).join(named)),
         // A configuration agent runs on the prompt agent built into the
         // server: the manifest is all there is to send.
@@ -352,7 +354,9 @@ fn validate(path: &Path) -> anyhow::Result<()> {
             // Run by the prompt agent built into caxton: nothing to
             // compile; the provider and model are checked at deployment
             // against the server's [llm].
-        } else if !manifest.component.exists() {
+        } else if !manifest.component.exists()
+            && crate::agents::built_in_component(&manifest.component).is_none()
+        {
             report.problems.push(crate::toml_check::Problem::at(
                 &text,
                 &["component"],
@@ -389,7 +393,7 @@ fn compile_check(manifest: &Manifest) -> Result<(), String> {
     let spec = crate::runtime::PluginSpec {
         name: &manifest.name,
         component: &manifest.component,
-        wasm: None,
+        wasm: crate::agents::built_in_component(&manifest.component),
         grants: &manifest.grants,
         limits: runtime.default_limits(),
     };

@@ -33,6 +33,10 @@ pub enum RuntimeError {
         interface: String,
         grant: String,
     },
+    #[error(
+        "{path} imports `{interface}`, but an agent cannot make HTTP requests itself; call the built-in `http_client` tool (list it in `tools`, grant \"tools\", and set the `[http]` allow list), or fetch from a tool granted \"http\" (a JavaScript build leaves `wasi:http` out with disableFeatures: ['http'])"
+    )]
+    AgentHttpImport { path: PathBuf, interface: String },
     #[error("{path} imports `{interface}`, which this host does not provide")]
     UnknownImport { path: PathBuf, interface: String },
     #[error(
@@ -78,7 +82,9 @@ impl RuntimeError {
             RuntimeError::ReadComponent { .. } => "component_unreadable",
             RuntimeError::InvalidComponent { .. } => "invalid_component",
             RuntimeError::WrongWorld { .. } => "wrong_world",
-            RuntimeError::UngrantedImport { .. } => "ungranted_import",
+            RuntimeError::UngrantedImport { .. } | RuntimeError::AgentHttpImport { .. } => {
+                "ungranted_import"
+            }
             RuntimeError::UnknownImport { .. } => "unknown_import",
             RuntimeError::UnsupportedVersion { .. } => "unsupported_wit_version",
             RuntimeError::MixedVersions { .. } => "mixed_wit_versions",

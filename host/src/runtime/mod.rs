@@ -596,6 +596,12 @@ fn check_imports(
             if world == World::Tool && granted.iter().any(|g| g == "http") {
                 continue;
             }
+            if world == World::Agent {
+                return Err(RuntimeError::AgentHttpImport {
+                    path: path.to_owned(),
+                    interface: import.to_owned(),
+                });
+            }
             return Err(RuntimeError::UngrantedImport {
                 path: path.to_owned(),
                 interface: import.to_owned(),
