@@ -88,8 +88,8 @@ pub use serde_json;
 /// An agent: handles one message per call and may reply.
 ///
 /// Return `Ok(Some(reply))` to answer (usually `message.reply(...)`),
-/// `Ok(None)` to stay silent, and `Err(error)` to have the host answer the
-/// sender with a `failure` carrying the error's text. A panic is a trap: the
+/// `Ok(None)` to stay silent, and `Err(error)` to answer the caller with
+/// that typed error (`plugin_error`, its kind and text). A panic is a trap: the
 /// host answers `plugin_trap` with the panic message and keeps serving.
 pub trait Agent {
     fn handle(message: Message) -> Result<Option<Message>, Error>;

@@ -5,9 +5,9 @@
 // - {"recall": "question", "limit": 5} replies with the closest notes;
 // - anything else is echoed back as {"echo": ...}.
 //
-// Errors: `throw { tag: 'invalid-input', val: 'why' }` answers the sender
-// with a typed error (a `failure` reply); the tags are the WIT `error`
-// cases. Any other exception traps the call: the caller gets `plugin_trap`
+// Errors: `throw { tag: 'invalid-input', val: 'why' }` answers the caller
+// with a typed error (`plugin_error`, kind `invalid-input`); the tags are
+// the WIT `error` cases. Any other exception traps the call: the caller gets `plugin_trap`
 // with its message, and the host keeps serving.
 import { log } from 'caxton:agent/log@{{wit_version}}';
 import { remember, search } from 'caxton:agent/memory@{{wit_version}}';

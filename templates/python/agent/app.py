@@ -5,8 +5,9 @@ It keeps notes in its memory (the manifest grants `memory`):
 - {"recall": "question", "limit": 5} replies with the closest notes;
 - anything else is echoed back as {"echo": ...}.
 
-Errors: `raise Err(Error_InvalidInput("why"))` answers the sender with a
-typed error (a `failure` reply). Any other exception traps the call: the
+Errors: `raise Err(Error_InvalidInput("why"))` answers the caller with a
+typed error (`plugin_error`, kind `invalid-input`). Any other exception
+traps the call: the
 caller gets `plugin_trap` with the traceback's last lines, and the host
 keeps serving.
 """
