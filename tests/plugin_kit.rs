@@ -338,3 +338,90 @@ fn validate_file(manifest: &Path) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+#[test]
+fn agents_new_refuses_bad_names_grants_and_a_directory_in_use_before_writing() {
+    let parent = outside_the_repo();
+    let attempt = |args: &[&str]| {
+        let output = caxton_command()
+            .current_dir(parent.path())
+            .args(["agents", "new"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} succeeded");
+        text(&output)
+    };
+    let said = attempt(&["Note_Keeper"]);
+    assert!(
+        said.contains("kebab-case") && said.contains("note-keeper"),
+        "{said}"
+    );
+    let said = attempt(&["helper", "--grant", "http"]);
+    assert!(
+        said.contains("--grant http") && said.contains("log, memory, tools, messaging, llm"),
+        "{said}"
+    );
+    let said = attempt(&[
+        "fetcher", "--kind", "tool", "--lang", "python", "--grant", "http",
+    ]);
+    assert!(
+        said.contains("Python") && said.contains("--lang rust"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_dir(parent.path()).unwrap().count(),
+        0,
+        "nothing is written"
+    );
+
+    std::fs::create_dir(parent.path().join("taken")).unwrap();
+    std::fs::write(parent.path().join("taken/notes.txt"), "mine").unwrap();
+    let said = attempt(&["taken", "--lang", "js"]);
+    assert!(said.contains("already exists and is not empty"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(parent.path().join("taken/notes.txt")).unwrap(),
+        "mine"
+    );
+
+    // A grant beyond the template's reaches both the manifest and the
+    // world a Python or JavaScript component is built against.
+    let made = caxton_command()
+        .current_dir(parent.path())
+        .args([
+            "agents",
+            "new",
+            "asker",
+            "--lang",
+            "python",
+            "--grant",
+            "llm,tools",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let manifest = std::fs::read_to_string(parent.path().join("asker/manifest.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"grants = ["log", "memory", "llm", "tools"]"#),
+        "{manifest}"
+    );
+    let world = std::fs::read_to_string(parent.path().join("asker/wit/world.wit")).unwrap();
+    for interface in ["context", "log", "memory", "tools", "llm"] {
+        assert!(
+            world.contains(&format!("import caxton:agent/{interface}@0.2.0;")),
+            "{interface}: {world}"
+        );
+    }
+    assert!(!world.contains("messaging"), "{world}");
+    let checked = caxton_command()
+        .args(["agents", "validate"])
+        .arg(parent.path().join("asker/manifest.toml"))
+        .output()
+        .unwrap();
+    // Not built yet: the one problem is the missing component, with the fix.
+    assert!(
+        text(&checked).contains("asker.wasm does not exist; build the plugin"),
+        "{}",
+        text(&checked)
+    );
+}

@@ -20,6 +20,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod private_files;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod store;
 pub mod toml_check;

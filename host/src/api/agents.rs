@@ -41,7 +41,8 @@ struct DeployBody {
     /// The manifest as TOML text; its `component` key may be left out.
     manifest: String,
     /// The `.wasm` component, base64; absent for a configuration agent
-    /// (a manifest with `system_prompt`, run by the built-in prompt agent).
+    /// (a manifest with `system_prompt`, run by the built-in prompt agent)
+    /// and for a `builtin:NAME` component, which the binary carries.
     #[serde(default)]
     component: Option<String>,
 }

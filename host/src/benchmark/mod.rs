@@ -6,6 +6,7 @@ mod faults;
 mod llm;
 mod mcp;
 mod memory;
+mod plugins;
 mod served;
 mod suite;
 
@@ -14,6 +15,7 @@ pub use faults::{FAULT_KINDS, FaultsBenchmark};
 pub use llm::LlmBenchmark;
 pub use mcp::mcp;
 pub use memory::MemoryBenchmark;
+pub use plugins::plugins;
 pub use suite::{api, compare, embeddings, metric, report, system};
 
 use std::time::Duration;

@@ -8,10 +8,10 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::client::{ApiClient, Output, ServerArgs};
-use super::new_project::{Kind, Lang, NewProject, project_dir};
 use super::output;
 use super::run_once::RunOnce;
 use crate::agents::{Manifest, PluginKind};
+use crate::scaffold::{Kind, Lang, NewProject, project_dir};
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {

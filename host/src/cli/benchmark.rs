@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use crate::scaffold::Lang;
+
 #[derive(Debug, Subcommand)]
 pub enum BenchmarkCommand {
     /// API: HTTP echo round trip at concurrency 1 and 16 beside /health.
@@ -35,6 +37,18 @@ pub enum BenchmarkCommand {
     Mcp {
         #[arg(long, default_value_t = 500)]
         requests: usize,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Plugins by language: the `caxton agents new` template agent in each
+    /// language (component size, build, cold compile, time from `new` to
+    /// an answer) and its calls beside the built-in Rust echo's.
+    Plugins {
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Languages to measure (each needs its toolchain: see docs/plugins.md).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Lang::Rust, Lang::Python, Lang::Js])]
+        langs: Vec<Lang>,
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -152,6 +166,14 @@ impl BenchmarkCommand {
             ),
             BenchmarkCommand::Mcp { requests, output } => (
                 crate::benchmark::mcp(&work, (*requests).max(20)).await,
+                output,
+            ),
+            BenchmarkCommand::Plugins {
+                requests,
+                langs,
+                output,
+            } => (
+                crate::benchmark::plugins(&work, langs, (*requests).max(20)).await,
                 output,
             ),
             BenchmarkCommand::Embeddings { texts, output } => {

@@ -7,7 +7,6 @@ pub mod client;
 mod config;
 mod mcp;
 mod memory;
-mod new_project;
 mod output;
 mod remote;
 mod run_once;

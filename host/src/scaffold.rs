@@ -1,4 +1,5 @@
-//! `caxton agents new`: writes a plugin project that builds with its
+//! Plugin projects (`caxton agents new`, and `caxton benchmark plugins`,
+//! which measures what it makes): writes a project that builds with its
 //! language's own tools and deploys as written. The templates, the guest
 //! SDK and the WIT are compiled into the binary (see `build.rs`), so a
 //! project never points back into this repository.
@@ -272,7 +273,7 @@ impl NewProject<'_> {
     }
 
     /// Where the built component lands, relative to the manifest.
-    fn component_path(&self) -> String {
+    pub fn component_path(&self) -> String {
         match self.lang {
             Lang::Rust => format!(
                 "target/wasm32-wasip2/release/{}.wasm",
