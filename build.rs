@@ -48,9 +48,20 @@ fn embed_project_sources() {
     std::fs::write(out.join("project_files.rs"), table).expect("writing OUT_DIR");
 }
 
-/// Every file under `path` (following the SDK's `wit` link), as paths
-/// relative to `root` with `/` separators.
+/// Build output a template directory may hold after someone tried it in
+/// place; never part of a project.
+const NOT_SOURCES: [&str; 4] = ["node_modules", "__pycache__", "target", "wit_world"];
+
+/// Every file under `path`, as paths relative to `root` with `/`
+/// separators, leaving out build output.
 fn collect(root: &Path, path: &Path, files: &mut Vec<String>) {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if NOT_SOURCES.contains(&name) || name.ends_with(".wasm") {
+        return;
+    }
     if path.is_dir() {
         println!("cargo:rerun-if-changed={}", path.display());
         let mut entries: Vec<_> = std::fs::read_dir(path)

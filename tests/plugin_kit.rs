@@ -35,12 +35,28 @@ fn new_project(parent: &Path, name: &str, args: &[&str]) -> PathBuf {
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
     let dir = parent.join(name);
-    let manifest = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
-    assert!(
-        !manifest.contains(repo().to_str().unwrap()) && !manifest.contains("plugins/target"),
-        "the manifest points back into the repository:\n{manifest}"
-    );
+    for file in files_under(&dir) {
+        let content = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            !content.contains(repo().to_str().unwrap()) && !content.contains("plugins/target"),
+            "{} points back into the repository",
+            file.display()
+        );
+    }
     dir
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 fn text(output: &std::process::Output) -> String {
@@ -312,6 +328,24 @@ async fn the_bundled_example_manifests_run_wherever_they_are_copied() {
         .await;
     assert_eq!(analysed.status, 200, "{}", analysed.body);
     assert_eq!(analysed.body["reply"]["content"]["row_count"], 1);
+    let told = server
+        .send(
+            "recall",
+            &json!({"performative": "inform", "content": {"about": "pump", "facts": ["the pump hums"]}}),
+        )
+        .await;
+    assert_eq!(told.status, 200, "{}", told.body);
+    let asked = server
+        .send(
+            "recall",
+            &json!({"performative": "query", "content": {"question": "pump"}}),
+        )
+        .await;
+    assert_eq!(
+        asked.body["reply"]["content"]["answers"][0]["observation"], "the pump hums",
+        "{}",
+        asked.body
+    );
 
     // A name the binary does not carry is refused with the ones it does.
     let unknown = agents.path().join("ghost.toml");
@@ -423,5 +457,152 @@ fn agents_new_refuses_bad_names_grants_and_a_directory_in_use_before_writing() {
         text(&checked).contains("asker.wasm does not exist; build the plugin"),
         "{}",
         text(&checked)
+    );
+}
+
+#[test]
+fn agents_run_answers_one_message_in_a_throwaway_host_and_touches_nothing_else() {
+    let scratch = outside_the_repo();
+    // A config whose store and token live elsewhere: a throwaway run must
+    // not open or create either.
+    let store = scratch.path().join("real/memory.db");
+    let token = scratch.path().join("real/auth-token");
+    let config = scratch.path().join("caxton.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[memory]\ndatabase_path = {:?}\n[memory.embedding_config]\nenabled = false\n[auth]\ntoken_file = {:?}\n",
+            store.display().to_string(),
+            token.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |manifest: &str, message: &str| {
+        caxton_command()
+            .args([
+                "agents",
+                "run",
+                manifest,
+                "--message",
+                message,
+                "--output",
+                "json",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .current_dir(repo())
+            .output()
+            .unwrap()
+    };
+    let echoed = run("examples/agents/echo.toml", r#"{"text": "hi"}"#);
+    assert!(echoed.status.success(), "{}", text(&echoed));
+    let answer: Value = serde_json::from_slice(&echoed.stdout).unwrap();
+    assert_eq!(answer["answer"], json!({"text": "hi"}), "{answer}");
+    assert!(
+        answer["usage"]["fuel_consumed"].as_u64().unwrap() > 0,
+        "{answer}"
+    );
+    assert!(
+        !store.exists() && !token.exists(),
+        "the run touched the real host's files"
+    );
+
+    let parsed = run(
+        "examples/agents/csv_parser.toml",
+        r#"{"csv": "a,b\n1,2\n"}"#,
+    );
+    assert!(parsed.status.success(), "{}", text(&parsed));
+    let answer: Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    assert_eq!(answer["answer"]["row_count"], 1, "{answer}");
+
+    let refused = run("examples/agents/csv_parser.toml", r#"{"tsv": 1}"#);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let answer: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(answer["error"]["kind"], "invalid-input", "{answer}");
+
+    let not_json = run("examples/agents/echo.toml", "{text: hi}");
+    assert!(!not_json.status.success());
+    assert!(
+        text(&not_json).contains("--message is not JSON"),
+        "{}",
+        text(&not_json)
+    );
+}
+
+#[tokio::test]
+async fn a_built_in_component_deployed_over_the_api_needs_no_upload_and_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let agents = AgentsDir::new();
+    let server = Server::start_with(&agents, data.path(), Some(crate::support::NO_EMBEDDINGS));
+    let manifest = "name = \"echo-two\"\nversion = \"0.1.0\"\ncapabilities = [\"echo\"]\ncomponent = \"builtin:echo\"\ngrants = [\"log\"]\n";
+    let deployed = server
+        .post("/api/v1/agents", json!({ "manifest": manifest }))
+        .await;
+    assert_eq!(deployed.status, 201, "{}", deployed.body);
+    let checked = server
+        .post("/api/v1/agents/validate", json!({ "manifest": manifest }))
+        .await;
+    assert_eq!(checked.body["warnings"], json!([]), "{}", checked.body);
+    drop(server);
+
+    let server = Server::start_with(&agents, data.path(), Some(crate::support::NO_EMBEDDINGS));
+    let echoed = server.send("echo-two", &json!({"content": "again"})).await;
+    assert_eq!(echoed.status, 200, "{}", echoed.body);
+    assert_eq!(echoed.body["reply"]["content"], "again");
+}
+
+/// The templates the other tests do not deploy: each builds and answers
+/// through `caxton agents run`.
+#[test]
+fn the_rust_tool_python_tool_and_javascript_agent_templates_build_and_answer() {
+    let parent = outside_the_repo();
+    let run = |dir: &Path, message: &str| -> Value {
+        let output = caxton_command()
+            .current_dir(dir)
+            .args([
+                "agents",
+                "run",
+                "manifest.toml",
+                "--output",
+                "json",
+                "--message",
+                message,
+            ])
+            .env("CAXTON_MEMORY__EMBEDDING_CONFIG__ENABLED", "false")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let counted = json!({"words": 3, "characters": 17});
+
+    let rust = new_project(parent.path(), "rs_count", &["--kind", "tool"]);
+    build(&rust, "./build.sh", &[]);
+    assert_eq!(
+        run(&rust, r#"{"text": "hello small world"}"#)["answer"],
+        counted
+    );
+
+    let python = new_project(
+        parent.path(),
+        "py_count",
+        &["--kind", "tool", "--lang", "python"],
+    );
+    build(&python, "./build.sh", &[]);
+    assert_eq!(
+        run(&python, r#"{"text": "hello small world"}"#)["answer"],
+        counted
+    );
+
+    let js = new_project(parent.path(), "js-notes", &["--lang", "js"]);
+    build(
+        &js,
+        "npm",
+        &["ci", "--prefer-offline", "--no-audit", "--no-fund"],
+    );
+    build(&js, "npm", &["run", "build"]);
+    assert_eq!(
+        run(&js, r#"{"remember": "the boiler was serviced in May"}"#)["answer"],
+        json!({"stored": "the boiler was serviced in May"})
     );
 }

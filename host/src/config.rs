@@ -142,10 +142,11 @@ pub struct HttpServerConfig {
     /// Default: `"30s"`.
     #[serde(with = "duration_text")]
     pub request_timeout: Duration,
-    /// Longest a deployment, reload or validation may take (they compile
-    /// the component: a Python or JavaScript plugin, which carries its
-    /// interpreter, takes tens of seconds on a small board) before the
-    /// server answers 504. The compile still finishes and is cached.
+    /// Longest a deployment or reload may take (they compile the
+    /// component: a Python or JavaScript plugin, which carries its
+    /// interpreter, takes ten seconds or more on a small board) before the
+    /// server answers 504. The deployment still completes, and the
+    /// compiled component is cached.
     /// Default: `"300s"`.
     #[serde(with = "duration_text")]
     pub deploy_timeout: Duration,

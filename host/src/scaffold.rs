@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 
-use crate::agents::PluginKind;
-
 include!(concat!(env!("OUT_DIR"), "/project_files.rs"));
 
 /// The WIT package version new projects target.
@@ -28,7 +26,8 @@ pub enum Lang {
 }
 
 impl Lang {
-    fn dir(self) -> &'static str {
+    /// The language's name in `templates/` and in figures.
+    pub fn as_str(self) -> &'static str {
         match self {
             Lang::Rust => "rust",
             Lang::Python => "python",
@@ -43,14 +42,30 @@ pub enum Kind {
     Tool,
 }
 
-impl From<Kind> for PluginKind {
-    fn from(kind: Kind) -> Self {
-        match kind {
-            Kind::Agent => PluginKind::Agent,
-            Kind::Tool => PluginKind::Tool,
+impl Kind {
+    /// The kind's name, as the WIT world and `templates/` call it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Agent => "agent",
+            Kind::Tool => "tool",
         }
     }
 }
+
+/// Names a Rust project cannot take: its package would clash with a
+/// dependency (the SDK, serde, wit-bindgen) or with a crate of the
+/// standard library.
+const RESERVED_RUST_NAMES: [&str; 9] = [
+    "caxton_agent",
+    "serde",
+    "serde_json",
+    "serde_derive",
+    "wit_bindgen",
+    "std",
+    "core",
+    "alloc",
+    "test",
+];
 
 /// One `caxton agents new` request.
 pub struct NewProject<'a> {
@@ -110,6 +125,15 @@ impl NewProject<'_> {
             };
             anyhow::bail!("`{}` is not a valid name: {rule}", self.name);
         }
+        if self.lang == Lang::Rust
+            && RESERVED_RUST_NAMES.contains(&self.name.replace('-', "_").as_str())
+        {
+            anyhow::bail!(
+                "`{}` would clash with a crate a Rust plugin builds with; pick another name (e.g. `my-{}`)",
+                self.name,
+                self.name
+            );
+        }
         Ok(())
     }
 
@@ -120,7 +144,13 @@ impl NewProject<'_> {
             Kind::Tool => (&["http"], &[]),
         };
         let mut grants: Vec<String> = base.iter().map(|g| g.to_string()).collect();
-        for grant in self.grants.iter().flat_map(|g| g.split(',')).map(str::trim) {
+        for grant in self
+            .grants
+            .iter()
+            .flat_map(|g| g.split(','))
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+        {
             if !allowed.contains(&grant) {
                 anyhow::bail!(
                     "--grant {grant}: {} can be granted {}",
@@ -149,11 +179,8 @@ impl NewProject<'_> {
 
     /// Every file of the project, rendered.
     fn files(&self, grants: &[String]) -> Vec<(String, Vec<u8>)> {
-        let lang = self.lang.dir();
-        let kind = match self.kind {
-            Kind::Agent => "agent",
-            Kind::Tool => "tool",
-        };
+        let lang = self.lang.as_str();
+        let kind = self.kind.as_str();
         let crate_name = self.name.replace('-', "_");
         let budget = self.budget();
         let grants_toml = format!(
@@ -247,10 +274,11 @@ impl NewProject<'_> {
         }
     }
 
-    /// The template's budgets: what one call measured (`caxton agents
-    /// run`) with several times that as headroom. An interpreter carries
-    /// its heap and runs its bytecode on fuel, so Python and JavaScript
-    /// need more of both.
+    /// The template's budgets: at least several times what one call
+    /// measured (`caxton agents run`), so the template's own work and a
+    /// first change to it fit. An interpreter carries its heap and runs its
+    /// bytecode on fuel, so Python and JavaScript need more memory, and
+    /// more fuel than their templates use leaves room for real work.
     fn budget(&self) -> Budget {
         match self.lang {
             Lang::Rust => Budget {
@@ -297,10 +325,7 @@ impl NewProject<'_> {
              //   manifest.toml: grants = [..., \"llm\"]\n\
              //   here:          import caxton:agent/llm@{WIT_VERSION};\n\
              package local:plugin;\n\n",
-            kind = match self.kind {
-                Kind::Agent => "agent",
-                Kind::Tool => "tool",
-            }
+            kind = self.kind.as_str()
         );
         match self.kind {
             Kind::Agent => {
@@ -316,8 +341,8 @@ impl NewProject<'_> {
                     wit.push_str(&format!("    import caxton:agent/{grant}@{version};\n"));
                 }
                 wit.push_str(
-                    "\n    /// Handle one message. `none` means no reply; an `error` becomes a\n    \
-                     /// `failure` reply to the sender.\n    \
+                    "\n    /// Handle one message. `none` means no reply; an `error` reaches\n    \
+                     /// the caller as that typed error (`plugin_error`).\n    \
                      export handle: func(message: message) -> result<option<message>, error>;\n}\n",
                 );
             }
@@ -361,4 +386,77 @@ fn make_executable(_path: &Path) -> anyhow::Result<()> {
 pub fn project_dir(name: &str, dir: Option<&Path>) -> PathBuf {
     dir.map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The version written into projects, the SDK's, and the WIT the SDK
+    /// links to are one version.
+    #[test]
+    fn projects_the_sdk_and_its_wit_target_one_version() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let linked = std::fs::canonicalize(root.join("sdk/caxton-agent/wit")).unwrap();
+        assert_eq!(
+            linked,
+            std::fs::canonicalize(root.join(format!("wit/v{WIT_VERSION}"))).unwrap()
+        );
+        let sdk = std::fs::read_to_string(root.join("sdk/caxton-agent/src/lib.rs")).unwrap();
+        assert!(sdk.contains(&format!("pub const WIT_VERSION: &str = \"{WIT_VERSION}\";")));
+        assert!(sdk.contains(&format!("\"caxton:agent/types@{WIT_VERSION}\"")));
+        let cargo = std::fs::read_to_string(root.join("sdk/caxton-agent/Cargo.toml")).unwrap();
+        assert!(
+            cargo.contains(&format!("version = \"{WIT_VERSION}\"")),
+            "{cargo}"
+        );
+        assert!(
+            PROJECT_FILES
+                .iter()
+                .any(|(path, _)| *path == format!("wit/v{WIT_VERSION}/worlds.wit"))
+        );
+    }
+
+    #[test]
+    fn a_python_world_imports_context_and_exactly_the_grants() {
+        let grants: Vec<String> = ["log", "memory", "llm"]
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        let project = NewProject {
+            name: "asker",
+            lang: Lang::Python,
+            kind: Kind::Agent,
+            grants: &[],
+            dir: Path::new("unused"),
+        };
+        let world = project.world(&grants);
+        for interface in ["context", "log", "memory", "llm"] {
+            assert!(
+                world.contains(&format!("import caxton:agent/{interface}@{WIT_VERSION};")),
+                "{world}"
+            );
+        }
+        for interface in ["tools", "messaging"] {
+            assert!(
+                !world.contains(&format!("caxton:agent/{interface}@")),
+                "{world}"
+            );
+        }
+    }
+
+    #[test]
+    fn rust_names_that_clash_with_a_dependency_are_refused() {
+        for name in ["caxton-agent", "serde-json", "core"] {
+            let project = NewProject {
+                name,
+                lang: Lang::Rust,
+                kind: Kind::Agent,
+                grants: &[],
+                dir: Path::new("unused"),
+            };
+            let error = project.create().unwrap_err().to_string();
+            assert!(error.contains("would clash"), "{name}: {error}");
+        }
+    }
 }

@@ -62,12 +62,15 @@ pub fn built_in_component(component: &Path) -> Option<&'static [u8]> {
 
 /// The names `builtin:` accepts, for error messages.
 pub fn built_in_names() -> String {
-    BUILT_IN_COMPONENTS
+    let names: Vec<&str> = BUILT_IN_COMPONENTS
         .iter()
         .filter(|(_, bytes)| !bytes.is_empty())
         .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    if names.is_empty() {
+        return "none in this binary (it was built before the plugins: run ./scripts/setup and rebuild caxton)".into();
+    }
+    names.join(", ")
 }
 
 const HTTP_CLIENT_MANIFEST: &str = r#"

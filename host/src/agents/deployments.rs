@@ -28,7 +28,7 @@ pub struct Stored {
     pub name: String,
     pub manifest: String,
     /// Empty for a configuration agent (it runs on the built-in prompt
-    /// agent and has no component of its own).
+    /// agent) and for a `builtin:` component (the binary carries it).
     pub component: PathBuf,
 }
 
@@ -188,7 +188,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Validates manifest text sent with its component: the component is the
 /// uploaded file whatever the text's `component` says (it may leave it out).
-/// An empty `component` is a configuration agent's: the text as it is.
+/// An empty `component` (a configuration agent's, or a `builtin:` one's):
+/// the text as it is.
 pub fn parse_with_component(text: &str, path: &Path, component: &Path) -> ManifestReport {
     if component.as_os_str().is_empty() {
         return Manifest::parse_report(text, path);

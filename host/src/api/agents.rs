@@ -233,7 +233,8 @@ pub async fn deploy(
     // Validate everything before anything is written: the manifest against
     // the path the component will have, then the component itself, from
     // the uploaded bytes.
-    // A configuration agent has no component: it is stored without one.
+    // A configuration agent has no component, and a `builtin:` one is in
+    // the binary: both are stored without one.
     let component = bytes
         .as_deref()
         .map(|bytes| deployments.component_path(bytes))
@@ -424,6 +425,7 @@ pub async fn validate(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Valu
         if manifest.kind == PluginKind::Agent
             && !manifest.configuration
             && !manifest.component.exists()
+            && crate::agents::built_in_component(&manifest.component).is_none()
             && toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("component"))
         {
             report.warnings.push(Problem::at(

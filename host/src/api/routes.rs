@@ -94,7 +94,7 @@ pub const ROUTES: &[Route] = &[
     get("/api/v1/openapi.json"),
     get("/api/v1/agents"),
     compiling(post("/api/v1/agents", Some(JSON))),
-    compiling(post("/api/v1/agents/validate", Some(MANIFEST))),
+    post("/api/v1/agents/validate", Some(MANIFEST)),
     get("/api/v1/agents/{name}"),
     compiling(put("/api/v1/agents/{name}")),
     delete("/api/v1/agents/{name}"),
@@ -266,6 +266,13 @@ mod tests {
             "/api/v1/agents/:name/reload"
         );
         assert_eq!(resolve("GET", "/api/v1/nope").template, "other");
+        // Deployments and reloads compile; nothing else gets their deadline.
+        assert!(resolve("POST", "/api/v1/agents").compiles);
+        assert!(resolve("PUT", "/api/v1/agents/echo").compiles);
+        assert!(resolve("POST", "/api/v1/agents/echo/reload").compiles);
+        assert!(!resolve("GET", "/api/v1/agents/echo").compiles);
+        assert!(!resolve("POST", "/api/v1/agents/validate").compiles);
+        assert!(!resolve("POST", "/api/v1/agents/echo/messages").compiles);
         let resolved = resolve("POST", "/api/v1/agents/echo/messages");
         assert_eq!(resolved.template, "/api/v1/agents/:name/messages");
         assert_eq!((resolved.public, resolved.body), (false, Some(JSON)));

@@ -43,11 +43,7 @@ pub async fn plugins(work: &Path, langs: &[Lang], requests: usize) -> anyhow::Re
 
     let mut made = Vec::new();
     for &lang in langs {
-        let label = match lang {
-            Lang::Rust => "rust",
-            Lang::Python => "python",
-            Lang::Js => "js",
-        };
+        let label = lang.as_str();
         let name = format!("bench-{label}");
         let dir = work.join("projects").join(&name);
         let started = Instant::now();
@@ -67,6 +63,9 @@ pub async fn plugins(work: &Path, langs: &[Lang], requests: usize) -> anyhow::Re
         let component = dir.join(project.component_path());
         let size_bytes = std::fs::metadata(&component)?.len();
         let cold_compile = compile_cold(work, &name, &component)?;
+        // The cold compile above is this benchmark's own extra: a user's
+        // path from `new` to an answer compiles once, at deployment.
+        let own_extra = cold_compile;
         eprintln!(
             "plugins: {label}: built in {build:.1?}, {:.1} MB, compiled cold in {cold_compile:.1?}",
             size_bytes as f64 / 1e6
@@ -88,7 +87,7 @@ pub async fn plugins(work: &Path, langs: &[Lang], requests: usize) -> anyhow::Re
         made.push(Made {
             lang: label,
             name,
-            new_to_answer: started.elapsed(),
+            new_to_answer: started.elapsed() - own_extra,
             build,
             size_bytes,
             cold_compile,

@@ -137,14 +137,7 @@ impl ApiClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request.send().await.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            reason: root_cause(&e),
-        })?;
+        let response = self.send_any(request).await?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -161,6 +154,22 @@ impl ApiClient {
             status,
             code: body["error"]["code"].as_str().unwrap_or("error").to_owned(),
             message,
+        })
+    }
+
+    /// Sends with the token; any answer, error replies included, comes
+    /// back as it is (refused connections are still errors).
+    pub async fn send_any(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        request.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: root_cause(&e),
         })
     }
 

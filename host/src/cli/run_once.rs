@@ -20,7 +20,7 @@ use super::client::{ApiClient, Output, ServerArgs};
 use crate::agents::{AgentRegistry, Manifest, PluginKind};
 
 /// How long the throwaway server may take to start (it loads the
-/// embedding model and compiles the plugin).
+/// embedding model, when the config enables it).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct RunOnce<'a> {
@@ -52,7 +52,10 @@ impl RunOnce<'_> {
             );
         };
         let answer = match manifest.kind {
-            PluginKind::Tool => invoke_tool(self.manifest, manifest, content).await?,
+            PluginKind::Tool => {
+                let config = super::config::load(self.config)?;
+                invoke_tool(self.manifest, manifest, &config, content).await?
+            }
             PluginKind::Agent => self.ask_agent(&manifest.name, content).await?,
         };
         super::output::print(self.output, &answer, |answer| {
@@ -86,32 +89,67 @@ impl RunOnce<'_> {
         super::agents::deploy_quietly(self.manifest, &args).await?;
         let client = ApiClient::new(&args);
         let body = json!({ "performative": self.performative, "content": content });
-        let answered = client
-            .post_json(&format!("/api/v1/agents/{name}/messages"), &body)
-            .await;
+        // Read whatever comes back: a plugin's error is an answer too, and
+        // carries the call's usage like a reply does.
+        let response = client
+            .send_any(
+                client
+                    .request(
+                        reqwest::Method::POST,
+                        &format!("/api/v1/agents/{name}/messages"),
+                    )
+                    .json(&body),
+            )
+            .await?;
+        let status = response.status();
+        let answered: Value = response.json().await?;
         drop(server);
-        match answered {
-            Ok(answered) => {
-                let reply = &answered["reply"];
-                let answer = if reply["performative"] == "failure" {
-                    json!({ "performative": "failure", "content": reply["content"] })
-                } else {
-                    reply["content"].clone()
-                };
-                let error = (reply["performative"] == "failure").then(|| reply["content"].clone());
-                Ok(json!({ "answer": answer, "usage": answered["usage"], "error": error }))
-            }
-            Err(error) => Err(error.into()),
+        if status.is_success() {
+            let reply = &answered["reply"];
+            let failed = reply["performative"] == "failure";
+            let answer = if failed {
+                json!({ "performative": "failure", "content": reply["content"] })
+            } else {
+                reply["content"].clone()
+            };
+            let error = failed.then(|| reply["content"].clone());
+            return Ok(json!({ "answer": answer, "usage": answered["usage"], "error": error }));
         }
+        let error = &answered["error"];
+        if error["details"]["usage"].is_object() {
+            let shown = json!({
+                "code": error["code"],
+                "kind": error["details"]["kind"],
+                "message": error["message"],
+            });
+            return Ok(json!({
+                "answer": { "error": shown },
+                "usage": error["details"]["usage"],
+                "error": shown,
+            }));
+        }
+        anyhow::bail!(
+            "{} ({status}): {}",
+            error["code"].as_str().unwrap_or("error"),
+            error["message"].as_str().unwrap_or_default()
+        )
     }
 }
 
-async fn invoke_tool(path: &Path, manifest: Manifest, input: Value) -> anyhow::Result<Value> {
+/// Loads and invokes a tool in this process, under the config's
+/// `[wasm_runtime]` limits. Its `wasi:http` requests are refused: they
+/// follow the calling agent's `[http]` allow list, and here there is none.
+async fn invoke_tool(
+    path: &Path,
+    manifest: Manifest,
+    config: &crate::config::Config,
+    input: Value,
+) -> anyhow::Result<Value> {
     let scratch = Scratch::new()?;
     let settings = crate::config::WasmRuntimeConfig {
         pool_size: 2,
         low_priority_threads: 1,
-        ..Default::default()
+        ..config.wasm_runtime.clone()
     };
     let runtime = Arc::new(crate::runtime::Runtime::new(
         &settings,
@@ -186,15 +224,23 @@ impl ThrowawayServer {
     fn start(scratch: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let log = std::fs::File::create(scratch.join("server.log"))?;
+        let data = scratch.join("data");
         let mut command = Command::new(exe);
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .arg("--data-dir")
-            .arg(scratch.join("data"))
+            .arg(&data)
             .arg("--agents-dir")
             .arg(scratch.join("agents"))
-            .env_remove("CAXTON_METRICS_LISTEN")
+            // Whatever the config file says, nothing of the real host's
+            // is touched: its store and its token file stay as they are.
+            .env("CAXTON_MEMORY__DATABASE_PATH", data.join("memory.db"))
+            .env(
+                "CAXTON_AUTH__TOKEN_FILE",
+                data.join(crate::auth::TOKEN_FILE),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);

@@ -375,7 +375,7 @@ struct PromptAgent;
 
 impl Agent for PromptAgent {
     fn handle(message: Message) -> Result<Option<Message>, Error> {
-        let manifest: Manifest = serde_json::from_value(context::manifest())
+        let manifest: Manifest = serde_json::from_value(context::manifest()?)
             .map_err(|e| Error::Internal(format!("the host's manifest JSON: {e}")))?;
         let budget = manifest
             .parameters
@@ -475,20 +475,22 @@ impl Agent for PromptAgent {
                         log::log(log::Level::Warn, &format!("auto_store failed: {error:?}"));
                     }
                 }
-                return Ok(Some(message.reply_as(
-                    Performative::Inform,
-                    json!({
-                        "answer": answer.content,
-                        "model": answer.model,
-                        "steps": step,
-                        "tools_used": turn.tools_used,
-                        "usage": {
-                            "prompt_tokens": turn.prompt_tokens,
-                            "completion_tokens": turn.completion_tokens,
-                        },
-                    })
-                    .to_string(),
-                )));
+                return Ok(Some(
+                    message.reply_as(
+                        Performative::Inform,
+                        json!({
+                            "answer": answer.content,
+                            "model": answer.model,
+                            "steps": step,
+                            "tools_used": turn.tools_used,
+                            "usage": {
+                                "prompt_tokens": turn.prompt_tokens,
+                                "completion_tokens": turn.completion_tokens,
+                            },
+                        })
+                        .to_string(),
+                    ),
+                ));
             }
             messages.push(ChatMessage {
                 role: Role::Assistant,

@@ -15,14 +15,6 @@ use serde_json::{Value, json};
 
 struct Relay;
 
-fn outgoing(receiver: Option<String>, capability: Option<String>, content: &Value) -> Message {
-    match (receiver, capability) {
-        (Some(agent), _) => Message::to_agent(agent, content.to_string()),
-        (None, Some(capability)) => Message::to_capability(capability, content.to_string()),
-        (None, None) => unreachable!("every request here names a receiver"),
-    }
-}
-
 impl Agent for Relay {
     fn handle(message: Message) -> Result<Option<Message>, Error> {
         let request: Value = serde_json::from_str(&message.content)
@@ -32,14 +24,16 @@ impl Agent for Relay {
             let parameters: Value = context::parameters().unwrap_or(Value::Null);
             json!({"name": context::name(), "parameters": parameters})
         } else if let Some(target) = request.get("ask").and_then(Value::as_str) {
-            let reply = messaging::request(&outgoing(Some(target.into()), None, &inner), 5_000)?;
+            let reply = messaging::request(&Message::to_agent(target, inner.to_string()), 5_000)?;
             json!({"from": reply.sender, "reply": serde_json::from_str::<Value>(&reply.content).unwrap_or(Value::Null)})
         } else if let Some(capability) = request.get("ask_capability").and_then(Value::as_str) {
-            let reply =
-                messaging::request(&outgoing(None, Some(capability.into()), &inner), 5_000)?;
+            let reply = messaging::request(
+                &Message::to_capability(capability, inner.to_string()),
+                5_000,
+            )?;
             json!({"from": reply.sender, "reply": serde_json::from_str::<Value>(&reply.content).unwrap_or(Value::Null)})
         } else if let Some(target) = request.get("tell").and_then(Value::as_str) {
-            messaging::send(&outgoing(Some(target.into()), None, &inner))?;
+            messaging::send(&Message::to_agent(target, inner.to_string()))?;
             json!({"told": target})
         } else if let Some(cycle) = request.get("cycle").and_then(Value::as_array) {
             let hop = request.get("hop").and_then(Value::as_u64).unwrap_or(0);
@@ -50,7 +44,7 @@ impl Agent for Relay {
                 return Err(Error::InvalidInput("cycle must list agent names".into()));
             };
             let forward = json!({"cycle": cycle, "hop": hop + 1});
-            let reply = messaging::request(&outgoing(Some(next.into()), None, &forward), 5_000)?;
+            let reply = messaging::request(&Message::to_agent(next, forward.to_string()), 5_000)?;
             serde_json::from_str(&reply.content).unwrap_or(Value::Null)
         } else {
             return Err(Error::InvalidInput(

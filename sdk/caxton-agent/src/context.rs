@@ -19,8 +19,9 @@ pub fn parameters<T: DeserializeOwned>() -> Result<T, Error> {
 }
 
 /// The whole manifest as the host validated it (see the WIT reference).
-pub fn manifest() -> serde_json::Value {
-    serde_json::from_str(&raw::manifest()).unwrap_or(serde_json::Value::Null)
+pub fn manifest() -> Result<serde_json::Value, Error> {
+    serde_json::from_str(&raw::manifest())
+        .map_err(|e| Error::Internal(format!("the host's manifest JSON: {e}")))
 }
 
 /// The earlier messages of the current conversation, oldest first, at most

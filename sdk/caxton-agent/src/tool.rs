@@ -12,8 +12,9 @@ use crate::{Error, ToolDescription};
 /// `invalid-input` before `invoke` runs. Use `serde_json::Value` for
 /// either type to work on raw JSON.
 pub trait Tool {
-    /// The name agents call the tool by (`tools = ["NAME"]`); it must
-    /// match the manifest's `name`.
+    /// The tool's name in its description. Agents call it by the
+    /// manifest's `name`, which the host shows in its place: keep the two
+    /// equal.
     const NAME: &'static str;
     /// One or two sentences on what the tool does (shown to language models).
     const DESCRIPTION: &'static str;

@@ -41,7 +41,11 @@ export function handle(message) {
     return reply(message, { stored: request.remember });
   }
   if (request && typeof request.recall === 'string') {
-    const hits = search(request.recall, request.limit ?? 5);
+    const limit = request.limit ?? 5;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+      throw { tag: 'invalid-input', val: 'limit must be a whole number from 1 to 100' };
+    }
+    const hits = search(request.recall, limit);
     return reply(message, { notes: hits.map((hit) => hit.observation) });
   }
   return reply(message, { echo: request });

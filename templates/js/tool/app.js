@@ -28,8 +28,12 @@ export function invoke(input) {
   } catch (error) {
     throw { tag: 'invalid-input', val: `input is not JSON: ${error.message}` };
   }
-  if (!request || typeof request.text !== 'string') {
-    throw { tag: 'invalid-input', val: 'input must be {"text": "..."}' };
+  if (
+    !request ||
+    typeof request.text !== 'string' ||
+    Object.keys(request).length !== 1
+  ) {
+    throw { tag: 'invalid-input', val: 'input must be {"text": "..."} and nothing else' };
   }
   const words = request.text.split(/\s+/).filter((word) => word.length > 0).length;
   return JSON.stringify({ words, characters: [...request.text].length });

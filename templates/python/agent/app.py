@@ -48,6 +48,9 @@ class WitWorld(wit_world.WitWorld):
             log.log(log.Level.INFO, f"stored a note of {len(note)} characters")
             return reply(message, {"stored": note})
         if isinstance(request, dict) and "recall" in request:
-            hits = memory.search(str(request["recall"]), int(request.get("limit", 5)))
+            limit = request.get("limit", 5)
+            if not isinstance(limit, int) or not 1 <= limit <= 100:
+                raise Err(Error_InvalidInput("limit must be a whole number from 1 to 100"))
+            hits = memory.search(str(request["recall"]), limit)
             return reply(message, {"notes": [hit.observation for hit in hits]})
         return reply(message, {"echo": request})

@@ -33,7 +33,7 @@ class WitWorld(wit_world.WitWorld):
             request = json.loads(input)
         except ValueError as error:
             raise Err(Error_InvalidInput(f"input is not JSON: {error}"))
-        if not isinstance(request, dict) or not isinstance(request.get("text"), str):
-            raise Err(Error_InvalidInput('input must be {"text": "..."}'))
+        if not isinstance(request, dict) or set(request) != {"text"} or not isinstance(request["text"], str):
+            raise Err(Error_InvalidInput('input must be {"text": "..."} and nothing else'))
         text = request["text"]
         return json.dumps({"words": len(text.split()), "characters": len(text)})

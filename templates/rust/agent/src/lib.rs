@@ -32,7 +32,7 @@ impl Agent for Notes {
         let reply = match message.json::<Request>()? {
             Request::Remember { remember } => {
                 memory::remember("notes", "note", &[remember.clone()])?;
-                caxton_agent::info!("stored a note of {} bytes", remember.len());
+                caxton_agent::info!("stored a note of {} characters", remember.chars().count());
                 json!({ "stored": remember })
             }
             Request::Recall { recall, limit } => {
