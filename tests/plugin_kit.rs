@@ -103,11 +103,25 @@ fn agents(server: &Server, dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 fn validate(dir: &Path) -> std::process::Output {
-    caxton_command()
-        .current_dir(dir)
-        .args(["agents", "validate", "manifest.toml"])
-        .output()
-        .unwrap()
+    validate_file(&dir.join("manifest.toml"))
+}
+
+/// Validates a built project, then deploys it as written to a new server.
+fn validated_and_deployed(dir: &Path) -> Server {
+    let checked = validate(dir);
+    assert!(checked.status.success(), "{}", text(&checked));
+    let server = Server::start(&AgentsDir::new());
+    let deployed = agents(&server, dir, &["deploy", "manifest.toml"]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    server
+}
+
+/// Replaces `from` with `to` in `file`, as the plugin's author would edit
+/// it; `from` must be there.
+fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{} lacks {from:?}", file.display());
+    std::fs::write(file, text.replace(from, to)).unwrap();
 }
 
 /// What the template agents do in every language: store a note, find it.
@@ -153,12 +167,7 @@ async fn a_rust_agent_made_by_caxton_agents_new_builds_deploys_and_answers() {
     let parent = outside_the_repo();
     let dir = new_project(parent.path(), "note-keeper", &["--lang", "rust"]);
     build(&dir, "./build.sh", &[]);
-    let checked = validate(&dir);
-    assert!(checked.status.success(), "{}", text(&checked));
-
-    let server = Server::start(&AgentsDir::new());
-    let deployed = agents(&server, &dir, &["deploy", "manifest.toml"]);
-    assert!(deployed.status.success(), "{}", text(&deployed));
+    let server = validated_and_deployed(&dir);
     the_notes_agent_answers(&server, "note-keeper").await;
     // The SDK recorded the WIT version the plugin targets.
     let shown = server.get_json("/api/v1/agents/note-keeper").await;
@@ -171,31 +180,21 @@ async fn a_python_agent_builds_with_componentize_py_and_its_exceptions_are_traps
     let parent = outside_the_repo();
     let dir = new_project(parent.path(), "py-notes", &["--lang", "python"]);
     build(&dir, "./build.sh", &[]);
-    let checked = validate(&dir);
-    assert!(checked.status.success(), "{}", text(&checked));
-
-    let server = Server::start(&AgentsDir::new());
-    let deployed = agents(&server, &dir, &["deploy", "manifest.toml"]);
-    assert!(deployed.status.success(), "{}", text(&deployed));
+    let server = validated_and_deployed(&dir);
     the_notes_agent_answers(&server, "py-notes").await;
 
     // An exception the code does not turn into an `Err`, and an interface
     // imported without its grant.
-    let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
-    let app = app.replace(
+    edit(
+        &dir.join("app.py"),
         "        if isinstance(request, dict) and \"remember\" in request:",
         "        if request == \"boom\":\n            raise ValueError(\"boom from python\")\n        if isinstance(request, dict) and \"remember\" in request:",
     );
-    std::fs::write(dir.join("app.py"), app).unwrap();
-    let world = std::fs::read_to_string(dir.join("wit/world.wit")).unwrap();
-    std::fs::write(
-        dir.join("wit/world.wit"),
-        world.replace(
-            "    import caxton:agent/memory@0.2.0;\n",
-            "    import caxton:agent/memory@0.2.0;\n    import caxton:agent/llm@0.2.0;\n",
-        ),
-    )
-    .unwrap();
+    edit(
+        &dir.join("wit/world.wit"),
+        "    import caxton:agent/memory@0.2.0;\n",
+        "    import caxton:agent/memory@0.2.0;\n    import caxton:agent/llm@0.2.0;\n",
+    );
     build(&dir, "./build.sh", &[]);
     let refused = agents(&server, &dir, &["deploy", "manifest.toml", "--replace"]);
     assert!(!refused.status.success());
@@ -205,15 +204,11 @@ async fn a_python_agent_builds_with_componentize_py_and_its_exceptions_are_traps
         text(&refused)
     );
 
-    let manifest = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
-    std::fs::write(
-        dir.join("manifest.toml"),
-        manifest.replace(
-            r#"grants = ["log", "memory"]"#,
-            r#"grants = ["log", "memory", "llm"]"#,
-        ),
-    )
-    .unwrap();
+    edit(
+        &dir.join("manifest.toml"),
+        r#"grants = ["log", "memory"]"#,
+        r#"grants = ["log", "memory", "llm"]"#,
+    );
     let deployed = agents(&server, &dir, &["deploy", "manifest.toml", "--replace"]);
     assert!(deployed.status.success(), "{}", text(&deployed));
     let trapped = server.send("py-notes", &json!({"content": "boom"})).await;
@@ -242,12 +237,7 @@ async fn a_javascript_tool_builds_with_componentize_js_and_its_throws_are_traps_
         &["ci", "--prefer-offline", "--no-audit", "--no-fund"],
     );
     build(&dir, "npm", &["run", "build"]);
-    let checked = validate(&dir);
-    assert!(checked.status.success(), "{}", text(&checked));
-
-    let server = Server::start(&AgentsDir::new());
-    let deployed = agents(&server, &dir, &["deploy", "manifest.toml"]);
-    assert!(deployed.status.success(), "{}", text(&deployed));
+    let server = validated_and_deployed(&dir);
     let answer = call_tool(&server, "word_count", json!({"text": "hello small world"})).await;
     assert_eq!(
         answer["result"]["structuredContent"],
@@ -259,15 +249,10 @@ async fn a_javascript_tool_builds_with_componentize_js_and_its_throws_are_traps_
     assert!(refused.to_string().contains("invalid-input"), "{refused}");
 
     // A tool may import only `log`: memory is refused at load, by name.
-    let world = std::fs::read_to_string(dir.join("wit/world.wit")).unwrap();
-    std::fs::write(
-        dir.join("wit/world.wit"),
-        world.replace(
-            "    import caxton:agent/log@0.2.0;\n",
-            "    import caxton:agent/log@0.2.0;\n    import caxton:agent/memory@0.2.0;\n",
-        ),
-    )
-    .unwrap();
+    let world = dir.join("wit/world.wit");
+    let log_only = "    import caxton:agent/log@0.2.0;\n";
+    let with_memory = "    import caxton:agent/log@0.2.0;\n    import caxton:agent/memory@0.2.0;\n";
+    edit(&world, log_only, with_memory);
     build(&dir, "npm", &["run", "build"]);
     let refused = validate(&dir);
     assert!(!refused.status.success());
@@ -276,18 +261,14 @@ async fn a_javascript_tool_builds_with_componentize_js_and_its_throws_are_traps_
         "{}",
         text(&refused)
     );
-    std::fs::write(dir.join("wit/world.wit"), world).unwrap();
+    edit(&world, with_memory, log_only);
 
     // A throw that is not an error case traps, with the message.
-    let app = std::fs::read_to_string(dir.join("app.js")).unwrap();
-    std::fs::write(
-        dir.join("app.js"),
-        app.replace(
-            "  const words =",
-            "  if (request.text === 'boom') throw new Error('boom from js');\n  const words =",
-        ),
-    )
-    .unwrap();
+    edit(
+        &dir.join("app.js"),
+        "  const words =",
+        "  if (request.text === 'boom') throw new Error('boom from js');\n  const words =",
+    );
     build(&dir, "npm", &["run", "build"]);
     let deployed = agents(&server, &dir, &["deploy", "manifest.toml", "--replace"]);
     assert!(deployed.status.success(), "{}", text(&deployed));

@@ -2,26 +2,21 @@
 //! throwaway host, gives it one message (an agent) or one input (a tool),
 //! prints the answer and what the call used, and leaves nothing behind.
 //!
-//! An agent runs in a real `caxton serve` started from this binary on a
-//! free loopback port with a scratch data directory, so it meets the same
-//! memory, tools, messaging and language models (from the usual config) as
-//! it will when deployed. A tool needs none of that: it is loaded and
-//! invoked in this process.
+//! An agent runs in a real `caxton serve` started from this binary by the
+//! harness the tests use (a free loopback port, a scratch data directory
+//! holding its store and token), so it meets the same memory, tools,
+//! messaging and language models (from the config named) as it will when
+//! deployed. A tool needs none of that: it is loaded and invoked in this
+//! process.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::client::{ApiClient, Output, ServerArgs};
 use crate::agents::{AgentRegistry, Manifest, PluginKind};
-
-/// How long the throwaway server may take to start (it loads the
-/// embedding model, when the config enables it).
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+use crate::harness::{ServeOptions, ServerProcess};
 
 pub struct RunOnce<'a> {
     pub manifest: &'a Path,
@@ -79,10 +74,24 @@ impl RunOnce<'_> {
 
     async fn ask_agent(&self, name: &str, content: Value) -> anyhow::Result<Value> {
         let scratch = Scratch::new()?;
-        let server = ThrowawayServer::start(&scratch.0, self.config)?;
+        let mut options = ServeOptions::new(
+            &std::env::current_exe()?,
+            &scratch.0.join("data"),
+            &scratch.0.join("agents"),
+        );
+        options.config = self
+            .config
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+            })
+            .transpose()?;
+        options.capture_log = true;
+        // Its data is scratch: killed when dropped, nothing to shut down.
+        let server = ServerProcess::start(&options)?;
         let args = ServerArgs {
-            server: server.url.clone(),
-            token: None,
+            server: server.base.clone(),
+            token: server.token.clone(),
             data_dir: Some(scratch.0.join("data")),
             output: Output::Json,
         };
@@ -122,11 +131,7 @@ impl RunOnce<'_> {
                 "kind": error["details"]["kind"],
                 "message": error["message"],
             });
-            return Ok(json!({
-                "answer": { "error": shown },
-                "usage": error["details"]["usage"],
-                "error": shown,
-            }));
+            return Ok(error_answer(shown, error["details"]["usage"].clone()));
         }
         anyhow::bail!(
             "{} ({status}): {}",
@@ -177,16 +182,21 @@ async fn invoke_tool(
             let answer = serde_json::from_str(&output).unwrap_or(Value::String(output));
             json!({ "answer": answer, "usage": usage, "error": null })
         }
-        Ok(Err(error)) => {
-            let error =
-                json!({ "code": "plugin_error", "kind": error.kind(), "message": error.text() });
-            json!({ "answer": { "error": error }, "usage": usage, "error": error })
-        }
-        Err(error) => {
-            let error = json!({ "code": error.code(), "message": error.to_string() });
-            json!({ "answer": { "error": error }, "usage": usage, "error": error })
-        }
+        Ok(Err(error)) => error_answer(
+            json!({ "code": "plugin_error", "kind": error.kind(), "message": error.text() }),
+            usage,
+        ),
+        Err(error) => error_answer(
+            json!({ "code": error.code(), "message": error.to_string() }),
+            usage,
+        ),
     })
+}
+
+/// What `run` prints for a call that ended in an error: the error as the
+/// answer, with the call's usage.
+fn error_answer(error: Value, usage: Value) -> Value {
+    json!({ "answer": { "error": error }, "usage": usage, "error": error })
 }
 
 /// A scratch directory, removed when dropped.
@@ -210,72 +220,5 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `caxton serve` on a free loopback port; killed when dropped (its data
-/// is scratch, so there is nothing to shut down gracefully for).
-struct ThrowawayServer {
-    child: Child,
-    url: String,
-}
-
-impl ThrowawayServer {
-    fn start(scratch: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let log = std::fs::File::create(scratch.join("server.log"))?;
-        let data = scratch.join("data");
-        let mut command = Command::new(exe);
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--agents-dir")
-            .arg(scratch.join("agents"))
-            // Whatever the config file says, nothing of the real host's
-            // is touched: its store and its token file stay as they are.
-            .env("CAXTON_MEMORY__DATABASE_PATH", data.join("memory.db"))
-            .env(
-                "CAXTON_AUTH__TOKEN_FILE",
-                data.join(crate::auth::TOKEN_FILE),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        if let Some(config) = config {
-            command.arg("--config").arg(config);
-        }
-        let mut child = command.spawn()?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (found, waiting) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("caxton listening on ") {
-                    let _ = found.send(url.trim().to_owned());
-                }
-            }
-        });
-        match waiting.recv_timeout(START_TIMEOUT) {
-            Ok(url) => Ok(ThrowawayServer { child, url }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log = std::fs::read_to_string(scratch.join("server.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                anyhow::bail!(
-                    "the throwaway server did not start:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                )
-            }
-        }
-    }
-}
-
-impl Drop for ThrowawayServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -81,6 +81,17 @@ impl ServerProcess {
             .arg(&options.agents_dir)
             .env("CAXTON_LOG", &options.log_filter)
             .env_remove("CAXTON_CONFIG")
+            // Whatever the config says, the store and the token live in
+            // the data dir: another host's files are never touched, and
+            // the token is where `token` below reads it.
+            .env(
+                "CAXTON_MEMORY__DATABASE_PATH",
+                options.data_dir.join("memory.db"),
+            )
+            .env(
+                "CAXTON_AUTH__TOKEN_FILE",
+                options.data_dir.join(crate::auth::TOKEN_FILE),
+            )
             .stdout(Stdio::piped())
             .stderr(if options.capture_log {
                 Stdio::piped()
