@@ -9,6 +9,7 @@ mod memory;
 mod plugins;
 mod served;
 mod suite;
+mod wasmtime_serve;
 
 pub use agents::AgentsBenchmark;
 pub use faults::{FAULT_KINDS, FaultsBenchmark};

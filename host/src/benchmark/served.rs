@@ -103,6 +103,18 @@ pub struct Load {
 }
 
 impl Load {
+    /// One run's figures from two runs of the same load (segments of an
+    /// interleaved measurement): their samples, statuses and time together.
+    pub fn merge(mut self, other: Load) -> Load {
+        self.accepted.extend(other.accepted);
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        self.refusals_without_retry_after += other.refusals_without_retry_after;
+        self.elapsed += other.elapsed;
+        self
+    }
+
     pub fn summary(&self) -> Value {
         let total: usize = self.statuses.values().sum();
         json!({
@@ -123,17 +135,42 @@ pub async fn load(
     total: usize,
     concurrency: usize,
 ) -> anyhow::Result<Load> {
-    let url = format!("{}{path}", served.base);
+    load_url(
+        &served.client,
+        &format!("{}{path}", served.base),
+        body,
+        total,
+        concurrency,
+    )
+    .await
+}
+
+/// A client like the one [`serve`] gives, without a token: for a baseline
+/// server driven the same way.
+pub fn plain_client() -> anyhow::Result<reqwest::Client> {
+    crate::llm::install_tls_provider();
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .timeout(Duration::from_secs(60))
+        .build()?)
+}
+
+/// Sends `total` POSTs of `body` to `url` through `client` from
+/// `concurrency` tasks.
+pub async fn load_url(
+    client: &reqwest::Client,
+    url: &str,
+    body: Value,
+    total: usize,
+    concurrency: usize,
+) -> anyhow::Result<Load> {
+    let url = url.to_owned();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, url, body, next) = (
-                served.client.clone(),
-                url.clone(),
-                body.clone(),
-                next.clone(),
-            );
+            let (client, url, body, next) =
+                (client.clone(), url.clone(), body.clone(), next.clone());
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < total {

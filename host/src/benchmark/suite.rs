@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::percentiles;
-use super::served::{echo_manifest, load, serve};
+use super::served::{Load, echo_manifest, load, load_url, plain_client, serve};
+use super::wasmtime_serve::WasmtimeServe;
 
 /// One comparable figure.
 pub fn metric(name: &str, value: f64, unit: &str, better: &str) -> Value {
@@ -22,9 +23,13 @@ fn ms(summary: &Value, key: &str) -> f64 {
 
 const QUIET: &str = "[http_server.rate_limit]\nenabled = false\n";
 
-/// `caxton benchmark api`: the HTTP round trip to echo, sequential and at
-/// concurrency 16, beside `/api/v1/health` (no plugin call) as baseline.
-pub async fn api(work: &Path, requests: usize) -> anyhow::Result<Value> {
+/// `caxton benchmark api`: the HTTP round trip to echo at concurrency 1,
+/// 16 and 64, beside `/api/v1/health` (no plugin call) and, with
+/// `wasmtime_serve`, beside plain `wasmtime serve` answering the same body
+/// from a wasi:http component, driven by the same client in the same run.
+/// Each concurrency alternates between the two servers in rounds, so noise
+/// on this shared machine falls on both.
+pub async fn api(work: &Path, requests: usize, wasmtime_serve: bool) -> anyhow::Result<Value> {
     let agents = work.join("agents");
     std::fs::create_dir_all(&agents)?;
     std::fs::write(agents.join("echo.toml"), echo_manifest("echo", "1.0.0"))?;
@@ -33,47 +38,106 @@ pub async fn api(work: &Path, requests: usize) -> anyhow::Result<Value> {
         &work.join("data"),
         &format!("[memory.embedding_config]\nenabled = false\n{QUIET}"),
     )?;
-    load(
-        &served,
-        "/api/v1/agents/echo/messages",
-        json!({"content": 1}),
-        200,
-        4,
-    )
-    .await?;
+    let baseline = if wasmtime_serve {
+        let server = WasmtimeServe::start()?;
+        eprintln!("baseline: {} serve on {}", server.version, server.base);
+        Some((server, plain_client()?))
+    } else {
+        None
+    };
+    let echo_url = format!("{}/api/v1/agents/echo/messages", served.base);
+    let body = json!({"content": {"n": 1}});
+    // Warm both: compiled code, pooled instances, open connections.
+    load_url(&served.client, &echo_url, body.clone(), 200, 16).await?;
+    if let Some((server, client)) = &baseline {
+        load_url(client, &server.base, body.clone(), 200, 16).await?;
+    }
     let mut metrics = Vec::new();
     let mut runs = serde_json::Map::new();
-    for (label, concurrency) in [("c1", 1), ("c16", 16)] {
-        let echo = load(
-            &served,
-            "/api/v1/agents/echo/messages",
-            json!({"content": {"n": 1}}),
-            requests,
-            concurrency,
-        )
-        .await?;
-        let summary = echo.summary();
+    const ROUNDS: usize = 3;
+    let segment = (requests / ROUNDS).max(1);
+    for (label, concurrency) in [("c1", 1), ("c16", 16), ("c64", 64)] {
+        let mut echo: Option<Load> = None;
+        let mut plain: Option<Load> = None;
+        for _ in 0..ROUNDS {
+            if let Some((server, client)) = &baseline {
+                let run =
+                    load_url(client, &server.base, body.clone(), segment, concurrency).await?;
+                plain = Some(match plain {
+                    Some(before) => before.merge(run),
+                    None => run,
+                });
+            }
+            let run = load_url(
+                &served.client,
+                &echo_url,
+                body.clone(),
+                segment,
+                concurrency,
+            )
+            .await?;
+            echo = Some(match echo {
+                Some(before) => before.merge(run),
+                None => run,
+            });
+        }
+        let summary = echo.expect("at least one round").summary();
         eprintln!("api echo {label}: {summary}");
-        let latency = &summary["latency_accepted"];
-        metrics.push(metric(
-            &format!("api.echo.{label}.median_ms"),
-            ms(latency, "median_ms"),
-            "ms",
-            "lower",
-        ));
-        metrics.push(metric(
-            &format!("api.echo.{label}.p99_ms"),
-            ms(latency, "p99_ms"),
-            "ms",
-            "lower",
-        ));
-        metrics.push(metric(
-            &format!("api.echo.{label}.per_s"),
-            summary["accepted_per_s"].as_f64().unwrap_or(0.0),
-            "req/s",
-            "higher",
-        ));
+        let figures = |prefix: &str, summary: &Value, metrics: &mut Vec<Value>| {
+            let latency = &summary["latency_accepted"];
+            metrics.push(metric(
+                &format!("{prefix}.{label}.median_ms"),
+                ms(latency, "median_ms"),
+                "ms",
+                "lower",
+            ));
+            metrics.push(metric(
+                &format!("{prefix}.{label}.p99_ms"),
+                ms(latency, "p99_ms"),
+                "ms",
+                "lower",
+            ));
+            metrics.push(metric(
+                &format!("{prefix}.{label}.per_s"),
+                summary["accepted_per_s"].as_f64().unwrap_or(0.0),
+                "req/s",
+                "higher",
+            ));
+        };
+        figures("api.echo", &summary, &mut metrics);
+        if let Some(plain) = plain {
+            let plain = plain.summary();
+            eprintln!("wasmtime serve {label} (baseline): {plain}");
+            figures("baseline.wasmtime_serve", &plain, &mut metrics);
+            let ratio = |key: &str, field: &str| {
+                let (ours, theirs) = if field.is_empty() {
+                    (summary[key].as_f64(), plain[key].as_f64())
+                } else {
+                    (summary[key][field].as_f64(), plain[key][field].as_f64())
+                };
+                ours.zip(theirs).map_or(f64::NAN, |(a, b)| a / b)
+            };
+            let per_s = ratio("accepted_per_s", "");
+            let p99 = ratio("latency_accepted", "p99_ms");
+            eprintln!("ratio to wasmtime serve {label}: {per_s:.2}x requests/s, p99 {p99:.2}x");
+            metrics.push(metric(
+                &format!("api.echo.{label}.per_s_vs_wasmtime_serve"),
+                per_s,
+                "ratio",
+                "higher",
+            ));
+            metrics.push(metric(
+                &format!("api.echo.{label}.p99_vs_wasmtime_serve"),
+                p99,
+                "ratio",
+                "lower",
+            ));
+            runs.insert(format!("wasmtime_serve_{label}"), plain);
+        }
         runs.insert(format!("echo_{label}"), summary);
+    }
+    if let Some((server, _)) = &baseline {
+        runs.insert("wasmtime_serve_version".into(), json!(server.version));
     }
     // Baseline: the same HTTP path without a plugin call.
     let started = Instant::now();

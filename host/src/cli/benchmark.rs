@@ -8,12 +8,25 @@ use clap::Subcommand;
 
 use crate::scaffold::Lang;
 
+/// What `caxton benchmark api` measures beside Caxton.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ApiBaseline {
+    /// `wasmtime serve` on a wasi:http echo component.
+    WasmtimeServe,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchmarkCommand {
-    /// API: HTTP echo round trip at concurrency 1 and 16 beside /health.
+    /// API: HTTP echo round trip at concurrency 1, 16 and 64 beside
+    /// /health and, with --baseline wasmtime-serve, beside plain `wasmtime
+    /// serve` answering the same body.
     Api {
         #[arg(long, default_value_t = 3000)]
         requests: usize,
+        /// Also drive `wasmtime serve` on plugins/wasi-http-echo in the
+        /// same run (install it with ./scripts/python-env --bench).
+        #[arg(long, value_enum)]
+        baseline: Option<ApiBaseline>,
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -153,8 +166,17 @@ impl BenchmarkCommand {
     pub async fn run_other(&self) -> anyhow::Result<()> {
         let work = std::env::temp_dir().join(format!("caxton-bench-{}", std::process::id()));
         let (results, output) = match self {
-            BenchmarkCommand::Api { requests, output } => (
-                crate::benchmark::api(&work, (*requests).max(100)).await,
+            BenchmarkCommand::Api {
+                requests,
+                baseline,
+                output,
+            } => (
+                crate::benchmark::api(
+                    &work,
+                    (*requests).max(100),
+                    matches!(baseline, Some(ApiBaseline::WasmtimeServe)),
+                )
+                .await,
                 output,
             ),
             BenchmarkCommand::System {
