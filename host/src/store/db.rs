@@ -10,8 +10,9 @@ use tokio::sync::MappedMutexGuard;
 
 use super::StoreError;
 use super::checkpoint::{Checkpointer, WRITER_FALLBACK_FACTOR};
-use super::group_commit::{AfterCommit, GroupCommit};
-use crate::config::SqliteConfig;
+use super::group_commit::{AfterCommit, Durability, GroupCommit};
+use super::wal_sync::WalSync;
+use crate::config::{SqliteConfig, Synchronous};
 
 pub struct Db {
     db: libsql::Database,
@@ -55,6 +56,13 @@ impl Db {
         pragma(&writer, "PRAGMA auto_vacuum = INCREMENTAL").await?;
         apply_pragmas(&writer, config, true).await?;
         super::migrations::migrate(&writer).await?;
+        // FULL in WAL mode: the writer's commits stop at the WAL (NORMAL)
+        // and synced writes sync it themselves, outside the writer.
+        let wal_sync = (config.wal_mode && config.synchronous == Synchronous::Full)
+            .then(|| WalSync::new(path));
+        if wal_sync.is_some() {
+            pragma(&writer, "PRAGMA synchronous = NORMAL").await?;
+        }
         let checkpointer = match (config.wal_mode, config.checkpoint_interval.is_zero()) {
             (true, false) => Some(Checkpointer::start(&db, config.checkpoint_interval)?),
             _ => None,
@@ -63,7 +71,7 @@ impl Db {
             db,
             path: path.to_owned(),
             config: config.clone(),
-            writes: GroupCommit::new(writer),
+            writes: GroupCommit::new(writer, wal_sync),
             readers: std::sync::Mutex::default(),
             _checkpointer: checkpointer,
         })
@@ -81,14 +89,29 @@ impl Db {
     }
 
     /// Runs `work` as one write, committed with the writes that arrive
-    /// meanwhile; see [`GroupCommit::write`].
+    /// meanwhile, and returns once it is on the disk; see
+    /// [`GroupCommit::write`].
     pub async fn write<T, E, F, Fut>(&self, work: F) -> Result<T, E>
     where
         E: From<StoreError> + std::fmt::Display,
         F: FnOnce(libsql::Connection) -> Fut,
         Fut: Future<Output = Result<(T, Option<AfterCommit>), E>>,
     {
-        self.writes.write(work).await
+        self.writes.write(Durability::Synced, work).await
+    }
+
+    /// Like [`Self::write`], but returns once the write is committed
+    /// (visible to readers, safe from a crash of the process), not
+    /// waiting for the disk: for records whose writer must not wait on
+    /// fsyncs (conversations). They reach the disk with the next synced
+    /// write or checkpoint.
+    pub async fn write_committed<T, E, F, Fut>(&self, work: F) -> Result<T, E>
+    where
+        E: From<StoreError> + std::fmt::Display,
+        F: FnOnce(libsql::Connection) -> Fut,
+        Fut: Future<Output = Result<(T, Option<AfterCommit>), E>>,
+    {
+        self.writes.write(Durability::Committed, work).await
     }
 
     /// A read connection from the pool (opened on demand).
@@ -242,20 +265,77 @@ mod tests {
         .await
     }
 
+    async fn insert_committed(db: &Db, n: i64) -> Result<(), StoreError> {
+        db.write_committed(|tx| async move {
+            tx.execute("INSERT INTO facts (n) VALUES (?1)", [n]).await?;
+            Ok(((), None))
+        })
+        .await
+    }
+
     #[tokio::test]
-    async fn the_default_syncs_every_commit() {
+    async fn synced_writes_wait_for_a_wal_sync_and_committed_ones_do_not() {
         let (_dir, db) = open().await;
-        let writer = db.writer().await;
-        let mut rows = writer.query("PRAGMA synchronous", ()).await.unwrap();
-        // 2 = FULL: an acknowledged commit is on the disk.
-        assert_eq!(
-            rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap(),
-            2
+        // The writer's own commits stop at the WAL (1 = NORMAL) ...
+        let mode = {
+            let writer = db.writer().await;
+            let mut rows = writer.query("PRAGMA synchronous", ()).await.unwrap();
+            rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+        };
+        assert_eq!(mode, 1);
+        // ... so a synced write is answered after an fsync of its own,
+        insert(&db, 1).await.unwrap();
+        assert_eq!(db.writes.wal_syncs(), 1);
+        // a committed one without any, yet visible at once.
+        insert_committed(&db, 2).await.unwrap();
+        assert_eq!(db.writes.wal_syncs(), 1);
+        assert_eq!(count(&db).await, 2);
+        insert(&db, 3).await.unwrap();
+        assert_eq!(db.writes.wal_syncs(), 2);
+    }
+
+    #[tokio::test]
+    async fn with_synchronous_normal_nothing_waits_for_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig {
+            synchronous: Synchronous::Normal,
+            ..SqliteConfig::default()
+        };
+        let db = Db::open(&dir.path().join("memory.db"), &config)
+            .await
+            .unwrap();
+        db.writer()
+            .await
+            .execute("CREATE TABLE facts (n INTEGER PRIMARY KEY)", ())
+            .await
+            .unwrap();
+        insert(&db, 1).await.unwrap();
+        assert_eq!(db.writes.wal_syncs(), 0);
+        assert_eq!(count(&db).await, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_synced_writes_share_fsyncs() {
+        let (_dir, db) = open().await;
+        let writes: Vec<_> = (0..64)
+            .map(|n| {
+                let db = db.clone();
+                tokio::spawn(async move { insert(&db, n).await })
+            })
+            .collect();
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        assert_eq!(count(&db).await, 64);
+        let syncs = db.writes.wal_syncs();
+        assert!(
+            (1..64).contains(&syncs),
+            "64 concurrent writes took {syncs} fsyncs"
         );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_writes_share_commits_and_each_is_committed_when_acknowledged() {
+    async fn concurrent_writes_are_each_committed_when_acknowledged() {
         let (_dir, db) = open().await;
         let writes: Vec<_> = (0..64)
             .map(|n| {
@@ -276,8 +356,6 @@ mod tests {
             assert_eq!(write.await.unwrap(), 1);
         }
         assert_eq!(count(&db).await, 64);
-        let groups = db.writes.groups().await;
-        assert!(groups < 64, "64 concurrent writes took {groups} commits");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

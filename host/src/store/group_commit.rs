@@ -1,8 +1,10 @@
 //! The store's writer, committing writes in groups. A write that finds
 //! others queued behind it leaves the transaction open for them; the last
-//! of the group commits for all and answers each. With `synchronous =
-//! FULL` every commit is an fsync, so under load the cost of durability is
-//! one sync per group, not per write.
+//! of the group commits for all and answers each. A write says what its
+//! acknowledgement promises ([`Durability`]): a synced write is answered
+//! only once an fsync covers its group (see [`super::wal_sync`]: one fsync
+//! for many groups, outside the writer), a committed one as soon as its
+//! group is committed.
 //!
 //! Each write runs in its own savepoint: one that fails is rolled back
 //! alone. A write is acknowledged only once its group committed, and only
@@ -17,9 +19,22 @@ use std::time::Duration;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, oneshot};
 
 use super::StoreError;
+use super::wal_sync::WalSync;
 
 /// Work to do once a write is committed (and only then).
 pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
+/// What answering a write promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On the disk (with `synchronous = FULL`): survives a power cut.
+    /// Memory writes and deployments.
+    Synced,
+    /// Committed: visible to every reader and safe from a crash of the
+    /// process; on the disk with the next synced write or checkpoint
+    /// (`checkpoint_interval`). Conversation records.
+    Committed,
+}
 
 /// Why a group's commit failed, for every write in it.
 #[derive(Debug, Clone)]
@@ -55,6 +70,9 @@ pub struct GroupCommit {
     /// Writes waiting for the writer lock: a write that sees some leaves
     /// its group's transaction open for them to join.
     queued: AtomicUsize,
+    /// Syncs the WAL for synced writes when the connection's own commits
+    /// do not (`None`: every commit is as durable as the connection makes it).
+    wal_sync: Option<Arc<WalSync>>,
 }
 
 /// The write connection and the group it has open, if any.
@@ -74,11 +92,26 @@ struct Group {
     /// What the writes do once their rows are committed, in commit order.
     after_commit: Vec<AfterCommit>,
     /// Writes that left the group open, waiting to hear how it ended.
-    waiting: Vec<oneshot::Sender<Result<(), CommitFailed>>>,
+    waiting: Vec<(Durability, oneshot::Sender<Result<(), CommitFailed>>)>,
+}
+
+/// A group's commit, for the write that made it: the WAL sync its
+/// answer waits for, if it is synced and the commit did not sync itself.
+struct Committed {
+    sync: Option<(Arc<WalSync>, u64)>,
+}
+
+impl Committed {
+    async fn wait(self, durability: Durability) -> Result<(), StoreError> {
+        match (durability, self.sync) {
+            (Durability::Synced, Some((sync, number))) => sync.wait(number).await,
+            _ => Ok(()),
+        }
+    }
 }
 
 impl GroupCommit {
-    pub fn new(conn: libsql::Connection) -> Arc<Self> {
+    pub fn new(conn: libsql::Connection, wal_sync: Option<Arc<WalSync>>) -> Arc<Self> {
         Arc::new(Self {
             writer: Mutex::new(Writer {
                 conn,
@@ -87,6 +120,7 @@ impl GroupCommit {
                 savepoint_open: false,
             }),
             queued: AtomicUsize::new(0),
+            wal_sync,
         })
     }
 
@@ -103,10 +137,14 @@ impl GroupCommit {
 
     /// Runs `work` as one write, atomically (its own savepoint), committed
     /// with whatever other writes arrive meanwhile. Returns once the write
-    /// is committed (durable, with `synchronous = FULL`), after its
-    /// `AfterCommit` ran; a failed write is rolled back alone. A write
-    /// cancelled before it returns may still be committed with its group.
-    pub async fn write<T, E, F, Fut>(self: &Arc<Self>, work: F) -> Result<T, E>
+    /// is as durable as `durability` says, after its `AfterCommit` ran; a
+    /// failed write is rolled back alone. A write cancelled before it
+    /// returns may still be committed with its group.
+    pub async fn write<T, E, F, Fut>(
+        self: &Arc<Self>,
+        durability: Durability,
+        work: F,
+    ) -> Result<T, E>
     where
         E: From<StoreError> + std::fmt::Display,
         F: FnOnce(libsql::Connection) -> Fut,
@@ -153,8 +191,13 @@ impl GroupCommit {
         if full || self.queued.load(Ordering::Acquire) == 0 {
             let committed = self.commit(&mut writer).await;
             guard.disarm();
+            // The sync, if any, runs with the writer free for others.
+            drop(writer);
             return match (value, committed) {
-                (Ok(value), Ok(())) => Ok(value),
+                (Ok(value), Ok(committed)) => match committed.wait(durability).await {
+                    Ok(()) => Ok(value),
+                    Err(error) => Err(error.into()),
+                },
                 (Err(error), _) => Err(error),
                 (Ok(_), Err(error)) => Err(error.into()),
             };
@@ -174,7 +217,7 @@ impl GroupCommit {
             .as_mut()
             .expect("a write runs in a group")
             .waiting
-            .push(answer);
+            .push((durability, answer));
         drop(writer);
         loop {
             match tokio::time::timeout(COMMIT_PATIENCE, &mut answered).await {
@@ -224,10 +267,11 @@ impl GroupCommit {
     }
 
     /// Commits the open group, if any: runs its after-commit work in order
-    /// and answers the writes waiting on it.
-    async fn commit(&self, writer: &mut Writer) -> Result<(), StoreError> {
+    /// and answers the writes waiting on it (synced ones once the WAL sync
+    /// covers the group, from a task of their own).
+    async fn commit(&self, writer: &mut Writer) -> Result<Committed, StoreError> {
         let Some(group) = writer.group.take() else {
-            return Ok(());
+            return Ok(Committed { sync: None });
         };
         match execute(&writer.conn, "COMMIT").await {
             Ok(()) => {
@@ -238,10 +282,30 @@ impl GroupCommit {
                         tracing::error!("work after a commit panicked; the rows are committed");
                     }
                 }
-                for waiting in group.waiting {
-                    let _ = waiting.send(Ok(()));
+                let sync = self
+                    .wal_sync
+                    .as_ref()
+                    .map(|sync| (sync.clone(), sync.committed()));
+                let mut synced = Vec::new();
+                for (durability, waiting) in group.waiting {
+                    match (&sync, durability) {
+                        (Some(_), Durability::Synced) => synced.push(waiting),
+                        _ => {
+                            let _ = waiting.send(Ok(()));
+                        }
+                    }
                 }
-                Ok(())
+                if let (Some((sync, number)), false) = (&sync, synced.is_empty()) {
+                    let (sync, number) = (sync.clone(), *number);
+                    tokio::spawn(async move {
+                        let outcome = sync.wait(number).await;
+                        let outcome = outcome.as_ref().map_err(CommitFailed::from);
+                        for waiting in synced {
+                            let _ = waiting.send(outcome.clone().map(|_| ()));
+                        }
+                    });
+                }
+                Ok(Committed { sync })
             }
             Err(error) => {
                 let _ = execute(&writer.conn, "ROLLBACK").await;
@@ -283,7 +347,7 @@ async fn fail_group(writer: &mut Writer, error: &StoreError) {
 
 fn answer_failed(group: Group, error: &StoreError) {
     let failed = CommitFailed::from(error);
-    for waiting in group.waiting {
+    for (_, waiting) in group.waiting {
         let _ = waiting.send(Err(failed.clone()));
     }
 }
@@ -336,8 +400,8 @@ impl Drop for CommitIfAbandoned {
 
 #[cfg(test)]
 impl GroupCommit {
-    /// Groups committed or failed so far.
-    pub async fn groups(&self) -> u64 {
-        self.writer.lock().await.next_group - 1
+    /// WAL fsyncs run for synced writes so far.
+    pub fn wal_syncs(&self) -> u64 {
+        self.wal_sync.as_ref().map_or(0, |sync| sync.syncs())
     }
 }

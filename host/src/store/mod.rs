@@ -10,6 +10,7 @@ mod db;
 mod group_commit;
 mod maintenance;
 mod migrations;
+mod wal_sync;
 
 use std::path::PathBuf;
 
