@@ -323,10 +323,10 @@ pub struct SqliteConfig {
     /// WAL pages before an automatic checkpoint.
     /// Default: `1000`.
     pub wal_autocheckpoint: u64,
-    /// How often a background thread checkpoints the WAL, so commits rarely
-    /// pay for it; the writer then checkpoints itself only past four times
-    /// `wal_autocheckpoint` (the WAL file can grow that large). "0s" leaves
-    /// checkpoints to the writer.
+    /// How often a background thread checkpoints the WAL, so no commit
+    /// pays for it (the writer then never checkpoints; past four times
+    /// `wal_autocheckpoint` pages the thread restarts the WAL, so the file
+    /// can grow that large). "0s" leaves checkpoints to the writer.
     /// Default: `"100ms"`.
     #[serde(with = "duration_text")]
     pub checkpoint_interval: Duration,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::MappedMutexGuard;
 
 use super::StoreError;
-use super::checkpoint::{Checkpointer, WRITER_FALLBACK_FACTOR};
+use super::checkpoint::Checkpointer;
 use super::group_commit::{AfterCommit, Durability, GroupCommit};
 use super::wal_sync::WalSync;
 use crate::config::{SqliteConfig, Synchronous};
@@ -56,15 +56,23 @@ impl Db {
         pragma(&writer, "PRAGMA auto_vacuum = INCREMENTAL").await?;
         apply_pragmas(&writer, config, true).await?;
         super::migrations::migrate(&writer).await?;
-        // FULL in WAL mode: the writer's commits stop at the WAL (NORMAL)
-        // and synced writes sync it themselves, outside the writer.
+        // FULL in WAL mode: the writer's commits stop at the WAL and synced
+        // writes sync it themselves, outside the writer. With background
+        // checkpoints the writer never checkpoints (they do, syncing as
+        // FULL asks), so it needs no syncs at all: OFF also spares it the
+        // fsync SQLite makes of a restarted WAL's header.
         let wal_sync = (config.wal_mode && config.synchronous == Synchronous::Full)
             .then(|| WalSync::new(path));
         if wal_sync.is_some() {
-            pragma(&writer, "PRAGMA synchronous = NORMAL").await?;
+            let level = if config.checkpoint_interval.is_zero() {
+                "NORMAL"
+            } else {
+                "OFF"
+            };
+            pragma(&writer, &format!("PRAGMA synchronous = {level}")).await?;
         }
         let checkpointer = match (config.wal_mode, config.checkpoint_interval.is_zero()) {
-            (true, false) => Some(Checkpointer::start(&db, config.checkpoint_interval)?),
+            (true, false) => Some(Checkpointer::start(&db, config)?),
             _ => None,
         };
         Ok(Self {
@@ -178,17 +186,13 @@ async fn apply_pragmas(
     if writer {
         let mode = if config.wal_mode { "WAL" } else { "DELETE" };
         pragma(conn, &format!("PRAGMA journal_mode = {mode}")).await?;
-        // With background checkpoints the writer steps in only far past the
-        // threshold: restarting the WAL syncs its header inside a commit,
-        // so it should be rare, and by then the background has copied
-        // nearly every frame, so the writer's own checkpoint is cheap.
+        // With background checkpoints the writer never checkpoints: they
+        // also restart the WAL once it is past its threshold (see
+        // super::checkpoint), so no commit waits on copying or syncing.
         let autocheckpoint = if config.checkpoint_interval.is_zero() {
             config.wal_autocheckpoint
         } else {
-            config
-                .wal_autocheckpoint
-                .saturating_mul(WRITER_FALLBACK_FACTOR)
-                .min(i32::MAX as u64)
+            0
         };
         pragma(
             conn,
@@ -276,13 +280,14 @@ mod tests {
     #[tokio::test]
     async fn synced_writes_wait_for_a_wal_sync_and_committed_ones_do_not() {
         let (_dir, db) = open().await;
-        // The writer's own commits stop at the WAL (1 = NORMAL) ...
+        // The writer's own commits stop at the WAL (0 = OFF: with
+        // background checkpoints, they do every sync the file needs) ...
         let mode = {
             let writer = db.writer().await;
             let mut rows = writer.query("PRAGMA synchronous", ()).await.unwrap();
             rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
         };
-        assert_eq!(mode, 1);
+        assert_eq!(mode, 0);
         // ... so a synced write is answered after an fsync of its own,
         insert(&db, 1).await.unwrap();
         assert_eq!(db.writes.wal_syncs(), 1);
