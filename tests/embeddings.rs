@@ -168,3 +168,66 @@ async fn the_engine_batches_concurrent_requests_and_caches_results() {
     assert_eq!((stats.hits, stats.misses, stats.entries), (2, 7, 7));
     assert!(engine.load_time().is_some());
 }
+
+#[test]
+fn several_cores_per_inference_give_the_reference_embeddings() {
+    let spec = ModelSpec::named("all-MiniLM-L6-v2").unwrap();
+    let threaded = Encoder::load(&spec, &model_dir(), 256, &[1, 16])
+        .unwrap()
+        .with_inference_threads(2);
+    assert_eq!(threaded.inference_threads(), 2);
+    let references = references();
+    let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
+    // One at a time (the split matrix products) and batched together.
+    let batched = threaded.embed(&texts[..16]).unwrap();
+    for (n, reference) in references.iter().enumerate() {
+        let one = threaded.embed(&[&reference.text]).unwrap().remove(0);
+        let similarity = cosine(&one.vector, &reference.embedding);
+        assert!(
+            similarity >= 0.999,
+            "{:?}: cosine {similarity}",
+            reference.text
+        );
+        if n < 16 {
+            let together = cosine(&batched[n].vector, &reference.embedding);
+            assert!(
+                together >= 0.999,
+                "{:?}: batched cosine {together}",
+                reference.text
+            );
+        }
+    }
+}
+
+#[test]
+fn a_recorded_check_spares_the_hash_until_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["tokenizer.json", "model.onnx"] {
+        std::fs::copy(model_dir().join(file), dir.path().join(file)).unwrap();
+    }
+    let spec = ModelSpec::named("all-MiniLM-L6-v2").unwrap();
+    spec.verify(dir.path()).unwrap();
+    let stamps = std::fs::read_to_string(dir.path().join(".verified")).unwrap();
+    assert_eq!(stamps.lines().count(), 2, "{stamps}");
+    assert!(stamps.contains("model.onnx 22928619 "), "{stamps}");
+    // The same bytes flipped in place: same size, a new modification
+    // time, so the file is hashed again and refused.
+    let mut onnx = std::fs::read(dir.path().join("model.onnx")).unwrap();
+    let middle = onnx.len() / 2;
+    onnx[middle] ^= 0xFF;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(dir.path().join("model.onnx"), &onnx).unwrap();
+    let error = spec.verify(dir.path()).expect_err("a changed model");
+    assert!(matches!(error, EmbedError::Checksum { .. }), "{error}");
+    // A record that does not describe the file on disk is ignored too.
+    onnx[middle] ^= 0xFF;
+    std::fs::write(dir.path().join("model.onnx"), &onnx).unwrap();
+    std::fs::write(
+        dir.path().join(".verified"),
+        "model.onnx 1 1 0000\ntokenizer.json 1 1 0000\n",
+    )
+    .unwrap();
+    spec.verify(dir.path()).unwrap();
+    let stamps = std::fs::read_to_string(dir.path().join(".verified")).unwrap();
+    assert!(!stamps.contains(" 0000"), "{stamps}");
+}

@@ -417,9 +417,15 @@ pub struct EmbeddingConfig {
     /// Default: `"0s"`.
     #[serde(with = "duration_text")]
     pub batch_window: Duration,
-    /// Inference threads, each running whole batches on one core.
+    /// Inference workers, each running whole batches (texts waiting while
+    /// one runs go to the next).
     /// Default: `1`.
     pub thread_count: usize,
+    /// Cores one inference runs on: its matrix products are split across
+    /// them, so a single text is embedded that much sooner. `0` uses every
+    /// core this process may run on.
+    /// Default: `0`.
+    pub inference_threads: usize,
     /// Tokens per text; longer texts are truncated (the model was trained on 256).
     /// Default: `256`.
     pub max_sequence_length: usize,
@@ -435,6 +441,7 @@ impl Default for EmbeddingConfig {
             batch_size: 1,
             batch_window: Duration::ZERO,
             thread_count: 1,
+            inference_threads: 0,
             max_sequence_length: 256,
         }
     }

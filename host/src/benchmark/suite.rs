@@ -332,10 +332,106 @@ pub async fn system(work: &Path, find_breaking_points: bool) -> anyhow::Result<V
     Ok(json!({"suite": "system", "results": report, "metrics": metrics}))
 }
 
-/// `caxton benchmark embeddings`: one short sentence at a time (cache
-/// misses), and texts sent together.
-pub async fn embeddings(texts: usize) -> anyhow::Result<Value> {
-    let engine = crate::embed::EmbeddingEngine::start(&crate::config::EmbeddingConfig::default())?;
+const SHORT: &str = "The quick brown fox jumps over the lazy dog.";
+const PASSAGE_SENTENCE: &str =
+    "Edge devices run agents locally, keeping data private and latency low.";
+
+/// `caxton benchmark embeddings`: per thread count, one short sentence and
+/// one 128-token passage at a time (median, p99) and batch-16 throughput,
+/// each beside ONNX Runtime on the same model file and thread count in the
+/// same run (benches/embeddings_ort.py in target/bench-env, from
+/// `scripts/python-env --bench`); then the engine's cache-miss and
+/// cache-hit path.
+pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value> {
+    let config = crate::config::EmbeddingConfig::default();
+    let spec = crate::embed::ModelSpec::named(&config.model)?;
+    let dir = config.model_dir();
+    let passage = [PASSAGE_SENTENCE; 9].join(" ");
+    let mut metrics = Vec::new();
+    let mut by_threads = serde_json::Map::new();
+    for &n in threads {
+        let encoder =
+            crate::embed::Encoder::load(&spec, &dir, config.max_sequence_length, &[1, 16])?
+                .with_inference_threads(n);
+        let tokens = encoder.token_ids(&passage)?.len();
+        let short = encoder_latency(&encoder, SHORT, 300)?;
+        let long = encoder_latency(&encoder, &passage, 100)?;
+        let batch16 = encoder_throughput(&encoder, 16)?;
+        drop(encoder);
+        eprintln!(
+            "embeddings, {n} thread(s): short {short}, {tokens}-token passage {long}, batch 16 {batch16:.0}/s"
+        );
+        let ort = ort_baseline(&dir, n, &passage);
+        let mut figures = json!({"short": short, "passage": long, "passage_tokens": tokens, "batch16_per_s": batch16});
+        metrics.push(metric(
+            &format!("embeddings.t{n}.short.median_ms"),
+            ms(&short, "median_ms"),
+            "ms",
+            "lower",
+        ));
+        metrics.push(metric(
+            &format!("embeddings.t{n}.short.p99_ms"),
+            ms(&short, "p99_ms"),
+            "ms",
+            "lower",
+        ));
+        metrics.push(metric(
+            &format!("embeddings.t{n}.passage.median_ms"),
+            ms(&long, "median_ms"),
+            "ms",
+            "lower",
+        ));
+        metrics.push(metric(
+            &format!("embeddings.t{n}.passage.p99_ms"),
+            ms(&long, "p99_ms"),
+            "ms",
+            "lower",
+        ));
+        metrics.push(metric(
+            &format!("embeddings.t{n}.batch16.per_s"),
+            batch16,
+            "texts/s",
+            "higher",
+        ));
+        match ort {
+            Ok(ort) => {
+                let short_ratio = ms(&short, "median_ms") / ms(&ort["short"], "median_ms");
+                let passage_ratio = ms(&long, "median_ms") / ms(&ort["passage"], "median_ms");
+                let batch_ratio = batch16 / ort["throughput"]["16"].as_f64().unwrap_or(f64::NAN);
+                eprintln!(
+                    "ONNX Runtime, {n} thread(s) (baseline): short {}, passage {}, batch 16 {:.0}/s; \
+                     ratio: short {short_ratio:.2}x, passage {passage_ratio:.2}x, batch 16 {batch_ratio:.2}x",
+                    ort["short"],
+                    ort["passage"],
+                    ort["throughput"]["16"].as_f64().unwrap_or(f64::NAN)
+                );
+                metrics.push(metric(
+                    &format!("embeddings.t{n}.short.median_vs_ort"),
+                    short_ratio,
+                    "ratio",
+                    "lower",
+                ));
+                metrics.push(metric(
+                    &format!("embeddings.t{n}.passage.median_vs_ort"),
+                    passage_ratio,
+                    "ratio",
+                    "lower",
+                ));
+                metrics.push(metric(
+                    &format!("embeddings.t{n}.batch16.per_s_vs_ort"),
+                    batch_ratio,
+                    "ratio",
+                    "higher",
+                ));
+                figures["onnx_runtime"] = ort;
+            }
+            Err(error) => eprintln!("ONNX Runtime baseline skipped: {error}"),
+        }
+        by_threads.insert(n.to_string(), figures);
+    }
+
+    // The engine as the server runs it: queue, cache, default threads.
+    let engine = crate::embed::EmbeddingEngine::start(&config)?;
     engine.embed(&["warm up".to_owned()]).await?;
     let load_ms = engine
         .load_time()
@@ -348,28 +444,86 @@ pub async fn embeddings(texts: usize) -> anyhow::Result<Value> {
         single.push(sent.elapsed());
     }
     let single = percentiles(single);
-    let batch: Vec<String> = (0..texts)
-        .map(|n| format!("A different sentence, number {n}, about sensors and rivers."))
-        .collect();
-    let started = Instant::now();
-    engine.embed(&batch).await?;
-    let per_s = texts as f64 / started.elapsed().as_secs_f64();
+    engine.embed(&[SHORT.to_owned()]).await?;
     let hit = Instant::now();
-    engine.embed(&batch[..1]).await?;
+    engine.embed(&[SHORT.to_owned()]).await?;
     let hit_us = hit.elapsed().as_secs_f64() * 1e6;
     eprintln!(
-        "embeddings: load {load_ms:.0} ms, single {single}, together {per_s:.0}/s, cache hit {hit_us:.1} µs"
+        "engine (default config): load {load_ms:.0} ms, single {single}, cache hit ~{hit_us:.1} µs"
     );
+    metrics.push(metric(
+        "embeddings.single.median_ms",
+        ms(&single, "median_ms"),
+        "ms",
+        "lower",
+    ));
+    metrics.push(metric(
+        "embeddings.single.p99_ms",
+        ms(&single, "p99_ms"),
+        "ms",
+        "lower",
+    ));
+    metrics.push(metric("embeddings.load_ms", load_ms, "ms", "lower"));
     Ok(json!({
         "suite": "embeddings",
-        "results": {"load_ms": load_ms, "single_short_sentence": single, "together_per_s": per_s, "cache_hit_us": hit_us},
-        "metrics": [
-            metric("embeddings.single.median_ms", ms(&single, "median_ms"), "ms", "lower"),
-            metric("embeddings.single.p99_ms", ms(&single, "p99_ms"), "ms", "lower"),
-            metric("embeddings.together.per_s", per_s, "texts/s", "higher"),
-            metric("embeddings.load_ms", load_ms, "ms", "lower"),
-        ],
+        "results": {"by_threads": by_threads, "engine": {"load_ms": load_ms, "single_short_sentence": single, "cache_hit_us": hit_us}},
+        "metrics": metrics,
     }))
+}
+
+fn encoder_latency(
+    encoder: &crate::embed::Encoder,
+    text: &str,
+    runs: usize,
+) -> anyhow::Result<Value> {
+    for _ in 0..10 {
+        encoder.embed(&[text])?;
+    }
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        encoder.embed(&[text])?;
+        samples.push(started.elapsed());
+    }
+    Ok(percentiles(samples))
+}
+
+fn encoder_throughput(encoder: &crate::embed::Encoder, batch: usize) -> anyhow::Result<f64> {
+    let sentences: Vec<String> = (0..batch).map(|i| format!("{SHORT} ({i})")).collect();
+    let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    encoder.embed(&texts)?;
+    let started = Instant::now();
+    let mut total = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        encoder.embed(&texts)?;
+        total += batch;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// ONNX Runtime's figures on `threads` threads (benches/embeddings_ort.py).
+fn ort_baseline(model_dir: &Path, threads: usize, passage: &str) -> anyhow::Result<Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/bench-env/bin/python");
+    if !python.exists() {
+        anyhow::bail!("ONNX Runtime is not installed: run ./scripts/python-env --bench");
+    }
+    let output = std::process::Command::new(python)
+        .arg(root.join("benches/embeddings_ort.py"))
+        .arg(model_dir)
+        .arg(threads.to_string())
+        .args([SHORT, passage])
+        .output()?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "benches/embeddings_ort.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
 /// Markdown of one or more result files.

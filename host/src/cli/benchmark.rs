@@ -38,10 +38,15 @@ pub enum BenchmarkCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
-    /// Embeddings: single short sentences and texts sent together.
+    /// Embeddings: per thread count, a short sentence, a 128-token passage
+    /// and batch-16 throughput beside ONNX Runtime on as many threads; then
+    /// the engine as the server runs it.
     Embeddings {
         #[arg(long, default_value_t = 200)]
         texts: usize,
+        /// Cores per inference to measure (each beside ONNX Runtime).
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
+        threads: Vec<usize>,
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -198,9 +203,14 @@ impl BenchmarkCommand {
                 crate::benchmark::plugins(&work, langs, (*requests).max(20)).await,
                 output,
             ),
-            BenchmarkCommand::Embeddings { texts, output } => {
-                (crate::benchmark::embeddings((*texts).max(10)).await, output)
-            }
+            BenchmarkCommand::Embeddings {
+                texts,
+                threads,
+                output,
+            } => (
+                crate::benchmark::embeddings((*texts).max(10), threads).await,
+                output,
+            ),
             BenchmarkCommand::Report { files, output } => {
                 let markdown = crate::benchmark::report(files)?;
                 match output {

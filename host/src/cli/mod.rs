@@ -183,7 +183,8 @@ impl EmbedArgs {
             &settings.model_dir(),
             settings.max_sequence_length,
             &[1],
-        )?;
+        )?
+        .with_inference_threads(settings.inference_threads);
         let mut out = std::io::stdout().lock();
         for text in &self.texts {
             let embedded = encoder.embed(&[text])?.remove(0);

@@ -91,6 +91,7 @@ impl EmbeddingEngine {
             batch_window: config.batch_window,
         };
         let threads = config.thread_count.max(1);
+        let inference_threads = config.inference_threads;
         let max_sequence_length = config.max_sequence_length;
         let batch_sizes = plan_batch_sizes(settings.batch_size);
         std::thread::Builder::new()
@@ -100,13 +101,16 @@ impl EmbeddingEngine {
                 let loaded = loaded.clone();
                 move || {
                     let started = Instant::now();
-                    match Encoder::load(&spec, &dir, max_sequence_length, &batch_sizes) {
+                    match Encoder::load(&spec, &dir, max_sequence_length, &batch_sizes)
+                        .map(|encoder| encoder.with_inference_threads(inference_threads))
+                    {
                         Ok(encoder) => {
                             let elapsed = started.elapsed();
                             tracing::info!(
                                 model = %spec.name,
                                 load_ms = elapsed.as_millis() as u64,
                                 threads,
+                                inference_threads = encoder.inference_threads(),
                                 "embedding model loaded"
                             );
                             let _ = loaded.set(Ok(elapsed));

@@ -58,15 +58,32 @@ impl ModelSpec {
             .expect("models/manifest.toml: embedding models have dims and max_sequence_length"))
     }
 
-    /// Checks that every file is present with its published checksum.
+    /// Checks that every file is present with its published checksum. A
+    /// file whose size and modification time match a check recorded in
+    /// the directory's `.verified` is not hashed again (it is 23 MB, read
+    /// at every start); the record is skipped where the directory is not
+    /// writable.
     pub fn verify(&self, dir: &Path) -> Result<(), EmbedError> {
+        let stamp_path = dir.join(".verified");
+        let stamps = std::fs::read_to_string(&stamp_path).unwrap_or_default();
+        let mut fresh = Vec::new();
         for file in &self.file {
             let path = dir.join(&file.name);
-            let bytes = std::fs::read(&path).map_err(|source| EmbedError::MissingFile {
+            let missing = |source: std::io::Error| EmbedError::MissingFile {
                 path: path.clone(),
                 source: Arc::new(source),
-            })?;
-            let actual = hex::encode(Sha256::digest(&bytes));
+            };
+            let metadata = std::fs::metadata(&path).map_err(missing)?;
+            let stamp = file_stamp(&file.name, &metadata, &file.sha256);
+            if stamps.lines().any(|line| line == stamp) {
+                fresh.push(stamp);
+                continue;
+            }
+            // Streamed: hashing must not hold the whole file in memory.
+            let mut hasher = Sha256::new();
+            let mut reader = std::fs::File::open(&path).map_err(missing)?;
+            std::io::copy(&mut reader, &mut hasher).map_err(missing)?;
+            let actual = hex::encode(hasher.finalize());
             if actual != file.sha256 {
                 return Err(EmbedError::Checksum {
                     path,
@@ -74,9 +91,26 @@ impl ModelSpec {
                     actual,
                 });
             }
+            fresh.push(stamp);
+        }
+        let record = fresh.join("\n") + "\n";
+        if record != stamps {
+            // Best effort: a read-only model directory is checked every time.
+            let _ = std::fs::write(&stamp_path, record);
         }
         Ok(())
     }
+}
+
+/// One line of `.verified`: the file, its size and modification time, and
+/// the checksum it was found to have.
+fn file_stamp(name: &str, metadata: &std::fs::Metadata, sha256: &str) -> String {
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{name} {} {modified} {sha256}", metadata.len())
 }
 
 /// One text's embedding and how many tokens it used (after truncation).
@@ -94,9 +128,39 @@ pub struct Encoder {
     /// better than symbolic ones, so short batches are padded up.
     plans: BTreeMap<usize, Plan>,
     dims: usize,
+    /// The cores one inference runs on (see [`Self::with_inference_threads`]).
+    executor: tract_linalg::multithread::Executor,
 }
 
 impl Encoder {
+    /// Runs each inference on `threads` cores (`0`: every core this
+    /// process may use; `1`: the calling thread alone). The pool is this
+    /// encoder's, shared by whichever threads call it.
+    pub fn with_inference_threads(mut self, threads: usize) -> Self {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        // A pool of one would make tract fall back to rayon's global pool
+        // (every core) for matrix products: one thread is no pool at all.
+        self.executor = if threads > 1 {
+            set_threading_gates();
+            tract_linalg::multithread::Executor::multithread_with_name(threads, "caxton-embed-mt")
+        } else {
+            tract_linalg::multithread::Executor::SingleThread
+        };
+        self
+    }
+
+    /// Cores one inference runs on.
+    pub fn inference_threads(&self) -> usize {
+        match &self.executor {
+            tract_linalg::multithread::Executor::MultiThread(pool) => pool.current_num_threads(),
+            _ => 1,
+        }
+    }
+
     /// Loads the tokenizer and compiles a plan for each of `batch_sizes`.
     pub fn load(
         spec: &ModelSpec,
@@ -146,6 +210,7 @@ impl Encoder {
             tokenizer,
             plans,
             dims: spec.dims,
+            executor: tract_linalg::multithread::Executor::SingleThread,
         })
     }
 
@@ -219,7 +284,11 @@ impl Encoder {
             tensor(&mask).map_err(inference_error)?,
             tensor(&vec![0i64; batch * width]).map_err(inference_error)?
         );
-        let outputs = plan.run(inputs).map_err(inference_error)?;
+        let outputs =
+            tract_linalg::multithread::multithread_tract_scope(self.executor.clone(), || {
+                plan.run(inputs)
+            })
+            .map_err(inference_error)?;
         let hidden = outputs[0]
             .to_plain_array_view::<f32>()
             .map_err(inference_error)?;
@@ -291,4 +360,17 @@ fn load_tokenizer(path: &PathBuf, max_sequence_length: usize) -> Result<Tokenize
         })?;
     tokenizer.with_padding(None::<PaddingParams>);
     Ok(tokenizer)
+}
+
+/// tract threads a matrix product only past a size (64 output panels, or
+/// 2^21 multiply-adds for a matrix-vector one) and a row-wise op past
+/// 32,768 elements, tuned for large models: most of MiniLM's work for one
+/// sentence (a dozen tokens by 384) falls below that and would run on one
+/// core. These gates were the best of those measured on a 2-core box
+/// (`caxton benchmark embeddings`: 0/0 and 2/2,048 were slower than one
+/// thread for a short sentence, the dispatch costing more than it saves).
+/// The values are process-wide; tract is only used here.
+fn set_threading_gates() {
+    tract_linalg::multithread::set_threading_panel_threshold(16);
+    tract_linalg::multithread::set_threading_element_threshold(16_384);
 }
