@@ -13,7 +13,7 @@ use crate::harness::{ServeOptions, ServerProcess};
 
 pub struct Served {
     /// The server, started by the harness the tests use too.
-    _process: ServerProcess,
+    process: ServerProcess,
     pub base: String,
     pub client: reqwest::Client,
     /// From spawning the process to its "listening" line.
@@ -86,9 +86,23 @@ pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served>
     Ok(Served {
         base: process.base.clone(),
         startup: process.startup,
-        _process: process,
+        process,
         client,
     })
+}
+
+impl Served {
+    /// A figure from the server's `/proc/PID/status` (`VmHWM`, `RssAnon`,
+    /// ...) in MB; `None` where there is no procfs.
+    pub fn proc_status_mb(&self, field: &str) -> Option<f64> {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).ok()?;
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+        let kb: f64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024.0 / 1e6)
+    }
 }
 
 /// What one load run saw.

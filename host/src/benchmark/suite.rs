@@ -21,7 +21,11 @@ fn ms(summary: &Value, key: &str) -> f64 {
     summary[key].as_f64().unwrap_or(f64::NAN)
 }
 
-const QUIET: &str = "[http_server.rate_limit]\nenabled = false\n";
+/// Rate limit off, and room for every connection a load run opens (a
+/// pooled client at 64 in flight briefly holds more than the default 64
+/// per client, and the 65th would be refused).
+const QUIET: &str =
+    "[http_server]\nmax_connections_per_client = 1024\n[http_server.rate_limit]\nenabled = false\n";
 
 /// `caxton benchmark api`: the HTTP round trip to echo at concurrency 1,
 /// 16 and 64, beside `/api/v1/health` (no plugin call) and, with
@@ -209,13 +213,36 @@ pub async fn system(work: &Path, find_breaking_points: bool) -> anyhow::Result<V
         .json()
         .await?;
     let idle_rss = health["resident_memory_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6;
-    eprintln!("startup cold {cold_ms:.0} ms, warm {warm_ms:.0} ms; idle RSS {idle_rss:.1} MB");
+    // The peak so far is the start's: the model's optimiser and the index.
+    let startup_peak = served.proc_status_mb("VmHWM").unwrap_or(f64::NAN);
+    let idle_anon = served.proc_status_mb("RssAnon").unwrap_or(f64::NAN);
+    let (binary_mb, stripped_mb) = binary_sizes();
+    eprintln!(
+        "startup cold {cold_ms:.0} ms, warm {warm_ms:.0} ms; idle RSS {idle_rss:.1} MB \
+         ({idle_anon:.1} MB anonymous), startup peak {startup_peak:.1} MB; binary {binary_mb:.1} MB \
+         ({stripped_mb:.1} MB stripped)"
+    );
     metrics.push(metric("system.startup.cold_ms", cold_ms, "ms", "lower"));
     metrics.push(metric("system.startup.warm_ms", warm_ms, "ms", "lower"));
     metrics.push(metric("system.idle_rss_mb", idle_rss, "MB", "lower"));
+    metrics.push(metric("system.idle_anon_mb", idle_anon, "MB", "lower"));
+    metrics.push(metric(
+        "system.startup_peak_mb",
+        startup_peak,
+        "MB",
+        "lower",
+    ));
+    metrics.push(metric("system.binary_mb", binary_mb, "MB", "lower"));
+    metrics.push(metric(
+        "system.binary_stripped_mb",
+        stripped_mb,
+        "MB",
+        "lower",
+    ));
     report.insert(
         "startup".into(),
-        json!({"cold_ms": cold_ms, "warm_ms": warm_ms, "idle_rss_mb": idle_rss}),
+        json!({"cold_ms": cold_ms, "warm_ms": warm_ms, "idle_rss_mb": idle_rss, "idle_anon_mb": idle_anon,
+               "startup_peak_mb": startup_peak, "binary_mb": binary_mb, "binary_stripped_mb": stripped_mb}),
     );
     drop(served);
 
@@ -335,6 +362,25 @@ pub async fn system(work: &Path, find_breaking_points: bool) -> anyhow::Result<V
 const SHORT: &str = "The quick brown fox jumps over the lazy dog.";
 const PASSAGE_SENTENCE: &str =
     "Edge devices run agents locally, keeping data private and latency low.";
+
+/// This binary's size, and its size stripped of symbols (by `strip`, when
+/// installed; NaN otherwise), in MB.
+fn binary_sizes() -> (f64, f64) {
+    let Ok(exe) = std::env::current_exe() else {
+        return (f64::NAN, f64::NAN);
+    };
+    let size = |path: &Path| std::fs::metadata(path).map_or(f64::NAN, |m| m.len() as f64 / 1e6);
+    let stripped = std::env::temp_dir().join(format!("caxton-stripped-{}", std::process::id()));
+    let ran = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&exe)
+        .status()
+        .is_ok_and(|s| s.success());
+    let stripped_mb = if ran { size(&stripped) } else { f64::NAN };
+    let _ = std::fs::remove_file(&stripped);
+    (size(&exe), stripped_mb)
+}
 
 /// `caxton benchmark embeddings`: per thread count, one short sentence and
 /// one 128-token passage at a time (median, p99) and batch-16 throughput,
