@@ -495,7 +495,7 @@ pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value
     engine.embed(&[SHORT.to_owned()]).await?;
     let hit_us = hit.elapsed().as_secs_f64() * 1e6;
     eprintln!(
-        "engine (default config): load {load_ms:.0} ms, single {single}, cache hit ~{hit_us:.1} µs"
+        "engine (default config): load {load_ms:.0} ms, single {single}, cache hit {hit_us:.1} µs"
     );
     metrics.push(metric(
         "embeddings.single.median_ms",
