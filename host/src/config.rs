@@ -303,9 +303,11 @@ pub struct SqliteConfig {
     /// Write-ahead logging: readers never block the writer.
     /// Default: `true`.
     pub wal_mode: bool,
-    /// `full` (the default) syncs the WAL at every commit: an acknowledged
-    /// write survives power loss. Writes arriving together share one commit
-    /// (group commit), so the cost is one sync per batch, not per write.
+    /// `full` (the default) syncs the WAL before a memory write is
+    /// acknowledged: an acknowledged memory write survives power loss (conversation records are only
+    /// committed; a checkpoint syncs them within `checkpoint_interval`).
+    /// Writes arriving together share one sync, so the cost is one per
+    /// batch, not per write.
     /// `normal` skips that sync: faster single writes, still safe from
     /// corruption and from a process crash, but the last writes before a
     /// power cut can be lost.

@@ -364,7 +364,7 @@ impl Messenger {
             && let Err(error) = conversations.flush().await
         {
             // No reply: still wait for the message itself, so what the
-            // sender is told has happened is on disk.
+            // sender is told has happened is committed.
             tracing::error!(%error, conversation, "recording a message failed");
         }
         Delivery {

@@ -56,20 +56,18 @@ impl Db {
         pragma(&writer, "PRAGMA auto_vacuum = INCREMENTAL").await?;
         apply_pragmas(&writer, config, true).await?;
         super::migrations::migrate(&writer).await?;
-        // FULL in WAL mode: the writer's commits stop at the WAL and synced
-        // writes sync it themselves, outside the writer. With background
-        // checkpoints the writer never checkpoints (they do, syncing as
-        // FULL asks), so it needs no syncs at all: OFF also spares it the
-        // fsync SQLite makes of a restarted WAL's header.
+        // FULL in WAL mode: the writer's commits stop at the WAL (NORMAL)
+        // and synced writes sync it themselves, outside the writer. NORMAL,
+        // not OFF: SQLite must still sync a restarted WAL's header before
+        // the frames that overwrite the old ones (or a power cut could
+        // replay stale frames over newer pages), and any checkpoint this
+        // connection runs (`caxton storage maintenance`, the last close)
+        // must sync. With background checkpoints that header is the
+        // writer's only fsync, once per restart of the WAL.
         let wal_sync = (config.wal_mode && config.synchronous == Synchronous::Full)
             .then(|| WalSync::new(path));
         if wal_sync.is_some() {
-            let level = if config.checkpoint_interval.is_zero() {
-                "NORMAL"
-            } else {
-                "OFF"
-            };
-            pragma(&writer, &format!("PRAGMA synchronous = {level}")).await?;
+            pragma(&writer, "PRAGMA synchronous = NORMAL").await?;
         }
         let checkpointer = match (config.wal_mode, config.checkpoint_interval.is_zero()) {
             (true, false) => Some(Checkpointer::start(&db, config)?),
@@ -280,14 +278,13 @@ mod tests {
     #[tokio::test]
     async fn synced_writes_wait_for_a_wal_sync_and_committed_ones_do_not() {
         let (_dir, db) = open().await;
-        // The writer's own commits stop at the WAL (0 = OFF: with
-        // background checkpoints, they do every sync the file needs) ...
+        // The writer's own commits stop at the WAL (1 = NORMAL) ...
         let mode = {
             let writer = db.writer().await;
             let mut rows = writer.query("PRAGMA synchronous", ()).await.unwrap();
             rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
         };
-        assert_eq!(mode, 0);
+        assert_eq!(mode, 1);
         // ... so a synced write is answered after an fsync of its own,
         insert(&db, 1).await.unwrap();
         assert_eq!(db.writes.wal_syncs(), 1);

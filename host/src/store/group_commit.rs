@@ -219,8 +219,17 @@ impl GroupCommit {
             .waiting
             .push((durability, answer));
         drop(writer);
+        // Once the group is committed, its answer only waits for the WAL
+        // sync: no more turns at the writer lock (each would count as a
+        // queued write and hold other groups open for it).
+        let mut committed = false;
         loop {
-            match tokio::time::timeout(COMMIT_PATIENCE, &mut answered).await {
+            let waited = if committed {
+                Ok((&mut answered).await)
+            } else {
+                tokio::time::timeout(COMMIT_PATIENCE, &mut answered).await
+            };
+            match waited {
                 Ok(result) => {
                     guard.disarm();
                     let result = result.unwrap_or_else(|_| {
@@ -240,6 +249,7 @@ impl GroupCommit {
                     if writer.group.as_ref().is_some_and(|g| g.number == group) {
                         let _ = self.commit(&mut writer).await;
                     }
+                    committed = true;
                 }
             }
         }

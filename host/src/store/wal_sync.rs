@@ -28,6 +28,10 @@ pub struct WalSync {
     file: tokio::sync::Mutex<Option<std::fs::File>>,
     /// fsyncs run, for tests.
     syncs: AtomicU64,
+    /// An fsync failed: the kernel may have dropped the pages it could not
+    /// write, so a later fsync's success proves nothing about them. Every
+    /// synced write fails from then on, until a restart recovers the WAL.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl WalSync {
@@ -40,6 +44,7 @@ impl WalSync {
             synced: AtomicU64::new(0),
             file: tokio::sync::Mutex::new(None),
             syncs: AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -59,24 +64,45 @@ impl WalSync {
         if self.synced.load(Ordering::Acquire) >= number {
             return Ok(());
         }
+        if self.failed.load(Ordering::Acquire) {
+            return Err(self.io(std::io::Error::other(
+                "an earlier fsync of the WAL failed; restart Caxton once the disk is healthy",
+            )));
+        }
         // Everything committed before this point is in the WAL's pages.
         let upto = self.committed.load(Ordering::Acquire);
-        let open = match file.take() {
-            Some(open) => open,
-            None => std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&self.wal)
-                .map_err(|source| self.io(source))?,
+        let (open, first) = match file.take() {
+            Some(open) => (open, false),
+            None => (
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&self.wal)
+                    .map_err(|source| self.io(source))?,
+                true,
+            ),
         };
+        let directory = self.wal.parent().map(std::path::Path::to_owned);
         let (open, synced) = tokio::task::spawn_blocking(move || {
-            let synced = open.sync_data();
+            let mut synced = open.sync_data();
+            // The first time, the WAL's directory entry too (SQLite's own
+            // first sync of a new WAL does the same).
+            if first
+                && synced.is_ok()
+                && let Some(directory) = directory.filter(|d| !d.as_os_str().is_empty())
+            {
+                synced = std::fs::File::open(&directory).and_then(|d| d.sync_all());
+            }
             (open, synced)
         })
         .await
         .map_err(|e| self.io(std::io::Error::other(e)))?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        synced.map_err(|source| self.io(source))?;
+        if let Err(source) = synced {
+            self.failed.store(true, Ordering::Release);
+            tracing::error!(error = %source, wal = %self.wal.display(), "fsync of the WAL failed; synced writes fail until restart");
+            return Err(self.io(source));
+        }
         *file = Some(open);
         self.synced.fetch_max(upto, Ordering::AcqRel);
         Ok(())
