@@ -405,3 +405,67 @@ async fn write_batch(db: &Db, batch: &[Pending]) -> Result<(), StoreError> {
 fn rows(n: usize, row: &str) -> String {
     vec![row; n].join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SqliteConfig;
+
+    fn message(n: usize, sender: &str, receiver: &str) -> Message {
+        Message {
+            id: format!("m{n}"),
+            performative: Performative::Request,
+            sender: sender.into(),
+            receiver: Some(receiver.into()),
+            capability: None,
+            conversation_id: None,
+            reply_with: None,
+            in_reply_to: None,
+            content: format!("{{\"n\":{n}}}"),
+        }
+    }
+
+    /// More records than one statement holds, interleaved across three
+    /// conversations, queued without waiting: each thread reads back in
+    /// order, with its participants once each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_across_conversations_keep_each_thread_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(
+            Db::open(&dir.path().join("memory.db"), &SqliteConfig::default())
+                .await
+                .unwrap(),
+        );
+        let conversations = Conversations::start(db);
+        let ids = ["c-one", "c-two", "c-three"];
+        let total = ROWS_PER_STATEMENT * 3 + 7;
+        for n in 0..total {
+            let id = ids[n % 3];
+            let (sender, receiver) = if n % 2 == 0 {
+                ("client", "echo")
+            } else {
+                ("echo", "client")
+            };
+            conversations
+                .record_later(id, &message(n, sender, receiver))
+                .await
+                .unwrap();
+        }
+        conversations.flush().await.unwrap();
+        for (k, id) in ids.iter().enumerate() {
+            let thread = conversations.messages(id).await.unwrap().unwrap();
+            let order: Vec<String> = thread.iter().map(|m| m.id.clone()).collect();
+            let expected: Vec<String> = (0..total)
+                .filter(|n| n % 3 == k)
+                .map(|n| format!("m{n}"))
+                .collect();
+            assert_eq!(order, expected, "{id}");
+            let view = conversations.get(id).await.unwrap().unwrap();
+            let mut participants = view.participants.clone();
+            participants.sort();
+            assert_eq!(participants, ["client", "echo"], "{id}");
+            assert_eq!(view.messages as usize, expected.len());
+            assert_eq!(view.status, "active");
+        }
+    }
+}
