@@ -4,21 +4,20 @@
 //! of a 128-token passage (median, p99), throughput at batch 1/16/32/64, and
 //! the cache-hit path. Results go to `target/bench-results/embeddings.json`.
 //!
-//! Run with `cargo bench --bench embeddings`. The baseline needs Python with
-//! `pip install -r benches/requirements.txt`; without it only Caxton's
-//! figures are printed.
+//! Run with `cargo bench --bench embeddings`. The baseline needs the
+//! benchmarks' Python environment (`./scripts/python-env --bench`); without
+//! it only Caxton's figures are printed. The timing helpers are those of
+//! `caxton benchmark embeddings`, which also measures several thread counts.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use caxton::benchmark::{
+    PASSAGE_SENTENCE, SHORT, encoder_latency, encoder_throughput, ort_baseline,
+};
 use caxton::config::EmbeddingConfig;
 use caxton::embed::{EmbeddingEngine, Encoder, ModelSpec};
-use serde_json::{Value, json};
-
-const SHORT: &str = "The quick brown fox jumps over the lazy dog.";
-const PASSAGE_SENTENCE: &str =
-    "Edge devices run agents locally, keeping data private and latency low.";
+use serde_json::json;
 
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -29,54 +28,13 @@ fn rss_kb() -> u64 {
         .unwrap()
 }
 
+/// Median and p99 of `text` one at a time, in milliseconds.
 fn latency(encoder: &Encoder, text: &str, runs: usize) -> (f64, f64) {
-    for _ in 0..10 {
-        encoder.embed(&[text]).unwrap();
-    }
-    let mut samples: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            encoder.embed(&[text]).unwrap();
-            started.elapsed()
-        })
-        .collect();
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (ms(samples[runs / 2]), ms(samples[(runs - 1) * 99 / 100]))
-}
-
-fn throughput(encoder: &Encoder, batch: usize) -> f64 {
-    let sentences: Vec<String> = (0..batch).map(|i| format!("{SHORT} ({i})")).collect();
-    let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    encoder.embed(&texts).unwrap();
-    let started = Instant::now();
-    let mut total = 0;
-    while started.elapsed() < Duration::from_secs(2) {
-        encoder.embed(&texts).unwrap();
-        total += batch;
-    }
-    total as f64 / started.elapsed().as_secs_f64()
-}
-
-fn ort_baseline(model_dir: &Path, passage: &str) -> Option<Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/embeddings_ort.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(model_dir)
-        .args(["1", SHORT, passage])
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        eprintln!(
-            "ONNX Runtime baseline unavailable ({}); pip install -r benches/requirements.txt",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return None;
-    }
-    serde_json::from_slice(&output.stdout).ok()
+    let summary = encoder_latency(encoder, text, runs).unwrap();
+    (
+        summary["median_ms"].as_f64().unwrap(),
+        summary["p99_ms"].as_f64().unwrap(),
+    )
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -109,7 +67,10 @@ async fn main() {
         // As configured with `batch_size = batch`: plans for 1 and `batch` rows.
         let plans = if batch == 1 { vec![1] } else { vec![1, batch] };
         let encoder = Encoder::load(&spec, &dir, config.max_sequence_length, &plans).unwrap();
-        rates.insert(batch.to_string(), json!(throughput(&encoder, batch)));
+        rates.insert(
+            batch.to_string(),
+            json!(encoder_throughput(&encoder, batch).unwrap()),
+        );
     }
 
     let engine = EmbeddingEngine::start(&config).unwrap();
@@ -127,7 +88,9 @@ async fn main() {
         hits[hits.len() * 99 / 100].as_secs_f64() * 1e6,
     );
 
-    let ort = ort_baseline(&dir, &passage);
+    let ort = ort_baseline(&dir, 1, &passage)
+        .map_err(|error| eprintln!("ONNX Runtime baseline unavailable: {error}"))
+        .ok();
     let ratio = |ours: f64, path: &[&str]| {
         let mut value = ort.as_ref()?;
         for key in path {

@@ -17,7 +17,10 @@ pub use llm::LlmBenchmark;
 pub use mcp::mcp;
 pub use memory::MemoryBenchmark;
 pub use plugins::plugins;
-pub use suite::{api, compare, embeddings, metric, report, system};
+pub use suite::{
+    PASSAGE_SENTENCE, SHORT, api, compare, embeddings, encoder_latency, encoder_throughput, metric,
+    ort_baseline, report, system,
+};
 
 use std::time::Duration;
 

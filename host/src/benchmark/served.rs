@@ -77,12 +77,7 @@ pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served>
         reqwest::header::AUTHORIZATION,
         format!("Bearer {}", token.trim()).parse()?,
     );
-    crate::llm::install_tls_provider();
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .pool_max_idle_per_host(512)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let client = client_builder().default_headers(headers).build()?;
     Ok(Served {
         base: process.base.clone(),
         startup: process.startup,
@@ -106,6 +101,7 @@ impl Served {
 }
 
 /// What one load run saw.
+#[derive(Default)]
 pub struct Load {
     /// Latencies of 2xx answers.
     pub accepted: Vec<Duration>,
@@ -117,16 +113,15 @@ pub struct Load {
 }
 
 impl Load {
-    /// One run's figures from two runs of the same load (segments of an
-    /// interleaved measurement): their samples, statuses and time together.
-    pub fn merge(mut self, other: Load) -> Load {
+    /// Adds another run of the same load (a segment of an interleaved
+    /// measurement): its samples, statuses and time.
+    pub fn add(&mut self, other: Load) {
         self.accepted.extend(other.accepted);
         for (status, n) in other.statuses {
             *self.statuses.entry(status).or_default() += n;
         }
         self.refusals_without_retry_after += other.refusals_without_retry_after;
         self.elapsed += other.elapsed;
-        self
     }
 
     pub fn summary(&self) -> Value {
@@ -159,14 +154,19 @@ pub async fn load(
     .await
 }
 
+/// The load client's settings: room for every connection of a ramp, and
+/// a timeout no healthy answer comes near.
+fn client_builder() -> reqwest::ClientBuilder {
+    crate::llm::install_tls_provider();
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .timeout(Duration::from_secs(60))
+}
+
 /// A client like the one [`serve`] gives, without a token: for a baseline
 /// server driven the same way.
 pub fn plain_client() -> anyhow::Result<reqwest::Client> {
-    crate::llm::install_tls_provider();
-    Ok(reqwest::Client::builder()
-        .pool_max_idle_per_host(512)
-        .timeout(Duration::from_secs(60))
-        .build()?)
+    Ok(client_builder().build()?)
 }
 
 /// Sends `total` POSTs of `body` to `url` through `client` from

@@ -61,68 +61,55 @@ pub async fn api(work: &Path, requests: usize, wasmtime_serve: bool) -> anyhow::
     const ROUNDS: usize = 3;
     let segment = (requests / ROUNDS).max(1);
     for (label, concurrency) in [("c1", 1), ("c16", 16), ("c64", 64)] {
-        let mut echo: Option<Load> = None;
-        let mut plain: Option<Load> = None;
+        let mut echo = Load::default();
+        let mut plain = Load::default();
         for _ in 0..ROUNDS {
             if let Some((server, client)) = &baseline {
-                let run =
-                    load_url(client, &server.base, body.clone(), segment, concurrency).await?;
-                plain = Some(match plain {
-                    Some(before) => before.merge(run),
-                    None => run,
-                });
+                plain
+                    .add(load_url(client, &server.base, body.clone(), segment, concurrency).await?);
             }
-            let run = load_url(
-                &served.client,
-                &echo_url,
-                body.clone(),
-                segment,
-                concurrency,
-            )
-            .await?;
-            echo = Some(match echo {
-                Some(before) => before.merge(run),
-                None => run,
-            });
+            echo.add(
+                load_url(
+                    &served.client,
+                    &echo_url,
+                    body.clone(),
+                    segment,
+                    concurrency,
+                )
+                .await?,
+            );
         }
-        let summary = echo.expect("at least one round").summary();
+        let summary = echo.summary();
         eprintln!("api echo {label}: {summary}");
         let figures = |prefix: &str, summary: &Value, metrics: &mut Vec<Value>| {
             let latency = &summary["latency_accepted"];
-            metrics.push(metric(
-                &format!("{prefix}.{label}.median_ms"),
-                ms(latency, "median_ms"),
-                "ms",
-                "lower",
-            ));
-            metrics.push(metric(
-                &format!("{prefix}.{label}.p99_ms"),
-                ms(latency, "p99_ms"),
-                "ms",
-                "lower",
-            ));
-            metrics.push(metric(
-                &format!("{prefix}.{label}.per_s"),
-                summary["accepted_per_s"].as_f64().unwrap_or(0.0),
-                "req/s",
-                "higher",
-            ));
+            for (name, value, unit, better) in [
+                ("median_ms", ms(latency, "median_ms"), "ms", "lower"),
+                ("p99_ms", ms(latency, "p99_ms"), "ms", "lower"),
+                (
+                    "per_s",
+                    summary["accepted_per_s"].as_f64().unwrap_or(0.0),
+                    "req/s",
+                    "higher",
+                ),
+            ] {
+                metrics.push(metric(
+                    &format!("{prefix}.{label}.{name}"),
+                    value,
+                    unit,
+                    better,
+                ));
+            }
         };
         figures("api.echo", &summary, &mut metrics);
-        if let Some(plain) = plain {
+        if baseline.is_some() {
             let plain = plain.summary();
             eprintln!("wasmtime serve {label} (baseline): {plain}");
             figures("baseline.wasmtime_serve", &plain, &mut metrics);
-            let ratio = |key: &str, field: &str| {
-                let (ours, theirs) = if field.is_empty() {
-                    (summary[key].as_f64(), plain[key].as_f64())
-                } else {
-                    (summary[key][field].as_f64(), plain[key][field].as_f64())
-                };
-                ours.zip(theirs).map_or(f64::NAN, |(a, b)| a / b)
-            };
-            let per_s = ratio("accepted_per_s", "");
-            let p99 = ratio("latency_accepted", "p99_ms");
+            let rate = |summary: &Value| summary["accepted_per_s"].as_f64().unwrap_or(f64::NAN);
+            let per_s = rate(&summary) / rate(&plain);
+            let p99 = ms(&summary["latency_accepted"], "p99_ms")
+                / ms(&plain["latency_accepted"], "p99_ms");
             eprintln!("ratio to wasmtime serve {label}: {per_s:.2}x requests/s, p99 {p99:.2}x");
             metrics.push(metric(
                 &format!("api.echo.{label}.per_s_vs_wasmtime_serve"),
@@ -359,8 +346,9 @@ pub async fn system(work: &Path, find_breaking_points: bool) -> anyhow::Result<V
     Ok(json!({"suite": "system", "results": report, "metrics": metrics}))
 }
 
-const SHORT: &str = "The quick brown fox jumps over the lazy dog.";
-const PASSAGE_SENTENCE: &str =
+/// The texts `caxton benchmark embeddings` and `benches/embeddings.rs` time.
+pub const SHORT: &str = "The quick brown fox jumps over the lazy dog.";
+pub const PASSAGE_SENTENCE: &str =
     "Edge devices run agents locally, keeping data private and latency low.";
 
 /// This binary's size, and its size stripped of symbols (by `strip`, when
@@ -409,36 +397,20 @@ pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value
         );
         let ort = ort_baseline(&dir, n, &passage);
         let mut figures = json!({"short": short, "passage": long, "passage_tokens": tokens, "batch16_per_s": batch16});
-        metrics.push(metric(
-            &format!("embeddings.t{n}.short.median_ms"),
-            ms(&short, "median_ms"),
-            "ms",
-            "lower",
-        ));
-        metrics.push(metric(
-            &format!("embeddings.t{n}.short.p99_ms"),
-            ms(&short, "p99_ms"),
-            "ms",
-            "lower",
-        ));
-        metrics.push(metric(
-            &format!("embeddings.t{n}.passage.median_ms"),
-            ms(&long, "median_ms"),
-            "ms",
-            "lower",
-        ));
-        metrics.push(metric(
-            &format!("embeddings.t{n}.passage.p99_ms"),
-            ms(&long, "p99_ms"),
-            "ms",
-            "lower",
-        ));
-        metrics.push(metric(
-            &format!("embeddings.t{n}.batch16.per_s"),
-            batch16,
-            "texts/s",
-            "higher",
-        ));
+        for (name, value, unit, better) in [
+            ("short.median_ms", ms(&short, "median_ms"), "ms", "lower"),
+            ("short.p99_ms", ms(&short, "p99_ms"), "ms", "lower"),
+            ("passage.median_ms", ms(&long, "median_ms"), "ms", "lower"),
+            ("passage.p99_ms", ms(&long, "p99_ms"), "ms", "lower"),
+            ("batch16.per_s", batch16, "texts/s", "higher"),
+        ] {
+            metrics.push(metric(
+                &format!("embeddings.t{n}.{name}"),
+                value,
+                unit,
+                better,
+            ));
+        }
         match ort {
             Ok(ort) => {
                 let short_ratio = ms(&short, "median_ms") / ms(&ort["short"], "median_ms");
@@ -451,24 +423,18 @@ pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value
                     ort["passage"],
                     ort["throughput"]["16"].as_f64().unwrap_or(f64::NAN)
                 );
-                metrics.push(metric(
-                    &format!("embeddings.t{n}.short.median_vs_ort"),
-                    short_ratio,
-                    "ratio",
-                    "lower",
-                ));
-                metrics.push(metric(
-                    &format!("embeddings.t{n}.passage.median_vs_ort"),
-                    passage_ratio,
-                    "ratio",
-                    "lower",
-                ));
-                metrics.push(metric(
-                    &format!("embeddings.t{n}.batch16.per_s_vs_ort"),
-                    batch_ratio,
-                    "ratio",
-                    "higher",
-                ));
+                for (name, value, better) in [
+                    ("short.median_vs_ort", short_ratio, "lower"),
+                    ("passage.median_vs_ort", passage_ratio, "lower"),
+                    ("batch16.per_s_vs_ort", batch_ratio, "higher"),
+                ] {
+                    metrics.push(metric(
+                        &format!("embeddings.t{n}.{name}"),
+                        value,
+                        "ratio",
+                        better,
+                    ));
+                }
                 figures["onnx_runtime"] = ort;
             }
             Err(error) => eprintln!("ONNX Runtime baseline skipped: {error}"),
@@ -517,7 +483,8 @@ pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value
     }))
 }
 
-fn encoder_latency(
+/// `text` embedded `runs` times after a warm-up, one at a time: median and p99.
+pub fn encoder_latency(
     encoder: &crate::embed::Encoder,
     text: &str,
     runs: usize,
@@ -534,7 +501,8 @@ fn encoder_latency(
     Ok(percentiles(samples))
 }
 
-fn encoder_throughput(encoder: &crate::embed::Encoder, batch: usize) -> anyhow::Result<f64> {
+/// Texts per second, `batch` at a time, over two seconds.
+pub fn encoder_throughput(encoder: &crate::embed::Encoder, batch: usize) -> anyhow::Result<f64> {
     let sentences: Vec<String> = (0..batch).map(|i| format!("{SHORT} ({i})")).collect();
     let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
     encoder.embed(&texts)?;
@@ -548,7 +516,7 @@ fn encoder_throughput(encoder: &crate::embed::Encoder, batch: usize) -> anyhow::
 }
 
 /// ONNX Runtime's figures on `threads` threads (benches/embeddings_ort.py).
-fn ort_baseline(model_dir: &Path, threads: usize, passage: &str) -> anyhow::Result<Value> {
+pub fn ort_baseline(model_dir: &Path, threads: usize, passage: &str) -> anyhow::Result<Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join("target/bench-env/bin/python");
     if !python.exists() {
