@@ -23,6 +23,69 @@ const PROJECT_SOURCES: [&str; 4] = [
 fn main() {
     embed_plugins();
     embed_project_sources();
+    embed_example_agents();
+    embed_model();
+}
+
+/// The example manifests (`examples/agents/*.toml`), written into a new
+/// user's agents dir on first start.
+fn embed_example_agents() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let dir = root.join("examples/agents");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("reading examples/agents")
+        .map(|e| {
+            e.expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".toml"))
+        .collect();
+    names.sort();
+    let mut table = String::from("pub static EXAMPLE_AGENTS: &[(&str, &str)] = &[\n");
+    for name in names {
+        let path = dir.join(&name);
+        println!("cargo:rerun-if-changed={}", path.display());
+        table.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    table.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("example_agents.rs"), table).expect("writing OUT_DIR");
+}
+
+/// With the `bundled-model` feature, the embedding model's files (fetched
+/// into `models/` by `./scripts/setup`) for boxes that cannot fetch it.
+fn embed_model() {
+    const MODEL: &str = "all-MiniLM-L6-v2";
+    const FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let mut table = String::from("pub static BUNDLED_MODEL: Option<(&str, &[(&str, &[u8])])> = ");
+    if std::env::var_os("CARGO_FEATURE_BUNDLED_MODEL").is_some() {
+        table.push_str(&format!("Some(({MODEL:?}, &[\n"));
+        for file in FILES {
+            let path = root.join("models").join(MODEL).join(file);
+            println!("cargo:rerun-if-changed={}", path.display());
+            assert!(
+                path.is_file(),
+                "the bundled-model feature needs {}; fetch it with python3 models/fetch.py (or ./scripts/setup)",
+                path.display()
+            );
+            table.push_str(&format!(
+                "    ({file:?}, include_bytes!({:?})),\n",
+                path.display().to_string()
+            ));
+        }
+        table.push_str("]));\n");
+    } else {
+        table.push_str("None;\n");
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("bundled_model.rs"), table).expect("writing OUT_DIR");
 }
 
 fn embed_project_sources() {

@@ -44,7 +44,7 @@ async fn main() {
     }
     let config = EmbeddingConfig::default();
     let spec = ModelSpec::named(&config.model).unwrap();
-    let dir = config.model_dir();
+    let dir = caxton::harness::model_dir();
     let passage = [PASSAGE_SENTENCE; 9].join(" ");
 
     // Load and RSS with the default plans (batch sizes up to batch_size).
@@ -73,7 +73,7 @@ async fn main() {
         );
     }
 
-    let engine = EmbeddingEngine::start(&config).unwrap();
+    let engine = EmbeddingEngine::start(&config, &caxton::harness::model_dir()).unwrap();
     let cached = vec![SHORT.to_owned()];
     engine.embed(&cached).await.unwrap();
     let mut hits: Vec<Duration> = Vec::with_capacity(10_000);

@@ -24,7 +24,7 @@ fn references() -> Vec<Reference> {
 }
 
 fn model_dir() -> std::path::PathBuf {
-    EmbeddingConfig::default().model_dir()
+    caxton::harness::model_dir()
 }
 
 fn encoder() -> &'static Encoder {
@@ -94,21 +94,14 @@ fn long_texts_are_truncated_to_the_maximum_sequence_length() {
     assert_eq!(embedded[0].tokens, 256);
 }
 
-fn config_with_model_dir(dir: &Path) -> EmbeddingConfig {
-    EmbeddingConfig {
-        model_path: Some(dir.to_owned()),
-        ..EmbeddingConfig::default()
-    }
-}
-
 #[test]
 fn a_missing_model_is_a_startup_error_that_says_how_to_fetch_it() {
     let empty = tempfile::tempdir().unwrap();
-    let error = EmbeddingEngine::start(&config_with_model_dir(empty.path()))
+    let error = EmbeddingEngine::start(&EmbeddingConfig::default(), empty.path())
         .err()
         .expect("no model, no engine");
     assert!(matches!(error, EmbedError::MissingFile { .. }), "{error}");
-    assert!(error.to_string().contains("models/fetch.py"), "{error}");
+    assert!(error.to_string().contains("caxton models fetch"), "{error}");
 }
 
 #[test]
@@ -123,11 +116,11 @@ fn a_corrupt_model_is_refused_by_its_checksum() {
     let middle = onnx.len() / 2;
     onnx[middle] ^= 0xFF;
     std::fs::write(dir.path().join("model.onnx"), onnx).unwrap();
-    let error = EmbeddingEngine::start(&config_with_model_dir(dir.path()))
+    let error = EmbeddingEngine::start(&EmbeddingConfig::default(), dir.path())
         .err()
         .expect("corrupt model, no engine");
     assert!(matches!(error, EmbedError::Checksum { .. }), "{error}");
-    assert!(error.to_string().contains("models/fetch.py"), "{error}");
+    assert!(error.to_string().contains("caxton models fetch"), "{error}");
 }
 
 #[tokio::test]
@@ -136,7 +129,7 @@ async fn the_engine_batches_concurrent_requests_and_caches_results() {
         batch_size: 4,
         ..EmbeddingConfig::default()
     };
-    let engine = EmbeddingEngine::start(&config).unwrap();
+    let engine = EmbeddingEngine::start(&config, &model_dir()).unwrap();
     let references = references();
     let texts: Vec<String> = references.iter().take(6).map(|r| r.text.clone()).collect();
 

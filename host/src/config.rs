@@ -33,6 +33,10 @@ pub enum ConfigError {
     },
     #[error("cannot find a data directory for this user; pass --data-dir or set CAXTON_DATA_DIR")]
     NoDataDir,
+    #[error(
+        "cannot find a config directory for this user; pass --agents-dir or set CAXTON_AGENTS_DIR"
+    )]
+    NoAgentsDir,
 }
 
 /// The whole configuration file.
@@ -450,13 +454,12 @@ impl Default for EmbeddingConfig {
 }
 
 impl EmbeddingConfig {
-    /// Where the model files live: configured, or the source tree's `models/`.
-    pub fn model_dir(&self) -> PathBuf {
-        self.model_path.clone().unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("models")
-                .join(&self.model)
-        })
+    /// Where the model files live: configured, or `models/<model>` in the
+    /// data dir (where `caxton models fetch` puts them).
+    pub fn model_dir(&self, data_dir: &Path) -> PathBuf {
+        self.model_path
+            .clone()
+            .unwrap_or_else(|| data_dir.join("models").join(&self.model))
     }
 }
 
@@ -483,8 +486,10 @@ pub struct ServerConfig {
     /// Default: the platform data dir.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// Directory of agent and tool manifests loaded at startup.
-    /// Default: the bundled examples.
+    /// Directory of agent and tool manifests loaded at startup. The default
+    /// one is created on first start with the bundled example manifests.
+    /// Default: `agents` in the platform config dir (`~/.config/caxton/agents`
+    /// on Linux).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agents_dir: Option<PathBuf>,
     /// Largest accepted request body, in bytes; larger bodies get 413.
@@ -828,18 +833,41 @@ impl Config {
         if let Some(dir) = &self.server.data_dir {
             return Ok(dir.clone());
         }
-        directories::ProjectDirs::from("dev", "caxton", "caxton")
+        project_dirs()
             .map(|dirs| dirs.data_dir().to_owned())
             .ok_or(ConfigError::NoDataDir)
     }
 
-    /// The agents dir: configured, or the bundled examples.
-    pub fn agents_dir(&self) -> PathBuf {
-        self.server
-            .agents_dir
-            .clone()
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agents"))
+    /// The agents dir: configured, or `agents` in the platform config dir.
+    pub fn agents_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.server.agents_dir {
+            return Ok(dir.clone());
+        }
+        default_agents_dir().ok_or(ConfigError::NoAgentsDir)
     }
+
+    /// Where the embedding model's files are looked for.
+    pub fn model_dir(&self) -> Result<PathBuf, ConfigError> {
+        Ok(self.memory.embedding_config.model_dir(&self.data_dir()?))
+    }
+}
+
+/// The platform's per-user places for Caxton (XDG on Linux, the native
+/// ones on macOS and Windows); `None` where there is no home directory.
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("dev", "caxton", "caxton")
+}
+
+/// `agents` in the platform config dir: where a user's manifests go when
+/// the config names no agents dir.
+pub fn default_agents_dir() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.config_dir().join("agents"))
+}
+
+/// `caxton.toml` in the platform config dir, read when no `--config` is
+/// given and the file exists.
+pub fn default_config_file() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.config_dir().join("caxton.toml"))
 }
 
 /// Sets the key named by `CAXTON_A__B__C` in `tree`. The value is read as

@@ -29,13 +29,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir.join("cache").join("components"),
     )?);
 
-    // A missing or corrupt model stops startup with a fix-it message, unless
-    // the operator turned semantic search off.
-    let embeddings = match EmbeddingEngine::start(&config.memory.embedding_config) {
+    // Without a model the host still serves: memory search falls back to
+    // keywords until `caxton models fetch` puts one in place (and a
+    // restart loads it). A corrupt model stops startup with the fix, as
+    // serving from a file that fails its checksum would hide the damage.
+    let model_dir = config.model_dir()?;
+    let embeddings = match EmbeddingEngine::start(&config.memory.embedding_config, &model_dir) {
         Ok(engine) => Ok(engine),
         Err(EmbedError::Disabled) => {
             tracing::warn!("semantic search is disabled: no embedding model loaded");
             Err(EmbedError::Disabled)
+        }
+        Err(error @ EmbedError::MissingFile { .. }) => {
+            tracing::warn!(
+                dir = %model_dir.display(),
+                "no embedding model: memory search uses keywords only; run `caxton models fetch` and restart"
+            );
+            Err(error)
         }
         Err(error) => return Err(error.into()),
     };
@@ -68,7 +78,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .then(|| tokio::spawn(run_cleanup(memory.clone(), config.memory.cleanup.clone())));
 
     registry.install_built_ins().await?;
-    let agents_dir = config.agents_dir();
+    let agents_dir = config.agents_dir()?;
+    if config.server.agents_dir.is_none() {
+        match crate::agents::seed_agents_dir(&agents_dir) {
+            Ok(true) => tracing::info!(
+                dir = %agents_dir.display(),
+                "created the agents dir with the example agents; put your agent and tool manifests here"
+            ),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(
+                %error,
+                dir = %agents_dir.display(),
+                "cannot create the agents dir; pass --agents-dir"
+            ),
+        }
+    }
     let report = registry.load_dir(&agents_dir).await?;
     for failure in &report.failures {
         tracing::error!("{failure}");

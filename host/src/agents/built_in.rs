@@ -73,6 +73,39 @@ pub fn built_in_names() -> String {
     names.join(", ")
 }
 
+// `EXAMPLE_AGENTS`: `examples/agents/*.toml` by file name (see build.rs).
+include!(concat!(env!("OUT_DIR"), "/example_agents.rs"));
+
+/// Creates the agents dir `dir` with the example manifests in it, when it
+/// does not exist yet: a fresh box then serves the examples, and its user
+/// finds working manifests to copy where agents go. A dir that exists
+/// (even empty: its owner emptied it) is left alone. Returns whether it
+/// seeded.
+pub fn seed_agents_dir(dir: &Path) -> std::io::Result<bool> {
+    if dir.exists() {
+        return Ok(false);
+    }
+    // Written beside the final name and renamed, so a crash never leaves
+    // a half-seeded dir that would stay half-seeded.
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".agents-seed")
+        .tempdir_in(parent)?;
+    for (name, text) in EXAMPLE_AGENTS {
+        std::fs::write(staging.path().join(name), text)?;
+    }
+    match std::fs::rename(staging.path(), dir) {
+        Ok(()) => {
+            // The staging dir is now `dir`: nothing left to clean up.
+            std::mem::forget(staging);
+            Ok(true)
+        }
+        Err(_) if dir.exists() => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
 const HTTP_CLIENT_MANIFEST: &str = r#"
 name = "http_client"
 version = "1.0.0"

@@ -12,7 +12,8 @@ mod stats;
 pub(crate) mod tests;
 
 pub use built_in::{
-    BUILT_IN_PREFIX, HTTP_CLIENT_SOURCE, HTTP_CLIENT_WASM, built_in_component, built_in_name,
+    BUILT_IN_PREFIX, EXAMPLE_AGENTS, HTTP_CLIENT_SOURCE, HTTP_CLIENT_WASM, built_in_component,
+    built_in_name, seed_agents_dir,
 };
 pub use deployments::{Deployments, Stored, parse_with_component};
 pub use manifest::{

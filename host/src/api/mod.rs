@@ -391,6 +391,7 @@ fn ready(state: ApiState) -> Response {
         }
         Ok(_) => "ready",
         Err(EmbedError::Disabled) => "disabled",
+        Err(EmbedError::MissingFile { .. }) => "not_installed",
         Err(_) => "unavailable",
     };
     // Providers are reported, never waited for: an agent host is ready
@@ -425,6 +426,7 @@ fn health(state: ApiState) -> Response {
             Ok(engine) if engine.load_time().is_some() => "ready",
             Ok(_) => "loading",
             Err(EmbedError::Disabled) => "disabled",
+            Err(EmbedError::MissingFile { .. }) => "not_installed",
             Err(_) => "unavailable",
         },
     }))

@@ -97,7 +97,8 @@ impl MemoryBenchmark {
     }
 
     async fn measure(&self) -> anyhow::Result<Value> {
-        let engine = EmbeddingEngine::start(&EmbeddingConfig::default())?;
+        let engine =
+            EmbeddingEngine::start(&EmbeddingConfig::default(), &crate::harness::model_dir())?;
         engine.embed(&["warm up".to_owned()]).await?;
         let memory = Memory::open(
             &self.work_dir.join("memory.db"),

@@ -248,7 +248,7 @@ fn build_steps(lang: Lang) -> Vec<Vec<&'static str>> {
 /// Runs one build step; componentize-py is found in this checkout's
 /// Python environment (`scripts/python-env`) when it is not on PATH.
 fn run(dir: &Path, step: &[&str]) -> anyhow::Result<()> {
-    let pyenv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin");
+    let pyenv = crate::harness::checkout().join("target/pyenv/bin");
     let path = format!(
         "{}:{}",
         pyenv.display(),

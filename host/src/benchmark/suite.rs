@@ -379,7 +379,7 @@ fn binary_sizes() -> (f64, f64) {
 pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value> {
     let config = crate::config::EmbeddingConfig::default();
     let spec = crate::embed::ModelSpec::named(&config.model)?;
-    let dir = config.model_dir();
+    let dir = crate::harness::model_dir();
     let passage = [PASSAGE_SENTENCE; 9].join(" ");
     let mut metrics = Vec::new();
     let mut by_threads = serde_json::Map::new();
@@ -443,7 +443,7 @@ pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value
     }
 
     // The engine as the server runs it: queue, cache, default threads.
-    let engine = crate::embed::EmbeddingEngine::start(&config)?;
+    let engine = crate::embed::EmbeddingEngine::start(&config, &crate::harness::model_dir())?;
     engine.embed(&["warm up".to_owned()]).await?;
     let load_ms = engine
         .load_time()
@@ -517,7 +517,7 @@ pub fn encoder_throughput(encoder: &crate::embed::Encoder, batch: usize) -> anyh
 
 /// ONNX Runtime's figures on `threads` threads (benches/embeddings_ort.py).
 pub fn ort_baseline(model_dir: &Path, threads: usize, passage: &str) -> anyhow::Result<Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::harness::checkout();
     let python = root.join("target/bench-env/bin/python");
     if !python.exists() {
         anyhow::bail!("ONNX Runtime is not installed: run ./scripts/python-env --bench");

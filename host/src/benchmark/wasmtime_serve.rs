@@ -5,7 +5,7 @@
 //! request's body. Killed on drop.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ pub fn wasmtime_cli() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("CAXTON_WASMTIME") {
         return Ok(path.into());
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-env/lib");
+    let root = crate::harness::checkout().join("target/bench-env/lib");
     let found = std::fs::read_dir(&root).ok().and_then(|dirs| {
         dirs.flatten()
             .map(|dir| dir.path().join("site-packages/wasmtime_cli/wasmtime"))

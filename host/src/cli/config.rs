@@ -54,8 +54,14 @@ pub enum ConfigCommand {
 }
 
 /// The config file (if any) with environment overrides: what `serve` uses.
+/// Without `--config`, `caxton.toml` in the platform config dir is read
+/// when it exists.
 pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
-    Ok(Config::resolve(file, std::env::vars())?)
+    let default = crate::config::default_config_file().filter(|path| path.is_file());
+    Ok(Config::resolve(
+        file.or(default.as_deref()),
+        std::env::vars(),
+    )?)
 }
 
 impl ConfigCommand {

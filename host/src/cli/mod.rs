@@ -7,6 +7,7 @@ pub mod client;
 mod config;
 mod mcp;
 mod memory;
+mod models;
 mod output;
 mod remote;
 mod run_once;
@@ -17,6 +18,7 @@ pub use benchmark::{AgentsBenchArgs, BenchmarkCommand, FaultsBenchArgs, MemoryBe
 pub use config::ConfigCommand;
 pub use mcp::McpCommand;
 pub use memory::MemoryCommand;
+pub use models::ModelsCommand;
 pub use remote::{ConversationsCommand, SendArgs, SystemCommand, health};
 
 use std::net::SocketAddr;
@@ -68,6 +70,9 @@ pub enum Command {
     /// MCP: the servers agents use as tools, and a stdio bridge to /mcp.
     #[command(subcommand)]
     Mcp(McpCommand),
+    /// The embedding model: fetch it into the data dir, list, verify.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Offline storage commands (work with the server stopped).
     #[command(subcommand)]
     Storage(StorageCommand),
@@ -167,6 +172,9 @@ pub struct EmbedArgs {
     /// Config file (TOML) for `[memory.embedding_config]`.
     #[arg(long, env = "CAXTON_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The server's data directory (the model is in its `models/`).
+    #[arg(long, env = "CAXTON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl EmbedArgs {
@@ -175,12 +183,15 @@ impl EmbedArgs {
     pub fn run(&self) -> anyhow::Result<()> {
         use std::io::Write;
 
-        let config = config::load(self.config.as_deref())?;
+        let mut config = config::load(self.config.as_deref())?;
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = Some(dir.clone());
+        }
         let settings = &config.memory.embedding_config;
         let spec = crate::embed::ModelSpec::named(&settings.model)?;
         let encoder = crate::embed::Encoder::load(
             &spec,
-            &settings.model_dir(),
+            &config.model_dir()?,
             settings.max_sequence_length,
             &[1],
         )?

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -72,12 +73,19 @@ impl EmbeddingEngine {
     /// Checks the model files now (a missing or corrupt model is an error
     /// here, at startup) and loads the model on a background thread, so the
     /// server can answer other requests while tract optimises the graph.
-    pub fn start(config: &EmbeddingConfig) -> Result<Arc<Self>, EmbedError> {
+    /// The model's files are in `dir` (see `Config::model_dir`); a binary
+    /// built with `bundled-model` writes its copy there first if needed.
+    pub fn start(config: &EmbeddingConfig, dir: &Path) -> Result<Arc<Self>, EmbedError> {
         if !config.enabled {
             return Err(EmbedError::Disabled);
         }
         let spec = ModelSpec::named(&config.model)?;
-        let dir = config.model_dir();
+        let dir = dir.to_owned();
+        match super::install::install_bundled(&spec, &dir) {
+            Ok(true) => tracing::info!(dir = %dir.display(), "wrote the bundled embedding model"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot write the bundled embedding model"),
+        }
         spec.verify(&dir)?;
 
         let queue = Arc::new(FairQueue::new(

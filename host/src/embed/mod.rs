@@ -3,21 +3,22 @@
 
 mod engine;
 mod graph;
+pub mod install;
 mod model;
 mod queue;
 
 use std::path::PathBuf;
 
 pub use engine::{CacheStats, EmbeddingEngine};
-pub use model::{Embedded, Encoder, ModelSpec};
+pub use model::{Embedded, Encoder, FileSpec, ModelSpec};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EmbedError {
     #[error("unknown embedding model {0:?}; models/manifest.toml lists the supported ones")]
     UnknownModel(String),
     #[error(
-        "embedding model file {path} is missing ({source}); fetch it with `python3 models/fetch.py` \
-         (or ./scripts/setup), or set memory.embedding_config.enabled = false"
+        "embedding model file {path} is missing ({source}); fetch it with `caxton models fetch`, \
+         or set memory.embedding_config.enabled = false"
     )]
     MissingFile {
         path: PathBuf,
@@ -26,7 +27,7 @@ pub enum EmbedError {
     },
     #[error(
         "embedding model file {path} is corrupt (sha256 {actual}, expected {expected}); \
-         delete it and run `python3 models/fetch.py`"
+         replace it with `caxton models fetch`"
     )]
     Checksum {
         path: PathBuf,

