@@ -2,7 +2,6 @@
 //! file (tests/data/minilm-int8-ort.jsonl): equal token ids, cosine >= 0.999
 //! one at a time and batched together.
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use caxton::config::EmbeddingConfig;

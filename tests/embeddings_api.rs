@@ -117,28 +117,75 @@ async fn with_semantic_search_disabled_the_route_says_so() {
     reply.assert_error(503, "embeddings_disabled");
 }
 
+#[tokio::test]
+async fn a_server_without_its_model_serves_keyword_search_and_says_how_to_fetch_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[memory.embedding_config]\nmodel_path = {:?}\n",
+        empty.path().display().to_string()
+    );
+    let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
+    let health = server.get_json("/api/v1/health").await;
+    assert_eq!(health["embeddings"], "not_installed", "{health}");
+    let log = server.wait_for_log("caxton models fetch");
+    assert!(log.contains("caxton models fetch"), "{log}");
+
+    let reply = post(&server, json!({"input": "hello"})).await;
+    reply.assert_error(503, "embeddings_unavailable");
+    assert!(
+        reply.body.to_string().contains("caxton models fetch"),
+        "{}",
+        reply.body
+    );
+
+    // Memory still works, by keywords.
+    let created = server
+        .post(
+            "/api/v1/memory/entities",
+            json!({"scope": "global", "name": "kitchen sensor", "entity_type": "device",
+                   "observations": ["reports the fridge temperature every minute"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let found = server
+        .post(
+            "/api/v1/memory/search",
+            json!({"query": "fridge temperature"}),
+        )
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    let hits = found.body["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{}", found.body);
+    assert_eq!(hits[0]["entity"], "kitchen sensor");
+    assert!(hits[0]["similarity"].is_null(), "{}", found.body);
+}
+
 #[test]
-fn a_server_without_its_model_refuses_to_start_and_says_how_to_fetch_it() {
+fn a_server_with_a_corrupt_model_refuses_to_start_and_says_how_to_replace_it() {
     let data = tempfile::tempdir().unwrap();
-    let config = data.path().join("caxton.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[memory.embedding_config]\nmodel_path = {:?}\n",
-            data.path().join("no-model").display().to_string()
-        ),
-    )
-    .unwrap();
+    let model = data.path().join("models/all-MiniLM-L6-v2");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("model.onnx"), b"not a model").unwrap();
+    std::fs::write(model.join("tokenizer.json"), b"{}").unwrap();
     let output = crate::support::caxton_command()
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(data.path())
+        .arg("--agents-dir")
+        .arg(data.path().join("agents"))
+        .env("XDG_CONFIG_HOME", data.path().join("config"))
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("models/fetch.py"), "{stderr}");
+    assert!(stderr.contains("is corrupt"), "{stderr}");
+    assert!(stderr.contains("caxton models fetch"), "{stderr}");
 }
 
 #[test]
@@ -147,6 +194,10 @@ fn caxton_embed_prints_one_json_line_per_text() {
     let output = crate::support::caxton_command()
         .args(["embed", &text, "second text"])
         .env_remove("CAXTON_CONFIG")
+        .env(
+            "CAXTON_MEMORY__EMBEDDING_CONFIG__MODEL_PATH",
+            caxton::harness::model_dir(),
+        )
         .output()
         .unwrap();
     assert!(

@@ -5,6 +5,7 @@
 mod support;
 
 mod agents;
+mod appliance;
 mod clients;
 mod embeddings;
 mod embeddings_api;
@@ -20,6 +21,7 @@ mod openapi;
 mod operator;
 mod plugin_kit;
 mod server;
+mod status_page;
 mod storage;
 mod wit_reference;
 mod wit_versions;

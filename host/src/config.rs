@@ -486,8 +486,8 @@ pub struct ServerConfig {
     /// Default: the platform data dir.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// Directory of agent and tool manifests loaded at startup. The default
-    /// one is created on first start with the bundled example manifests.
+    /// Directory of agent and tool manifests loaded at startup. Created on
+    /// first start (when missing) with the bundled example manifests.
     /// Default: `agents` in the platform config dir (`~/.config/caxton/agents`
     /// on Linux).
     #[serde(skip_serializing_if = "Option::is_none")]

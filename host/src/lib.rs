@@ -24,3 +24,4 @@ pub mod scaffold;
 pub mod server;
 pub mod store;
 pub mod toml_check;
+pub mod ui;

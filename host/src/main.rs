@@ -42,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Agents(command) => block_on(command.run()),
         Command::Mcp(command) => block_on(command.run()),
         Command::Models(command) => block_on(command.run()),
+        Command::Service(command) => command.run(),
         Command::Send(args) => block_on(args.run()),
         Command::Conversations(command) => block_on(command.run()),
         Command::System(command) => block_on(command.run()),

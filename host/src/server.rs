@@ -79,19 +79,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     registry.install_built_ins().await?;
     let agents_dir = config.agents_dir()?;
-    if config.server.agents_dir.is_none() {
-        match crate::agents::seed_agents_dir(&agents_dir) {
-            Ok(true) => tracing::info!(
-                dir = %agents_dir.display(),
-                "created the agents dir with the example agents; put your agent and tool manifests here"
-            ),
-            Ok(false) => {}
-            Err(error) => tracing::warn!(
-                %error,
-                dir = %agents_dir.display(),
-                "cannot create the agents dir; pass --agents-dir"
-            ),
-        }
+    // A box's first start: the dir is made, with the examples to copy from.
+    match crate::agents::seed_agents_dir(&agents_dir) {
+        Ok(true) => tracing::info!(
+            dir = %agents_dir.display(),
+            "created the agents dir with the example agents; put your agent and tool manifests here"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::warn!(
+            %error,
+            dir = %agents_dir.display(),
+            "cannot create the agents dir; create it or pass --agents-dir"
+        ),
     }
     let report = registry.load_dir(&agents_dir).await?;
     for failure in &report.failures {
@@ -229,6 +228,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(endpoint) = &mcp {
         routes = crate::mcp::mount(routes, endpoint.clone());
     }
+    routes = crate::ui::mount(routes);
     let pipeline = Arc::new(Pipeline::new(routes, token, &config.http_server, address));
     tracing::info!(
         %address,

@@ -169,6 +169,36 @@ fn no_provider(request: &MessageJson, capability: &str) -> Value {
     json!({ "agent": null, "reply": reply, "usage": null, "conversation_id": request.conversation_id })
 }
 
+/// `GET /api/v1/conversations?limit=N`: those with the newest messages.
+pub async fn latest(
+    state: &ApiState,
+    query: &LatestQuery,
+) -> Result<(StatusCode, Value), ApiError> {
+    if !(1..=100).contains(&query.limit) {
+        return Err(ApiError::bad_request("limit is 1-100"));
+    }
+    let conversations = conversations(state)?;
+    match conversations.latest(query.limit).await {
+        Ok(views) => Ok((StatusCode::OK, json!({ "conversations": views }))),
+        Err(error) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_error",
+            error.to_string(),
+        )),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatestQuery {
+    #[serde(default = "default_latest")]
+    pub limit: u32,
+}
+
+fn default_latest() -> u32 {
+    20
+}
+
 /// `GET /api/v1/conversations/{id}`
 pub async fn conversation(state: &ApiState, id: &str) -> Result<(StatusCode, Value), ApiError> {
     let conversations = conversations(state)?;

@@ -9,6 +9,7 @@ mod memory;
 mod messages;
 pub mod request_id;
 mod routes;
+mod status;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -196,6 +197,17 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .then(|body: Bytes, state: ApiState| async move {
             respond(messages::send(&state, &body).await)
         });
+    let latest = warp::path!("api" / "v1" / "conversations")
+        .and(warp::get())
+        .and(warp::query::<messages::LatestQuery>())
+        .and(with_state.clone())
+        .then(|query: messages::LatestQuery, state: ApiState| async move {
+            respond(messages::latest(&state, &query).await)
+        });
+    let status = warp::path!("api" / "v1" / "status")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|state: ApiState| async move { respond(status::status(&state).await) });
     let conversation = warp::path!("api" / "v1" / "conversations" / PathParam)
         .and(warp::get())
         .and(with_state.clone())
@@ -354,6 +366,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         remove_agent.boxed(),
         reload_agent.boxed(),
         send_message.boxed(),
+        latest.boxed(),
+        status.boxed(),
         conversation.boxed(),
         thread.boxed(),
         embeddings.boxed(),

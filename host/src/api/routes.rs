@@ -91,6 +91,7 @@ pub const MCP_PATH: &str = "/mcp";
 pub const ROUTES: &[Route] = &[
     public("/api/v1/health"),
     public("/api/v1/ready"),
+    get("/api/v1/status"),
     get("/api/v1/openapi.json"),
     get("/api/v1/agents"),
     compiling(post("/api/v1/agents", Some(JSON))),
@@ -102,6 +103,7 @@ pub const ROUTES: &[Route] = &[
     compiling(post("/api/v1/agents/{name}/reload", None)),
     post("/api/v1/messages", Some(JSON)),
     post("/api/v1/chat/completions", Some(JSON)),
+    get("/api/v1/conversations"),
     get("/api/v1/conversations/{id}"),
     get("/api/v1/conversations/{id}/messages"),
     post("/api/v1/embeddings", Some(JSON)),
@@ -144,6 +146,16 @@ pub fn resolve(method: &str, path: &str) -> Resolved {
         return Resolved {
             template: path.into(),
             public: false,
+            body: None,
+            compiles: false,
+        };
+    }
+    // The status page's files hold no data: loaded without a token, which
+    // the page then asks for.
+    if crate::ui::is_ui_path(path) {
+        return Resolved {
+            template: "/ui".into(),
+            public: true,
             body: None,
             compiles: false,
         };

@@ -11,6 +11,7 @@ mod models;
 mod output;
 mod remote;
 mod run_once;
+mod service;
 
 pub use agents::AgentsCommand;
 #[cfg(feature = "benchmark")]
@@ -20,6 +21,7 @@ pub use mcp::McpCommand;
 pub use memory::MemoryCommand;
 pub use models::ModelsCommand;
 pub use remote::{ConversationsCommand, SendArgs, SystemCommand, health};
+pub use service::ServiceCommand;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,6 +75,9 @@ pub enum Command {
     /// The embedding model: fetch it into the data dir, list, verify.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Running as a system service (systemd).
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Offline storage commands (work with the server stopped).
     #[command(subcommand)]
     Storage(StorageCommand),

@@ -199,6 +199,42 @@ impl Conversations {
         }))
     }
 
+    /// The conversations with the newest messages, newest first. Found from
+    /// the tail of the message log (its primary key), so the cost does not
+    /// grow with the number of conversations kept.
+    pub async fn latest(&self, limit: u32) -> Result<Vec<ConversationView>, StoreError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT c.id, c.status, c.created_at, c.last_activity,
+                        (SELECT count(*) FROM conversation_messages m WHERE m.conversation_id = c.id),
+                        (SELECT group_concat(agent, char(10)) FROM
+                            (SELECT agent FROM conversation_participants p
+                             WHERE p.conversation_id = c.id ORDER BY agent))
+                 FROM conversations c
+                 WHERE c.id IN (SELECT conversation_id FROM conversation_messages
+                                ORDER BY seq DESC LIMIT ?1 * 16)
+                 ORDER BY c.last_activity DESC, c.id DESC LIMIT ?1",
+                [i64::from(limit)],
+            )
+            .await?;
+        let mut views = Vec::new();
+        while let Some(row) = rows.next().await? {
+            let participants: Option<String> = row.get(5)?;
+            views.push(ConversationView {
+                id: row.get(0)?,
+                status: row.get(1)?,
+                created_at: row.get(2)?,
+                last_activity: row.get(3)?,
+                messages: row.get(4)?,
+                participants: participants
+                    .map(|p| p.split('\n').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(views)
+    }
+
     /// The thread in order; `None` when no such conversation exists.
     pub async fn messages(&self, id: &str) -> Result<Option<Vec<ThreadMessage>>, StoreError> {
         if self.get(id).await?.is_none() {

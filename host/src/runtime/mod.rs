@@ -218,6 +218,11 @@ impl Runtime {
     }
 
     /// Pool slots held by calls right now.
+    /// Instance slots in all (`[wasm_runtime] pool_size`).
+    pub fn pool_size(&self) -> usize {
+        self.config.pool_size as usize
+    }
+
     pub fn slots_in_use(&self) -> usize {
         self.config.pool_size as usize - self.slots.available_permits()
     }
