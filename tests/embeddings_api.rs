@@ -124,7 +124,9 @@ async fn a_server_without_its_model_serves_keyword_search_and_says_how_to_fetch_
         "[memory.embedding_config]\nmodel_path = {:?}\n",
         empty.path().display().to_string()
     );
-    let server = Server::start_fresh(&AgentsDir::new(), Some(&config));
+    let data = tempfile::tempdir().unwrap();
+    let agents = AgentsDir::new();
+    let server = Server::start_with(&agents, data.path(), Some(&config));
     let health = server.get_json("/api/v1/health").await;
     assert_eq!(health["embeddings"], "not_installed", "{health}");
     let log = server.wait_for_log("caxton models fetch");
@@ -158,6 +160,36 @@ async fn a_server_without_its_model_serves_keyword_search_and_says_how_to_fetch_
     assert_eq!(hits.len(), 1, "{}", found.body);
     assert_eq!(hits[0]["entity"], "kitchen sensor");
     assert!(hits[0]["similarity"].is_null(), "{}", found.body);
+
+    // Once the model is in place, a restart embeds what was stored
+    // without it, and the same memory is found by meaning.
+    server.terminate();
+    let server = Server::start_with(&agents, data.path(), None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stats = server.get_json("/api/v1/memory/stats").await;
+        if stats["observations_without_embedding"] == 0 && stats["index_entries"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never embedded: {stats}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let found = server
+        .post(
+            "/api/v1/memory/search",
+            json!({"query": "how cold is the refrigerator?"}),
+        )
+        .await;
+    let hits = found.body["hits"].as_array().unwrap();
+    assert_eq!(hits[0]["entity"], "kitchen sensor", "{}", found.body);
+    assert!(
+        hits[0]["similarity"].as_f64().unwrap() > 0.3,
+        "{}",
+        found.body
+    );
 }
 
 #[test]

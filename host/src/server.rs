@@ -58,6 +58,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // One store under memory, conversations and deployments.
     let store = Arc::new(Db::open(&database, &config.memory.sqlite_config).await?);
     let memory = Memory::on(store.clone(), embeddings.as_ref().ok().cloned()).await?;
+    // Observations stored while there was no model get their vectors now.
+    let backfill = embeddings.is_ok().then(|| {
+        let memory = memory.clone();
+        tokio::spawn(async move {
+            match memory.embed_missing().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    observations = n,
+                    "embedded observations stored without a model"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot embed observations stored without a model")
+                }
+            }
+        })
+    });
     let registry = AgentRegistry::new(runtime.clone(), Some(memory.clone()));
     registry.set_max_agents(config.agents.max_agents);
     registry.set_max_reply_bytes(config.agents.max_reply_size);
@@ -248,9 +264,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     http::serve(listener, pipeline, &config.http_server, shutdown).await;
     drop(hot_reload);
     mcp_servers.shutdown();
-    for task in [cleanup, metrics_task, Some(expiry), Some(llm_health)]
-        .into_iter()
-        .flatten()
+    for task in [
+        cleanup,
+        backfill,
+        metrics_task,
+        Some(expiry),
+        Some(llm_health),
+    ]
+    .into_iter()
+    .flatten()
     {
         task.abort();
     }

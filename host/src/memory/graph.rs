@@ -164,7 +164,7 @@ impl Memory {
         &self.db
     }
 
-    fn intern(&self, text: &str) -> u32 {
+    pub(super) fn intern(&self, text: &str) -> u32 {
         let mut interned = self.interned.lock().expect("intern lock");
         let next = interned.len() as u32;
         *interned.entry(text.to_owned()).or_insert(next)
@@ -180,7 +180,7 @@ impl Memory {
             .copied()
     }
 
-    fn visibility(&self, scope: Scope, owner: &str) -> Visibility {
+    pub(super) fn visibility(&self, scope: Scope, owner: &str) -> Visibility {
         Visibility {
             scope: scope.code(),
             owner: self.intern(owner),

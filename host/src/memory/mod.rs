@@ -2,6 +2,7 @@
 //! relations) in one libsql file, with hybrid search — an in-process vector
 //! index over observation embeddings fused with FTS5 keyword matches.
 
+mod backfill;
 mod cleanup;
 mod edit;
 mod graph;
