@@ -64,7 +64,7 @@ fn embed_model() {
     const MODEL: &str = "all-MiniLM-L6-v2";
     const FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let mut table = String::from("pub static BUNDLED_MODEL: Option<(&str, &[(&str, &[u8])])> = ");
+    let mut table = String::from("pub static BUNDLED_MODEL: Option<(&str, ModelFiles)> = ");
     if std::env::var_os("CARGO_FEATURE_BUNDLED_MODEL").is_some() {
         table.push_str(&format!("Some(({MODEL:?}, &[\n"));
         for file in FILES {

@@ -22,6 +22,9 @@ use super::{FileSpec, ModelSpec};
 /// pip's default index.
 pub const DEFAULT_INDEX: &str = "https://pypi.org/simple/";
 
+/// A bundled model's files by name.
+type ModelFiles = &'static [(&'static str, &'static [u8])];
+
 // `BUNDLED_MODEL`: the model's files when built with `bundled-model`.
 include!(concat!(env!("OUT_DIR"), "/bundled_model.rs"));
 
