@@ -129,6 +129,11 @@ async fn status_and_recent_conversations_report_what_the_host_did() {
         .get("/api/v1/conversations?limit=0")
         .await
         .assert_error(400, "bad_request");
+    // An empty id would start a conversation nobody could open.
+    server
+        .send("echo", &json!({"conversation_id": " ", "content": "x"}))
+        .await
+        .assert_error(400, "bad_request");
 
     let status = server.get_json("/api/v1/status").await;
     let echo = status["agents"]

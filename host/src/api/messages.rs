@@ -29,11 +29,22 @@ pub(super) fn from_messaging(error: MessagingError) -> ApiError {
 }
 
 fn parse_message(body: &[u8]) -> Result<MessageJson, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    let message: MessageJson = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "body is not a valid message: {e}. Send JSON like {{\"capability\": \"echo\", \"performative\": \"request\", \"content\": {{...}}}}"
         ))
-    })
+    })?;
+    // An empty id would name a conversation no one can open again.
+    if message
+        .conversation_id
+        .as_deref()
+        .is_some_and(|id| id.trim().is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "conversation_id is empty; leave it out to start a new conversation, or send the id a reply gave you",
+        ));
+    }
+    Ok(message)
 }
 
 /// One agent's answer as JSON: the reply and usage, or the error shape
