@@ -260,7 +260,16 @@ fn models_fetch_says_what_failed_when_the_index_cannot_be_reached() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/simple/", closed.local_addr().unwrap());
     drop(closed);
-    let failed = models(data.path(), &["fetch", "--index-url", &url]);
+    // pip's settings off: a find-links dir holding the wheel would answer.
+    let failed = crate::support::caxton_command()
+        .args(["models", "fetch", "--index-url", &url, "--data-dir"])
+        .arg(data.path())
+        .env("XDG_CONFIG_HOME", data.path().join("config"))
+        .env("PIP_CONFIG_FILE", "/dev/null")
+        .env_remove("PIP_FIND_LINKS")
+        .env_remove("PIP_INDEX_URL")
+        .output()
+        .unwrap();
     assert!(!failed.status.success());
     let stderr = text(&failed.stderr);
     assert!(

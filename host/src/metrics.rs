@@ -309,6 +309,11 @@ pub fn resident_memory_bytes() -> Option<u64> {
     process::rss_bytes()
 }
 
+/// CPU time this process has used since it started (user + system).
+pub fn cpu_seconds_total() -> Option<f64> {
+    process::cpu_seconds()
+}
+
 /// The process's own resource use, read from `/proc/self` (Linux; other
 /// systems report nothing rather than something wrong).
 mod process {
@@ -323,7 +328,7 @@ mod process {
     }
 
     /// CPU seconds (user + system) the process has used.
-    fn cpu_seconds() -> Option<f64> {
+    pub fn cpu_seconds() -> Option<f64> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // Fields after the command name, which may contain spaces.
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

@@ -40,11 +40,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::warn!("semantic search is disabled: no embedding model loaded");
             Err(EmbedError::Disabled)
         }
-        Err(error @ EmbedError::MissingFile { .. }) => {
+        Err(error) if error.is_not_installed() => {
             tracing::warn!(
                 dir = %model_dir.display(),
                 "no embedding model: memory search uses keywords only; run `caxton models fetch` and restart"
             );
+            Err(error)
+        }
+        // Present but unreadable (a permission): serve by keywords, and
+        // say exactly what failed rather than "not installed".
+        Err(error @ EmbedError::MissingFile { .. }) => {
+            tracing::error!(%error, "cannot read the embedding model: memory search uses keywords only");
             Err(error)
         }
         Err(error) => return Err(error.into()),
@@ -96,7 +102,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     registry.install_built_ins().await?;
     let agents_dir = config.agents_dir()?;
     // A box's first start: the dir is made, with the examples to copy from.
-    match crate::agents::seed_agents_dir(&agents_dir) {
+    // A configured dir is made only where its parent exists, so a typo
+    // in --agents-dir still fails instead of serving the examples.
+    match crate::agents::seed_agents_dir(&agents_dir, config.server.agents_dir.is_none()) {
         Ok(true) => tracing::info!(
             dir = %agents_dir.display(),
             "created the agents dir with the example agents; put your agent and tool manifests here"

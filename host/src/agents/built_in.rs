@@ -79,16 +79,24 @@ include!(concat!(env!("OUT_DIR"), "/example_agents.rs"));
 /// Creates the agents dir `dir` with the example manifests in it, when it
 /// does not exist yet: a fresh box then serves the examples, and its user
 /// finds working manifests to copy where agents go. A dir that exists
-/// (even empty: its owner emptied it) is left alone. Returns whether it
-/// seeded.
-pub fn seed_agents_dir(dir: &Path) -> std::io::Result<bool> {
+/// (even empty: its owner emptied it) is left alone, and so is one whose
+/// parent is missing unless `create_parents`. Returns whether it seeded.
+pub fn seed_agents_dir(dir: &Path, create_parents: bool) -> std::io::Result<bool> {
     if dir.exists() {
         return Ok(false);
     }
     // Written beside the final name and renamed, so a crash never leaves
     // a half-seeded dir that would stay half-seeded.
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        if !create_parents {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(parent)?;
+    }
     let staging = tempfile::Builder::new()
         .prefix(".agents-seed")
         .tempdir_in(parent)?;

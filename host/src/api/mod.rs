@@ -405,7 +405,7 @@ fn ready(state: ApiState) -> Response {
         }
         Ok(_) => "ready",
         Err(EmbedError::Disabled) => "disabled",
-        Err(EmbedError::MissingFile { .. }) => "not_installed",
+        Err(error) if error.is_not_installed() => "not_installed",
         Err(_) => "unavailable",
     };
     // Providers are reported, never waited for: an agent host is ready
@@ -440,7 +440,7 @@ fn health(state: ApiState) -> Response {
             Ok(engine) if engine.load_time().is_some() => "ready",
             Ok(_) => "loading",
             Err(EmbedError::Disabled) => "disabled",
-            Err(EmbedError::MissingFile { .. }) => "not_installed",
+            Err(error) if error.is_not_installed() => "not_installed",
             Err(_) => "unavailable",
         },
     }))

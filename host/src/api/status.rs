@@ -12,8 +12,9 @@ use crate::embed::EmbedError;
 use crate::metrics::metrics;
 
 pub async fn status(state: &ApiState) -> Result<(StatusCode, Value), ApiError> {
+    // Read, not sampled: sampling would reset the CPU window the
+    // Prometheus gauge reports.
     let m = metrics();
-    m.sample_process();
     let registry = &state.registry;
     let runtime = registry.runtime();
 
@@ -43,7 +44,7 @@ pub async fn status(state: &ApiState) -> Result<(StatusCode, Value), ApiError> {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": state.started.elapsed().as_secs(),
             "resident_memory_bytes": crate::metrics::resident_memory_bytes(),
-            "cpu_usage_percent": m.cpu_usage_percent.get(),
+            "cpu_seconds_total": crate::metrics::cpu_seconds_total(),
             "embeddings": embeddings(state),
             "llm_providers": registry.llm().map(|llm| llm.statuses()),
             "pool": {
@@ -75,7 +76,7 @@ fn embeddings(state: &ApiState) -> Value {
         Err(error) => json!({
             "state": match error {
                 EmbedError::Disabled => "disabled",
-                EmbedError::MissingFile { .. } => "not_installed",
+                error if error.is_not_installed() => "not_installed",
                 _ => "unavailable",
             },
             "detail": error.to_string(),

@@ -145,8 +145,8 @@ fn list(args: &ModelsArgs) -> anyhow::Result<()> {
     let models_dir = dir.parent().map(PathBuf::from).unwrap_or_default();
     let mut rows = Vec::new();
     for spec in ModelSpec::all() {
-        // The configured model lives where the config says; others in
-        // the data dir's models/.
+        // The configured model lives where the config says; the others
+        // beside it.
         let model_dir = if spec.name == configured.name {
             dir.clone()
         } else {

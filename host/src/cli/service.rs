@@ -28,7 +28,19 @@ impl ServiceCommand {
                         exe.display()
                     );
                 };
-                print!("{}", UNIT.replace(SHIPPED_PATH, path));
+                // The unit hides these from the service (ProtectHome,
+                // PrivateTmp): it could not start a binary there.
+                if ["/home/", "/root/", "/tmp/", "/var/tmp/", "/run/user/"]
+                    .iter()
+                    .any(|hidden| path.starts_with(hidden))
+                {
+                    eprintln!(
+                        "warning: the unit hides {path} from the service (ProtectHome, PrivateTmp), so it would not start; \
+                         install caxton first (sudo install -m 0755 {path} {SHIPPED_PATH}) and run {SHIPPED_PATH} service unit"
+                    );
+                }
+                // systemd expands `%` specifiers in ExecStart.
+                print!("{}", UNIT.replace(SHIPPED_PATH, &path.replace('%', "%%")));
                 Ok(())
             }
         }

