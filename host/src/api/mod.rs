@@ -393,21 +393,16 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
 /// Ready once the embedding model is loaded (or semantic search is off):
 /// what a load balancer or supervisor should wait for after a start.
 fn ready(state: ApiState) -> Response {
-    let embeddings = match &state.embeddings {
-        Ok(engine) if engine.load_time().is_none() => {
-            let mut error = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "loading",
-                "the embedding model is still loading",
-            );
-            error.retry_after_secs = Some(1);
-            return error.into_response();
-        }
-        Ok(_) => "ready",
-        Err(EmbedError::Disabled) => "disabled",
-        Err(error) if error.is_not_installed() => "not_installed",
-        Err(_) => "unavailable",
-    };
+    let embeddings = embeddings_state(&state.embeddings);
+    if embeddings == "loading" {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "loading",
+            "the embedding model is still loading",
+        );
+        error.retry_after_secs = Some(1);
+        return error.into_response();
+    }
     // Providers are reported, never waited for: an agent host is ready
     // while its model server is still starting (its agents say so).
     warp::reply::json(&json!({
@@ -416,6 +411,19 @@ fn ready(state: ApiState) -> Response {
         "llm_providers": state.registry.llm().map(|llm| llm.statuses()),
     }))
     .into_response()
+}
+
+/// What health, ready and status say of the embedding engine.
+pub(super) fn embeddings_state(
+    embeddings: &Result<Arc<EmbeddingEngine>, EmbedError>,
+) -> &'static str {
+    match embeddings {
+        Ok(engine) if engine.load_time().is_some() => "ready",
+        Ok(_) => "loading",
+        Err(EmbedError::Disabled) => "disabled",
+        Err(error) if error.is_not_installed() => "not_installed",
+        Err(_) => "unavailable",
+    }
 }
 
 /// A handler's result as a response: JSON with its status, or the error shape.
@@ -436,13 +444,7 @@ fn health(state: ApiState) -> Response {
         "agents": state.registry.agent_count(),
         "llm_providers": state.registry.llm().map(|llm| llm.statuses()),
         "resident_memory_bytes": crate::metrics::resident_memory_bytes(),
-        "embeddings": match &state.embeddings {
-            Ok(engine) if engine.load_time().is_some() => "ready",
-            Ok(_) => "loading",
-            Err(EmbedError::Disabled) => "disabled",
-            Err(error) if error.is_not_installed() => "not_installed",
-            Err(_) => "unavailable",
-        },
+        "embeddings": embeddings_state(&state.embeddings),
     }))
     .into_response()
 }

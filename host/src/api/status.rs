@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 
 use super::{ApiError, ApiState};
-use crate::embed::EmbedError;
 use crate::metrics::metrics;
 
 pub async fn status(state: &ApiState) -> Result<(StatusCode, Value), ApiError> {
@@ -67,20 +66,14 @@ pub async fn status(state: &ApiState) -> Result<(StatusCode, Value), ApiError> {
 
 /// The engine's state, with the reason and the fix when it is not ready.
 fn embeddings(state: &ApiState) -> Value {
+    let status = super::embeddings_state(&state.embeddings);
     match &state.embeddings {
         Ok(engine) => json!({
-            "state": if engine.load_time().is_some() { "ready" } else { "loading" },
+            "state": status,
             "model": engine.model_name(),
             "cache_hit_rate": engine.cache_stats().hit_rate(),
         }),
-        Err(error) => json!({
-            "state": match error {
-                EmbedError::Disabled => "disabled",
-                error if error.is_not_installed() => "not_installed",
-                _ => "unavailable",
-            },
-            "detail": error.to_string(),
-        }),
+        Err(error) => json!({ "state": status, "detail": error.to_string() }),
     }
 }
 

@@ -64,6 +64,16 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
     )?)
 }
 
+/// [`load`], with `--data-dir` (when given) in place of the configured one:
+/// what the offline commands that find files in the data dir use.
+pub fn load_with_data_dir(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Config> {
+    let mut config = load(file)?;
+    if let Some(dir) = data_dir {
+        config.server.data_dir = Some(dir.to_owned());
+    }
+    Ok(config)
+}
+
 impl ConfigCommand {
     pub fn run(&self) -> anyhow::Result<()> {
         match self {

@@ -110,10 +110,7 @@ pub struct TokenArgs {
 
 impl TokenArgs {
     pub fn run(&self) -> anyhow::Result<()> {
-        let mut config = config::load(self.config.as_deref())?;
-        if let Some(dir) = &self.data_dir {
-            config.server.data_dir = Some(dir.clone());
-        }
+        let config = config::load_with_data_dir(self.config.as_deref(), self.data_dir.as_deref())?;
         let path = match &config.auth.token_file {
             Some(path) => path.clone(),
             None => config.data_dir()?.join(crate::auth::TOKEN_FILE),
@@ -149,10 +146,7 @@ pub struct StorageArgs {
 
 impl StorageArgs {
     pub async fn maintenance(&self) -> anyhow::Result<()> {
-        let mut config = config::load(self.config.as_deref())?;
-        if let Some(dir) = &self.data_dir {
-            config.server.data_dir = Some(dir.clone());
-        }
+        let config = config::load_with_data_dir(self.config.as_deref(), self.data_dir.as_deref())?;
         let database = match &config.memory.database_path {
             Some(path) => path.clone(),
             None => config.data_dir()?.join("memory.db"),
@@ -188,10 +182,7 @@ impl EmbedArgs {
     pub fn run(&self) -> anyhow::Result<()> {
         use std::io::Write;
 
-        let mut config = config::load(self.config.as_deref())?;
-        if let Some(dir) = &self.data_dir {
-            config.server.data_dir = Some(dir.clone());
-        }
+        let config = config::load_with_data_dir(self.config.as_deref(), self.data_dir.as_deref())?;
         let settings = &config.memory.embedding_config;
         let spec = crate::embed::ModelSpec::named(&settings.model)?;
         let encoder = crate::embed::Encoder::load(

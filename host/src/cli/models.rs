@@ -52,10 +52,8 @@ pub struct FetchArgs {
 impl ModelsArgs {
     /// The model named (or configured) and the dir it lives in.
     fn target(&self) -> anyhow::Result<(ModelSpec, PathBuf)> {
-        let mut config = super::config::load(self.config.as_deref())?;
-        if let Some(dir) = &self.data_dir {
-            config.server.data_dir = Some(dir.clone());
-        }
+        let mut config =
+            super::config::load_with_data_dir(self.config.as_deref(), self.data_dir.as_deref())?;
         if let Some(model) = &self.model {
             config.memory.embedding_config.model = model.clone();
         }

@@ -50,20 +50,10 @@ impl ModelSpec {
     /// The manifest entry for `name`, an embedding model (`kind` absent or
     /// `"embedding"`).
     pub fn named(name: &str) -> Result<Self, EmbedError> {
-        let manifest: Manifest = toml::from_str(MANIFEST).expect("models/manifest.toml is valid");
-        let text = |m: &toml::Table, key: &str| {
-            m.get(key).and_then(toml::Value::as_str).map(str::to_owned)
-        };
-        let entry = manifest
-            .model
+        Self::all()
             .into_iter()
-            .find(|m| {
-                text(m, "name").as_deref() == Some(name)
-                    && text(m, "kind").as_deref().unwrap_or("embedding") == "embedding"
-            })
-            .ok_or_else(|| EmbedError::UnknownModel(name.to_owned()))?;
-        Ok(<Self as serde::Deserialize>::deserialize(entry)
-            .expect("models/manifest.toml: embedding models have dims and max_sequence_length"))
+            .find(|model| model.name == name)
+            .ok_or_else(|| EmbedError::UnknownModel(name.to_owned()))
     }
 
     /// Every embedding model of the manifest.
@@ -112,11 +102,7 @@ impl ModelSpec {
                 fresh.push(stamp);
                 continue;
             }
-            // Streamed: hashing must not hold the whole file in memory.
-            let mut hasher = Sha256::new();
-            let mut reader = std::fs::File::open(&path).map_err(missing)?;
-            std::io::copy(&mut reader, &mut hasher).map_err(missing)?;
-            let actual = hex::encode(hasher.finalize());
+            let actual = sha256_of(&path).map_err(missing)?;
             if actual != file.sha256 {
                 return Err(EmbedError::Checksum {
                     path,
@@ -133,6 +119,14 @@ impl ModelSpec {
         }
         Ok(())
     }
+}
+
+/// The hex sha256 of the file at `path`, streamed: hashing must not hold
+/// a 23 MB model in memory.
+pub(super) fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// One line of `.verified`: the file, its size and modification time, and
