@@ -9,6 +9,7 @@ mod appliance;
 mod clients;
 mod embeddings;
 mod embeddings_api;
+mod fleet;
 mod hardening;
 mod hostile;
 mod http_client;

@@ -51,6 +51,7 @@ pub struct Config {
     pub agents: AgentsConfig,
     pub llm: crate::llm::LlmConfig,
     pub mcp: crate::mcp_client::McpConfig,
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// `[agents]`: message queues, routing, conversations and hot reload.

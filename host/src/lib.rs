@@ -8,6 +8,7 @@ pub mod auth;
 #[cfg(feature = "benchmark")]
 pub mod benchmark;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod embed;
 pub mod harness;

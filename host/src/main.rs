@@ -40,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Embed(args) => args.run(),
         Command::Memory(command) => block_on(command.run()),
         Command::Agents(command) => block_on(command.run()),
+        Command::Cluster(command) => block_on(command.run()),
         Command::Mcp(command) => block_on(command.run()),
         Command::Models(command) => block_on(command.run()),
         Command::Service(command) => command.run(),

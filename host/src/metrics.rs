@@ -51,6 +51,10 @@ pub struct Metrics {
     pub mcp_server_restarts: IntCounterVec,
     pub mcp_tool_calls: IntCounterVec,
     pub mcp_tool_call_duration: HistogramVec,
+    pub cluster_remote_calls: IntCounterVec,
+    pub cluster_remote_call_duration: HistogramVec,
+    pub cluster_nodes: IntGauge,
+    pub cluster_connected: IntGauge,
 }
 
 /// The state the gauges show, as the server last saw it.
@@ -255,6 +259,28 @@ impl Metrics {
                     "Time for one call to an MCP server's tool"
                 ),
                 &["server"]
+            )),
+            cluster_remote_calls: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_cluster_remote_calls_total",
+                    "Messages this host sent to other hosts of the fleet, by the node that answered (\"none\" when none did) and outcome (ok, error, no_responders, timeout, unavailable)"
+                ),
+                &["node", "outcome"]
+            )),
+            cluster_remote_call_duration: register!(HistogramVec::new(
+                histogram(
+                    "caxton_cluster_remote_call_duration_seconds",
+                    "Time from sending a message to another host to its answer"
+                ),
+                &["node"]
+            )),
+            cluster_nodes: register!(IntGauge::new(
+                "caxton_cluster_nodes",
+                "Hosts of the fleet this host sees, itself included (0 without [cluster])"
+            )),
+            cluster_connected: register!(IntGauge::new(
+                "caxton_cluster_connected",
+                "1 while this host is connected to the fleet's NATS server"
             )),
             registry,
         }

@@ -236,9 +236,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         registry,
         embeddings,
         memory: Some(memory),
+        fleet: None,
         started,
         max_request_size: config.server.max_request_size,
         max_import_size: config.server.max_import_size,
+    };
+    // The fleet, when configured: other hosts reach this one's agents, and
+    // messages no local agent takes go to them. Joining never waits on
+    // NATS: a host whose server is down serves its own agents meanwhile.
+    let fleet = match &config.cluster.nats_url {
+        Some(_) => {
+            let node = config.cluster.node_name();
+            let handler = Arc::new(api::ServeFleet::new(state.clone(), node));
+            let fleet = crate::cluster::Fleet::start(&config.cluster, handler).await?;
+            state
+                .messenger
+                .set_remote(Arc::new(api::FleetRemote::new(&fleet)));
+            Some(fleet)
+        }
+        None => None,
+    };
+    let state = ApiState {
+        fleet: fleet.clone(),
+        ..state
     };
     let metrics_task = match config.server.metrics_listen {
         Some(listen) => Some(serve_metrics(listen, state.clone(), &config.http_server).await?),
@@ -271,6 +291,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     http::serve(listener, pipeline, &config.http_server, shutdown).await;
     drop(hot_reload);
+    if let Some(fleet) = &fleet {
+        fleet.shutdown();
+    }
     mcp_servers.shutdown();
     for task in [
         cleanup,

@@ -3,6 +3,7 @@
 //! start it), with its own data dir and agents dir, and its log captured;
 //! requests, error assertions and a `caxton` command builder.
 
+pub mod fleet;
 pub mod plugins;
 
 use std::path::{Path, PathBuf};
@@ -174,6 +175,13 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind) and waits.
+    pub fn kill(mut self) {
+        let child = self.process.child_mut();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its status.

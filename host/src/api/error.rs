@@ -15,7 +15,7 @@ use crate::runtime::{CallUsage, PluginError, RuntimeError};
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: std::borrow::Cow<'static, str>,
     pub message: String,
     pub details: Value,
     pub retry_after_secs: Option<u32>,
@@ -25,7 +25,18 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
+            code: std::borrow::Cow::Borrowed(code),
+            message: message.into(),
+            details: Value::Null,
+            retry_after_secs: None,
+        }
+    }
+
+    /// An error another host of the fleet answered, with its own code.
+    pub fn remote(status: StatusCode, code: String, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: std::borrow::Cow::Owned(code),
             message: message.into(),
             details: Value::Null,
             retry_after_secs: None,

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 
 use super::{ApiError, ApiState};
-use crate::messaging::{Delivery, MessageJson, MessagingError, Strategy, Target};
+use crate::cluster::Route;
+use crate::messaging::{Delivery, MessageJson, MessagingError, Priority, Strategy, Target};
 use crate::runtime::{CallOutcome, Message, Performative};
 
 pub(super) fn from_messaging(error: MessagingError) -> ApiError {
@@ -65,21 +66,26 @@ pub(super) fn delivery_result(
 }
 
 /// `POST /api/v1/agents/{name}/messages`: the reply and the call's usage.
+/// An agent not deployed here is asked on the fleet's hosts, if any.
 pub async fn send_to_agent(
     state: &ApiState,
     agent: &str,
     body: &[u8],
 ) -> Result<(StatusCode, Value), ApiError> {
-    let json = parse_message(body)?;
+    let mut json = parse_message(body)?;
+    json.receiver = Some(agent.to_owned());
     let priority = json.priority.unwrap_or_default();
-    let message = json.into_wit(agent);
-    let agents = state
-        .messenger
-        .resolve(&Target::Agent(agent.to_owned()))
-        .map_err(from_messaging)?;
+    let agents = match state.messenger.resolve(&Target::Agent(agent.to_owned())) {
+        Ok(agents) => agents,
+        Err(MessagingError::NotFound(_)) if let Some(fleet) = &state.fleet => {
+            let json = with_conversation(json);
+            return super::fleet::forward(state, fleet, Route::Agent(agent.to_owned()), json).await;
+        }
+        Err(error) => return Err(from_messaging(error)),
+    };
     let (conversation_id, mut results) = state
         .messenger
-        .deliver(message, agents, priority)
+        .deliver(json.into_wit(agent), agents, priority)
         .await
         .map_err(from_messaging)?;
     let delivery = results.remove(0).map_err(from_messaging)?;
@@ -90,36 +96,109 @@ pub async fn send_to_agent(
     ))
 }
 
+/// A message bound for the fleet gets its conversation id here, so every
+/// host records the same conversation.
+fn with_conversation(mut json: MessageJson) -> MessageJson {
+    if json.conversation_id.is_none() {
+        json.conversation_id = Some(uuid::Uuid::now_v7().to_string());
+    }
+    json
+}
+
 /// `POST /api/v1/messages`: to `receiver`, or by `capability` with a
-/// `strategy`. No provider answers with a `failure` message naming the
-/// capability, as a FIPA router would.
+/// `strategy`. Local agents come first; what none here takes goes to the
+/// fleet, if any (a broadcast reaches every host). No provider anywhere
+/// answers with a `failure` message naming the capability, as a FIPA
+/// router would.
 pub async fn send(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
     let json = parse_message(body)?;
     let priority = json.priority.unwrap_or_default();
     let strategy = json.strategy.unwrap_or_default();
-    let target = match (&json.receiver, &json.capability) {
-        (Some(agent), _) => Target::Agent(agent.clone()),
-        (None, Some(capability)) => Target::Capability {
-            name: capability.clone(),
-            strategy,
-        },
+    let (target, route) = match (&json.receiver, &json.capability) {
+        (Some(agent), _) => (Target::Agent(agent.clone()), Route::Agent(agent.clone())),
+        (None, Some(capability)) => (
+            Target::Capability {
+                name: capability.clone(),
+                strategy,
+            },
+            if strategy == Strategy::Broadcast {
+                Route::Broadcast(capability.clone())
+            } else {
+                Route::Capability(capability.clone())
+            },
+        ),
         (None, None) => return Err(from_messaging(MessagingError::NoAddress)),
+    };
+    let broadcast = matches!(route, Route::Broadcast(_));
+    let json = match &state.fleet {
+        Some(_) => with_conversation(json),
+        None => json,
     };
     let agents = match state.messenger.resolve(&target) {
         Ok(agents) => agents,
+        Err(MessagingError::NotFound(_) | MessagingError::NoProvider(_))
+            if let Some(fleet) = &state.fleet =>
+        {
+            if !broadcast {
+                return super::fleet::forward(state, fleet, route, json).await;
+            }
+            Vec::new()
+        }
         Err(MessagingError::NoProvider(capability)) => {
             return Ok((StatusCode::OK, no_provider(&json, &capability)));
         }
         Err(error) => return Err(from_messaging(error)),
     };
-    let message = json.into_message();
+    let fleet_replies = async {
+        match (&state.fleet, &route) {
+            (Some(fleet), Route::Broadcast(capability)) => {
+                super::fleet::broadcast(state, fleet, capability, &json).await
+            }
+            _ => Vec::new(),
+        }
+    };
+    if agents.is_empty() {
+        // A broadcast no local agent takes: the fleet's replies alone.
+        let replies = fleet_replies.await;
+        let capability = json.capability.clone().unwrap_or_default();
+        if replies.is_empty() {
+            return Ok((StatusCode::OK, no_provider(&json, &capability)));
+        }
+        return Ok((
+            StatusCode::OK,
+            json!({ "replies": replies, "conversation_id": json.conversation_id }),
+        ));
+    }
+    let local = deliver(
+        state,
+        json.clone().into_message(),
+        agents,
+        priority,
+        broadcast,
+    );
+    let (local, remote) = tokio::join!(local, fleet_replies);
+    let (status, mut body) = local?;
+    if let Some(replies) = body.get_mut("replies").and_then(Value::as_array_mut) {
+        replies.extend(remote);
+    }
+    Ok((status, body))
+}
+
+/// Delivers `message` to local `agents` and answers as `POST
+/// /api/v1/messages` does: one reply, or every reply of a broadcast.
+pub(super) async fn deliver(
+    state: &ApiState,
+    message: Message,
+    agents: Vec<String>,
+    priority: Priority,
+    broadcast: bool,
+) -> Result<(StatusCode, Value), ApiError> {
     let (conversation_id, results) = state
         .messenger
         .deliver(message, agents, priority)
         .await
         .map_err(from_messaging)?;
-
-    if strategy != Strategy::Broadcast || matches!(target, Target::Agent(_)) {
+    if !broadcast {
         let delivery = results
             .into_iter()
             .next()
@@ -156,7 +235,7 @@ fn error_json(error: ApiError) -> Value {
 }
 
 /// The router's `failure` reply when nobody offers a capability.
-fn no_provider(request: &MessageJson, capability: &str) -> Value {
+pub(super) fn no_provider(request: &MessageJson, capability: &str) -> Value {
     let reply = MessageJson::from_reply(
         Message {
             id: uuid::Uuid::new_v4().to_string(),

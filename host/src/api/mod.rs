@@ -5,6 +5,7 @@ mod agents;
 mod chat;
 mod embeddings;
 mod error;
+mod fleet;
 mod memory;
 mod messages;
 pub mod request_id;
@@ -23,6 +24,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 pub use error::{ApiError, recover};
+pub use fleet::{FleetRemote, ServeFleet};
 pub use messages::send_to_agent;
 pub use routes::{MCP_PATH, ROUTES, Resolved, Route, resolve, route_template};
 
@@ -60,6 +62,8 @@ pub struct ApiState {
     /// The embedding engine, or why there is none (disabled, model missing).
     pub embeddings: Result<Arc<EmbeddingEngine>, EmbedError>,
     pub memory: Option<Arc<Memory>>,
+    /// The fleet this host is part of (`[cluster]`), if any.
+    pub fleet: Option<Arc<crate::cluster::Fleet>>,
     pub started: Instant,
     pub max_request_size: u64,
     pub max_import_size: u64,
@@ -208,6 +212,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::get())
         .and(with_state.clone())
         .then(|state: ApiState| async move { respond(status::status(&state).await) });
+    let cluster_nodes = warp::path!("api" / "v1" / "cluster" / "nodes")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|state: ApiState| async move { respond(fleet::nodes(&state).await) });
     let conversation = warp::path!("api" / "v1" / "conversations" / PathParam)
         .and(warp::get())
         .and(with_state.clone())
@@ -368,6 +376,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         send_message.boxed(),
         latest.boxed(),
         status.boxed(),
+        cluster_nodes.boxed(),
         conversation.boxed(),
         thread.boxed(),
         embeddings.boxed(),

@@ -92,6 +92,7 @@ pub const ROUTES: &[Route] = &[
     public("/api/v1/health"),
     public("/api/v1/ready"),
     get("/api/v1/status"),
+    get("/api/v1/cluster/nodes"),
     get("/api/v1/openapi.json"),
     get("/api/v1/agents"),
     compiling(post("/api/v1/agents", Some(JSON))),

@@ -4,6 +4,7 @@ mod agents;
 #[cfg(feature = "benchmark")]
 mod benchmark;
 pub mod client;
+mod cluster;
 mod config;
 mod mcp;
 mod memory;
@@ -16,6 +17,7 @@ mod service;
 pub use agents::AgentsCommand;
 #[cfg(feature = "benchmark")]
 pub use benchmark::{AgentsBenchArgs, BenchmarkCommand, FaultsBenchArgs, MemoryBenchArgs};
+pub use cluster::ClusterCommand;
 pub use config::ConfigCommand;
 pub use mcp::McpCommand;
 pub use memory::MemoryCommand;
@@ -69,6 +71,9 @@ pub enum Command {
     /// The knowledge graph of a running server.
     #[command(subcommand)]
     Memory(MemoryCommand),
+    /// The fleet (`[cluster]`): its hosts and their agents.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// MCP: the servers agents use as tools, and a stdio bridge to /mcp.
     #[command(subcommand)]
     Mcp(McpCommand),

@@ -10,7 +10,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -94,6 +94,35 @@ struct Job {
     reply: Option<oneshot::Sender<Delivery>>,
 }
 
+/// Where an agent's message goes when no agent on this host takes it:
+/// the other hosts of a fleet (`cluster`), set once by the server.
+pub trait Remote: Send + Sync {
+    /// Asks the fleet and waits up to `timeout`. `message` is stamped
+    /// (sender, conversation); `chain` ends with the caller.
+    fn request(&self, call: RemoteCall) -> BoxFuture<'static, Result<Message, PluginError>>;
+}
+
+/// An agent's message to the fleet.
+#[derive(Debug, Clone)]
+pub struct RemoteCall {
+    pub target: Target,
+    pub message: Message,
+    pub chain: Vec<String>,
+    pub priority: Priority,
+    /// The agents a configuration agent may ask (its manifest's `agents`).
+    pub only_agents: Option<Vec<String>>,
+    pub timeout: Duration,
+}
+
+/// Where `route_from` sends a message.
+enum Routed {
+    Local(String),
+    Remote {
+        target: Target,
+        only_agents: Option<Vec<String>>,
+    },
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QueueStats {
     pub queued: usize,
@@ -107,6 +136,8 @@ pub struct Messenger {
     router: Router,
     settings: AgentsConfig,
     me: Weak<Messenger>,
+    /// The fleet, when this host is part of one.
+    remote: OnceLock<Arc<dyn Remote>>,
     /// The server's runtime: mailbox workers live there even when the
     /// first message comes from a call on the low-priority threads.
     workers: tokio::runtime::Handle,
@@ -125,8 +156,19 @@ impl Messenger {
             router: Router::default(),
             settings,
             me: me.clone(),
+            remote: OnceLock::new(),
             workers: tokio::runtime::Handle::current(),
         })
+    }
+
+    /// Sends agents' messages that no local agent takes to the fleet.
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// How long an HTTP sender waits for a reply.
+    pub fn reply_timeout(&self) -> Duration {
+        self.settings.reply_timeout
     }
 
     pub fn registry(&self) -> &Arc<AgentRegistry> {
@@ -309,6 +351,51 @@ impl Messenger {
         mailbox
     }
 
+    /// Runs a message another host's agent sent (its `chain` ends with
+    /// that agent) on `agent` now, as a local agent's request would run:
+    /// the sender holds a slot while it waits, so it does not queue. The
+    /// depth limit counts the chain across hosts.
+    pub async fn execute_chained(
+        &self,
+        agent: &str,
+        message: Message,
+        chain: Vec<String>,
+        priority: Priority,
+    ) -> Result<Delivery, MessagingError> {
+        if chain.len() as u32 >= self.settings.max_message_depth {
+            self.put_cycle_on_probation(&chain);
+            return Err(MessagingError::DepthLimit {
+                limit: self.settings.max_message_depth,
+                chain: chain.join(" → "),
+            });
+        }
+        let conversation_id = message
+            .conversation_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let context = CallContext {
+            chain,
+            priority,
+            conversation_id,
+            deltas: None,
+        };
+        Ok(self.execute(agent, message, context).await)
+    }
+
+    /// Records a message this host sent to another host, and the reply,
+    /// in its own copy of the conversation.
+    pub async fn record_exchange(
+        &self,
+        conversation: &str,
+        message: &Message,
+        reply: Option<&Message>,
+    ) {
+        self.record(conversation, message).await;
+        if let Some(reply) = reply {
+            self.record(conversation, reply).await;
+        }
+    }
+
     /// Stops queueing for a removed agent; what was waiting is answered
     /// with "not found" (the reply channels close).
     pub fn remove(&self, agent: &str) {
@@ -403,13 +490,14 @@ impl Messenger {
         }
     }
 
-    /// Where a message an agent sends goes, after the depth check.
+    /// Where a message an agent sends goes, after the depth check: a local
+    /// agent, or the fleet when none here takes it.
     fn route_from(
         &self,
         caller: &str,
         context: &CallContext,
         message: &Message,
-    ) -> Result<String, PluginError> {
+    ) -> Result<Routed, PluginError> {
         if context.chain.len() as u32 >= self.settings.max_message_depth {
             self.put_cycle_on_probation(&context.chain);
             return Err(PluginError::Denied(
@@ -432,25 +520,85 @@ impl Messenger {
                 ));
             }
         };
-        let agents = self
-            .resolve(&target)
-            .map_err(|e| PluginError::NotFound(e.to_string()))?;
+        // A configuration agent asks only the agents its manifest lists,
+        // whatever its model asks for.
+        let allowed = self
+            .registry
+            .agent(caller)
+            .filter(|deployed| deployed.manifest.configuration)
+            .map(|deployed| deployed.manifest.agents.clone());
+        let denied = |agent: &str| {
+            PluginError::Denied(format!(
+                "agent {caller:?} may ask only {:?} (its manifest's `agents`), not {agent:?}",
+                allowed.as_deref().unwrap_or_default()
+            ))
+        };
+        let agents = match self.resolve(&target) {
+            Ok(agents) => agents,
+            Err(MessagingError::NotFound(_) | MessagingError::NoProvider(_))
+                if self.remote.get().is_some() =>
+            {
+                if let (Target::Agent(agent), Some(allowed)) = (&target, &allowed)
+                    && !allowed.contains(agent)
+                {
+                    return Err(denied(agent));
+                }
+                return Ok(Routed::Remote {
+                    target,
+                    only_agents: allowed,
+                });
+            }
+            Err(error) => return Err(PluginError::NotFound(error.to_string())),
+        };
         let agent = agents
             .into_iter()
             .next()
             .expect("resolve returns one or an error");
-        // A configuration agent asks only the agents its manifest lists,
-        // whatever its model asks for.
-        if let Some(deployed) = self.registry.agent(caller)
-            && deployed.manifest.configuration
-            && !deployed.manifest.agents.contains(&agent)
+        if let Some(allowed) = &allowed
+            && !allowed.contains(&agent)
         {
-            return Err(PluginError::Denied(format!(
-                "agent {caller:?} may ask only {:?} (its manifest's `agents`), not {agent:?}",
-                deployed.manifest.agents
-            )));
+            return Err(denied(&agent));
         }
-        Ok(agent)
+        Ok(Routed::Local(agent))
+    }
+
+    /// Sends an agent's message to the fleet and records the exchange in
+    /// this host's copy of the conversation.
+    async fn request_remote(
+        &self,
+        caller: &str,
+        context: &CallContext,
+        mut message: Message,
+        target: Target,
+        only_agents: Option<Vec<String>>,
+        timeout: Duration,
+    ) -> Result<Message, PluginError> {
+        let remote = self
+            .remote
+            .get()
+            .cloned()
+            .ok_or_else(messaging_unavailable)?;
+        if message.id.is_empty() {
+            message.id = uuid::Uuid::new_v4().to_string();
+        }
+        message.sender = caller.to_owned();
+        message.conversation_id = Some(context.conversation_id.clone());
+        if let Target::Agent(agent) = &target {
+            message.receiver = Some(agent.clone());
+        }
+        let reply = remote
+            .request(RemoteCall {
+                target,
+                message: message.clone(),
+                chain: context.chain.clone(),
+                priority: context.priority,
+                only_agents,
+                timeout,
+            })
+            .await;
+        self.record_exchange(&context.conversation_id, &message, reply.as_ref().ok())
+            .await;
+        reply
     }
 
     /// Fills in what the host vouches for on a message from `caller`.
@@ -551,7 +699,30 @@ impl MessagingHost for Messenger {
         Box::pin(async move {
             let context = continuing(chain)?;
             self.check_size(caller, &message)?;
-            let agent = self.route_from(caller, context, &message)?;
+            let agent = match self.route_from(caller, context, &message)? {
+                Routed::Local(agent) => agent,
+                // Fire and forget across hosts too: the fleet's answer is
+                // recorded, not returned.
+                Routed::Remote {
+                    target,
+                    only_agents,
+                } => {
+                    let Some(me) = self.me.upgrade() else {
+                        return Err(messaging_unavailable());
+                    };
+                    let (caller, context) = (caller.to_owned(), context.continued());
+                    let timeout = self.settings.reply_timeout;
+                    self.workers.spawn(async move {
+                        if let Err(error) = me
+                            .request_remote(&caller, &context, message, target, only_agents, timeout)
+                            .await
+                        {
+                            tracing::warn!(%error, from = %caller, "a message sent to the fleet failed");
+                        }
+                    });
+                    return Ok(());
+                }
+            };
             Messenger::stamp(caller, context, &mut message, &agent);
             let job = Job {
                 message,
@@ -574,7 +745,17 @@ impl MessagingHost for Messenger {
         Box::pin(async move {
             let context = continuing(chain)?;
             self.check_size(caller, &message)?;
-            let agent = self.route_from(caller, context, &message)?;
+            let agent = match self.route_from(caller, context, &message)? {
+                Routed::Local(agent) => agent,
+                Routed::Remote {
+                    target,
+                    only_agents,
+                } => {
+                    return self
+                        .request_remote(caller, context, message, target, only_agents, timeout)
+                        .await;
+                }
+            };
             Messenger::stamp(caller, context, &mut message, &agent);
             let started = Instant::now();
             let delivery =

@@ -13,5 +13,7 @@ mod tests;
 pub use conversations::{ConversationView, Conversations, ThreadMessage};
 pub use mailbox::{Mailbox, Priority};
 pub use message::MessageJson;
-pub use messenger::{CallContext, Delivery, MessagingError, Messenger, QueueStats};
+pub use messenger::{
+    CallContext, Delivery, MessagingError, Messenger, QueueStats, Remote, RemoteCall,
+};
 pub use router::{Router, Strategy, Target};

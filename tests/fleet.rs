@@ -1,0 +1,351 @@
+//! The fleet: three real hosts on loopback meeting on a real nats-server.
+//! Capability routing across hosts and queue-group load sharing,
+//! broadcast to every host, agents asking agents on other hosts, both
+//! hosts recording the conversation, the fleet view, a host killed with
+//! SIGKILL failing over, and NATS killed and restarted.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::fleet::Nats;
+use crate::support::{AgentsDir, NO_EMBEDDINGS, Server, manifest};
+
+fn echo(name: &str, capability: &str) -> String {
+    manifest(
+        name,
+        "echo",
+        &format!("capabilities = [{capability:?}]\ngrants = [\"log\"]"),
+    )
+}
+
+fn relay(name: &str) -> String {
+    manifest(
+        name,
+        "relay",
+        "capabilities = [\"relay\"]\ngrants = [\"log\", \"messaging\"]",
+    )
+}
+
+/// A host of the fleet at `nats`, named `node`.
+fn host(node: &str, nats: &Nats, agents: &AgentsDir) -> Server {
+    let config = format!(
+        "{NO_EMBEDDINGS}\n[cluster]\nnats_url = {:?}\nnode_name = {node:?}\nheartbeat_interval = \"300ms\"\nmissed_heartbeats = 3\n",
+        nats.url()
+    );
+    Server::start_fresh(agents, Some(&config))
+}
+
+/// Waits until `server` sees exactly `nodes` in the fleet.
+async fn wait_for_fleet(server: &Server, nodes: &[&str]) -> Value {
+    let want: BTreeSet<&str> = nodes.iter().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let view = server.get_json("/api/v1/cluster/nodes").await;
+        let seen: BTreeSet<&str> = view["nodes"]
+            .as_array()
+            .map(|nodes| nodes.iter().filter_map(|n| n["name"].as_str()).collect())
+            .unwrap_or_default();
+        if seen == want {
+            return view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fleet view never became {want:?}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Host `a` with `a_agents`, and hosts `b` and `c` each with an echo
+/// agent offering `echo`, once every host sees all three.
+async fn three_hosts(nats: &Nats, a_agents: AgentsDir) -> (Server, Server, Server) {
+    let a = host("a", nats, &a_agents);
+    let [b, c] = ["b", "c"].map(|node| {
+        let name = format!("echo-{node}");
+        host(
+            node,
+            nats,
+            &AgentsDir::new().with(&name, &echo(&name, "echo")),
+        )
+    });
+    for server in [&a, &b, &c] {
+        wait_for_fleet(server, &["a", "b", "c"]).await;
+    }
+    (a, b, c)
+}
+
+#[tokio::test]
+async fn capabilities_are_reached_across_hosts_shared_by_queue_groups_and_broadcast_to_all() {
+    let nats = Nats::start();
+    let (a, b, c) = three_hosts(&nats, AgentsDir::new().with("relay", &relay("relay"))).await;
+    let view = wait_for_fleet(&a, &["a", "b", "c"]).await;
+    assert_eq!(view["node"], "a");
+    assert_eq!(view["connected"], true);
+    let b_view = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "b")
+        .unwrap();
+    assert_eq!(b_view["agents"][0]["name"], "echo-b");
+    assert_eq!(b_view["agents"][0]["capabilities"], json!(["echo"]));
+
+    // By capability from a host without it: one host of the two takes
+    // each message, and both take some.
+    let mut served = BTreeSet::new();
+    for n in 0..16 {
+        let reply = a
+            .post(
+                "/api/v1/messages",
+                json!({"capability": "echo", "content": {"n": n}, "priority": "high"}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(reply.body["reply"]["content"], json!({"n": n}));
+        let agent = reply.body["agent"].as_str().unwrap().to_owned();
+        let node = reply.body["node"].as_str().unwrap();
+        assert_eq!(agent, format!("echo-{node}"));
+        served.insert(agent);
+    }
+    assert_eq!(
+        served.into_iter().collect::<Vec<_>>(),
+        ["echo-b", "echo-c"],
+        "the queue group shares the capability between both hosts"
+    );
+
+    // By name, on the host that runs it; both hosts record the
+    // conversation under the same id.
+    let reply = a.send("echo-b", &json!({"content": "hello b"})).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["reply"]["content"], "hello b");
+    assert_eq!(reply.body["reply"]["sender"], "echo-b");
+    assert_eq!(reply.body["node"], "b");
+    let conversation = reply.body["conversation_id"].as_str().unwrap().to_owned();
+    for server in [&a, &b] {
+        let thread = server
+            .get_json(&format!("/api/v1/conversations/{conversation}/messages"))
+            .await;
+        let contents: Vec<&Value> = thread["messages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no thread: {thread}"))
+            .iter()
+            .map(|m| &m["content"])
+            .collect();
+        assert_eq!(contents, [&json!("hello b"), &json!("hello b")], "{thread}");
+    }
+
+    // Broadcast from a host that has the capability itself: its own
+    // provider and every other host's answer.
+    let d_agents = AgentsDir::new().with("echo-d", &echo("echo-d", "echo"));
+    let d = host("d", &nats, &d_agents);
+    wait_for_fleet(&d, &["a", "b", "c", "d"]).await;
+    let reply = d
+        .post(
+            "/api/v1/messages",
+            json!({"capability": "echo", "strategy": "broadcast", "content": "all"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let mut agents: Vec<&str> = reply.body["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["agent"].as_str().unwrap_or_else(|| panic!("{r}")))
+        .collect();
+    agents.sort();
+    assert_eq!(agents, ["echo-b", "echo-c", "echo-d"], "{:?}", reply.body);
+    drop(d);
+
+    // An agent asks a capability no agent on its host offers.
+    let reply = a
+        .send(
+            "relay",
+            &json!({"content": {"ask_capability": "echo", "content": {"via": "relay"}}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let from = reply.body["reply"]["content"]["from"].as_str().unwrap();
+    assert!(["echo-b", "echo-c"].contains(&from), "{:?}", reply.body);
+    assert_eq!(
+        reply.body["reply"]["content"]["reply"],
+        json!({"via": "relay"})
+    );
+    // ... and by name; a name no host serves is the local error.
+    let reply = a
+        .send(
+            "relay",
+            &json!({"content": {"ask": "echo-c", "content": "by name"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["reply"]["content"]["from"], "echo-c");
+    let reply = a
+        .send(
+            "relay",
+            &json!({"content": {"ask": "nobody", "content": 1}}),
+        )
+        .await;
+    reply.assert_error(422, "plugin_error");
+    assert_eq!(reply.body["error"]["details"]["kind"], "not-found");
+
+    // Nobody anywhere: the same answers as on one box.
+    let reply = a
+        .post(
+            "/api/v1/messages",
+            json!({"capability": "translate", "content": 1}),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["reply"]["performative"], "failure");
+    assert_eq!(reply.body["reply"]["content"]["error"], "no_provider");
+    a.send("nobody", &json!({"content": 1}))
+        .await
+        .assert_error(404, "agent_not_found");
+
+    // The operator's view of the same fleet.
+    let output = crate::support::caxton_command()
+        .args(["cluster", "status", "--server", &a.base])
+        .env("CAXTON_TOKEN", a.token.as_deref().unwrap_or_default())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("node a on nats://127.0.0.1:"), "{text}");
+    for row in ["a (this host)", "b ", "c "] {
+        assert!(text.lines().any(|l| l.starts_with(row)), "{row}: {text}");
+    }
+    assert!(text.contains("echo"), "{text}");
+
+    let metrics = a.metrics().await;
+    for node in ["b", "c"] {
+        assert!(
+            metrics.contains(&format!(
+                "caxton_cluster_remote_calls_total{{node=\"{node}\",outcome=\"ok\"}}"
+            )),
+            "{metrics}"
+        );
+    }
+    assert!(metrics.contains("caxton_cluster_connected 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_killed_host_fails_over_and_a_nats_outage_is_typed_and_healed() {
+    let mut nats = Nats::start();
+    let (a, b, c) = three_hosts(
+        &nats,
+        AgentsDir::new().with("local", &echo("local", "local")),
+    )
+    .await;
+
+    // SIGKILL one provider: every acknowledged message was answered by a
+    // live host, and the capability keeps answering from the other.
+    b.kill();
+    let killed = Instant::now();
+    let mut failed_over = None;
+    let mut acknowledged = Vec::new();
+    for n in 0..40 {
+        let reply = a
+            .post(
+                "/api/v1/messages",
+                json!({"capability": "echo", "content": {"n": n}}),
+            )
+            .await;
+        if reply.status == 200 {
+            assert_eq!(reply.body["reply"]["content"], json!({"n": n}));
+            assert_eq!(reply.body["agent"], "echo-c", "{:?}", reply.body);
+            failed_over.get_or_insert(killed.elapsed());
+            acknowledged.push(reply.body["conversation_id"].as_str().unwrap().to_owned());
+        } else {
+            // Only a message in flight to the dead host may fail, and it
+            // says so; it was never acknowledged.
+            assert!(failed_over.is_none(), "{:?}", reply.body);
+        }
+    }
+    let failed_over = failed_over.expect("the capability failed over");
+    assert!(
+        failed_over < Duration::from_secs(3),
+        "failover took {failed_over:?}"
+    );
+    // Every acknowledged exchange is in the sender's own record.
+    for conversation in &acknowledged {
+        let thread = a
+            .get_json(&format!("/api/v1/conversations/{conversation}/messages"))
+            .await;
+        assert_eq!(
+            thread["messages"].as_array().map(Vec::len),
+            Some(2),
+            "{thread}"
+        );
+    }
+    // The fleet view drops the dead host within a few heartbeats.
+    wait_for_fleet(&a, &["a", "c"]).await;
+
+    // NATS dies: the fleet fails fast with a typed 503; local agents answer.
+    let port = nats.port;
+    nats.kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reply = loop {
+        let reply = a
+            .post(
+                "/api/v1/messages",
+                json!({"capability": "echo", "content": 1}),
+            )
+            .await;
+        if reply.status == 503 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    reply.assert_error(503, "cluster_unavailable");
+    assert_eq!(reply.retry_after.as_deref(), Some("2"));
+    let started = Instant::now();
+    a.post(
+        "/api/v1/messages",
+        json!({"capability": "echo", "content": 1}),
+    )
+    .await
+    .assert_error(503, "cluster_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "not fast: {:?}",
+        started.elapsed()
+    );
+    let reply = a
+        .post(
+            "/api/v1/messages",
+            json!({"capability": "local", "content": "here"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let view = a.get_json("/api/v1/cluster/nodes").await;
+    assert_eq!(view["connected"], false, "{view}");
+
+    // NATS back on the same address: the hosts reconnect by themselves.
+    let _nats = Nats::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = a
+            .post(
+                "/api/v1/messages",
+                json!({"capability": "echo", "content": "again"}),
+            )
+            .await;
+        if reply.status == 200 {
+            assert_eq!(reply.body["agent"], "echo-c");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fleet did not heal: {:?}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(c);
+}
