@@ -79,7 +79,7 @@ async fn three_hosts(nats: &Nats, a_agents: AgentsDir) -> (Server, Server, Serve
 #[tokio::test]
 async fn capabilities_are_reached_across_hosts_shared_by_queue_groups_and_broadcast_to_all() {
     let nats = Nats::start();
-    let (a, b, c) = three_hosts(&nats, AgentsDir::new().with("relay", &relay("relay"))).await;
+    let (a, b, _c) = three_hosts(&nats, AgentsDir::new().with("relay", &relay("relay"))).await;
     let view = wait_for_fleet(&a, &["a", "b", "c"]).await;
     assert_eq!(view["node"], "a");
     assert_eq!(view["connected"], true);
