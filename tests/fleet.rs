@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::fleet::Nats;
+use crate::support::fleet::{Nats, Sqld};
 use crate::support::{AgentsDir, NO_EMBEDDINGS, Server, manifest};
 
 fn echo(name: &str, capability: &str) -> String {
@@ -348,4 +348,151 @@ async fn a_killed_host_fails_over_and_a_nats_outage_is_typed_and_healed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(c);
+}
+
+/// A host whose memory is a replica of `sqld`, with the real model.
+fn memory_host(sqld: &Sqld, data_dir: &std::path::Path) -> Server {
+    let config = format!(
+        "[memory]\nprimary_url = {:?}\nsync_interval = \"200ms\"\n",
+        sqld.url()
+    );
+    Server::start_with(&AgentsDir::new(), data_dir, Some(&config))
+}
+
+fn observations(hits: &Value) -> Vec<String> {
+    hits["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no hits: {hits}"))
+        .iter()
+        .map(|h| h["observation"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Searches `server` until `text` is among the hits; returns how long.
+async fn wait_for_hit(server: &Server, query: Value, text: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let reply = server.post("/api/v1/memory/search", query.clone()).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        if observations(&reply.body).iter().any(|o| o == text) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{text:?} never reached this host: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn memory_is_shared_through_sqld_and_survives_its_outage() {
+    let mut sqld = Sqld::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = memory_host(&sqld, dir_a.path());
+    let b = memory_host(&sqld, dir_b.path());
+
+    // Remembered on A, found by meaning on B within the sync interval.
+    let fact = "the boiler in building 7 was serviced on Tuesday";
+    let reply = a
+        .post(
+            "/api/v1/memory/entities",
+            json!({"scope": "workspace", "name": "boiler-7", "entity_type": "equipment", "observations": [fact]}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    // Read-your-writes: A finds it at once.
+    let search = json!({"query": "when was the heating maintained?", "limit": 5});
+    assert_eq!(
+        observations(&a.post("/api/v1/memory/search", search.clone()).await.body),
+        [fact]
+    );
+    let lag = wait_for_hit(&b, search.clone(), fact).await;
+    assert!(lag < Duration::from_secs(5), "replication took {lag:?}");
+
+    // Scopes hold across hosts: an agent's own memory is its own on every
+    // box, and no other agent's.
+    let secret = "the vault code is kept in the blue binder";
+    let reply = a
+        .post(
+            "/api/v1/memory/entities",
+            json!({"agent": "alpha", "name": "vault", "entity_type": "place", "observations": [secret]}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    wait_for_hit(
+        &b,
+        json!({"agent": "alpha", "query": "where is the vault code?"}),
+        secret,
+    )
+    .await;
+    let reply = b
+        .post(
+            "/api/v1/memory/search",
+            json!({"agent": "beta", "query": "where is the vault code?"}),
+        )
+        .await;
+    assert!(
+        !observations(&reply.body).iter().any(|o| o == secret),
+        "{}",
+        reply.body
+    );
+
+    // Forgotten on B: gone from A's index too (not rebuilt: followed).
+    let reply = b.delete("/api/v1/memory/entities/boiler-7").await;
+    assert!(reply.status < 300, "{}", reply.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = a.post("/api/v1/memory/search", search.clone()).await;
+        if !observations(&reply.body).iter().any(|o| o == fact) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still found on A: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // sqld down: reads and search keep working from the replica; writes
+    // answer 503 storage_unavailable with Retry-After, and nothing is lost.
+    sqld.kill();
+    let reply = b
+        .post(
+            "/api/v1/memory/search",
+            json!({"agent": "alpha", "query": "where is the vault code?"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(observations(&reply.body).iter().any(|o| o == secret));
+    let reply = b
+        .post(
+            "/api/v1/memory/entities",
+            json!({"scope": "workspace", "name": "pump", "entity_type": "equipment", "observations": ["the pump hums"]}),
+        )
+        .await;
+    reply.assert_error(503, "storage_unavailable");
+    assert_eq!(reply.retry_after.as_deref(), Some("5"));
+
+    // Back: syncing resumes, writes work again, and B's write reaches A.
+    sqld.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pump = "the pump in the basement hums at night";
+    loop {
+        let reply = b
+            .post(
+                "/api/v1/memory/entities",
+                json!({"scope": "workspace", "name": "pump", "entity_type": "equipment", "observations": [pump]}),
+            )
+            .await;
+        if reply.status == 201 || reply.status == 200 {
+            break;
+        }
+        reply.assert_error(503, "storage_unavailable");
+        assert!(Instant::now() < deadline, "writes never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for_hit(&a, json!({"query": "what makes noise downstairs?"}), pump).await;
 }

@@ -236,16 +236,48 @@ impl Default for RateLimitConfig {
 }
 
 /// `[memory]`: the agents' memory and its embeddings.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
     /// The libsql file. Default: `memory.db` in the data dir.
     /// Default: `<data dir>/memory.db`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_path: Option<PathBuf>,
+    /// A libsql server (`sqld`) holding the fleet's shared memory
+    /// (`http://host:8080`, or `https://`). The knowledge graph then lives
+    /// in an embedded replica beside `database_path` (`memory-replica.db`):
+    /// reads and search stay local, writes go to the server, and what
+    /// other hosts write arrives every `sync_interval`. Conversations and
+    /// deployments stay in this host's own file.
+    /// Default: none (memory is this host's alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_url: Option<String>,
+    /// A file holding the server's auth token (a JWT), read at start.
+    /// `CAXTON_PRIMARY_TOKEN` in the environment wins.
+    /// Default: none (no token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_token_file: Option<PathBuf>,
+    /// How often the replica pulls what other hosts wrote.
+    /// Default: `"1s"`.
+    #[serde(with = "duration_text")]
+    pub sync_interval: Duration,
     pub sqlite_config: SqliteConfig,
     pub embedding_config: EmbeddingConfig,
     pub cleanup: CleanupConfig,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            database_path: None,
+            primary_url: None,
+            primary_token_file: None,
+            sync_interval: Duration::from_secs(1),
+            sqlite_config: SqliteConfig::default(),
+            embedding_config: EmbeddingConfig::default(),
+            cleanup: CleanupConfig::default(),
+        }
+    }
 }
 
 /// `[memory.cleanup]`: a periodic pass that keeps the store within limits,

@@ -61,9 +61,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .database_path
         .clone()
         .unwrap_or_else(|| data_dir.join("memory.db"));
-    // One store under memory, conversations and deployments.
+    // One store under memory, conversations and deployments; with a
+    // memory primary, the knowledge graph lives in a replica of it instead
+    // (shared by the fleet), and the rest stays this host's own.
     let store = Arc::new(Db::open(&database, &config.memory.sqlite_config).await?);
-    let memory = Memory::on(store.clone(), embeddings.as_ref().ok().cloned()).await?;
+    let memory_store = match &config.memory.primary_url {
+        Some(url) => {
+            let token = primary_token(&config.memory)?;
+            let replica = database.with_file_name("memory-replica.db");
+            let db = Db::open_replica(&replica, url, &token, &config.memory.sqlite_config).await?;
+            tracing::info!(primary = url, replica = %replica.display(), "memory is shared through its primary");
+            Arc::new(db)
+        }
+        None => store.clone(),
+    };
+    let memory = Memory::on(memory_store, embeddings.as_ref().ok().cloned()).await?;
+    let replication = memory
+        .db()
+        .primary()
+        .is_some()
+        .then(|| tokio::spawn(follow_primary(memory.clone(), config.memory.sync_interval)));
     // Observations stored while there was no model get their vectors now.
     let backfill = embeddings.is_ok().then(|| {
         let memory = memory.clone();
@@ -298,6 +315,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for task in [
         cleanup,
         backfill,
+        replication,
         metrics_task,
         Some(expiry),
         Some(llm_health),
@@ -309,6 +327,60 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("caxton stopped");
     Ok(())
+}
+
+/// The memory primary's token: `CAXTON_PRIMARY_TOKEN`, else the file
+/// `[memory] primary_token_file` names, else none.
+fn primary_token(config: &crate::config::MemoryConfig) -> anyhow::Result<String> {
+    if let Ok(token) = std::env::var("CAXTON_PRIMARY_TOKEN") {
+        return Ok(token.trim().to_owned());
+    }
+    match &config.primary_token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|token| token.trim().to_owned())
+            .with_context(|| {
+                format!(
+                    "cannot read [memory] primary_token_file {}; write the primary's token (a JWT) there or set CAXTON_PRIMARY_TOKEN",
+                    path.display()
+                )
+            }),
+        None => Ok(String::new()),
+    }
+}
+
+/// Pulls what other hosts wrote to the memory primary every `interval`
+/// and brings the vector index up to it. An unreachable primary is said
+/// once, and again when it is back; reads go on from the replica.
+async fn follow_primary(memory: Arc<Memory>, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reachable = true;
+    let mut followed = None;
+    loop {
+        ticker.tick().await;
+        match memory.db().sync().await {
+            Ok(position) => {
+                if !reachable {
+                    tracing::info!("the memory primary is back: syncing again");
+                    reachable = true;
+                }
+                if position != followed {
+                    match memory.follow_replication().await {
+                        Ok(_) => followed = position,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot bring the memory index up to the replica")
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                if reachable {
+                    tracing::warn!(%error, "cannot sync from the memory primary: serving reads from the local replica");
+                    reachable = false;
+                }
+            }
+        }
+    }
 }
 
 /// Serves `GET /metrics` on its own listener, through the same front as

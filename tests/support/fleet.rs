@@ -1,5 +1,5 @@
 //! The fleet's real servers on loopback, as `scripts/fleet-servers`
-//! installs them. Killed on drop.
+//! installs them: `nats-server` and `sqld`. Killed on drop.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -78,6 +78,57 @@ impl Nats {
 }
 
 impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+/// `sqld` (libsql's server) on a loopback port, with its data dir.
+pub struct Sqld {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sqld {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sqld = Self {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        sqld.restart();
+        sqld
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut child = Command::new(installed("sqld"))
+            .arg("-d")
+            .arg(self.dir.path().join("data"))
+            .args(["--http-listen-addr", &format!("127.0.0.1:{}", self.port)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting sqld");
+        wait_for_port(self.port, &mut child, "sqld");
+        self.child = Some(child);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Sqld {
     fn drop(&mut self) {
         self.kill();
     }

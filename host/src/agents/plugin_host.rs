@@ -346,6 +346,7 @@ fn to_wit(error: MemoryError) -> PluginError {
         MemoryError::Embed(crate::embed::EmbedError::Busy) => {
             PluginError::Unavailable("the embedding queue is full; retry shortly".into())
         }
+        other if other.is_unavailable() => PluginError::Unavailable(other.to_string()),
         other => PluginError::Internal(other.to_string()),
     }
 }

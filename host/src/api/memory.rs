@@ -18,6 +18,7 @@ fn from_memory(error: MemoryError) -> ApiError {
             (StatusCode::SERVICE_UNAVAILABLE, "embeddings_busy")
         }
         error if error.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+        error if error.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "memory_error"),
     };
     let message = if code == "storage_full" {
@@ -29,7 +30,7 @@ fn from_memory(error: MemoryError) -> ApiError {
     };
     let mut api = ApiError::new(status, code, message);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        api.retry_after_secs = Some(1);
+        api.retry_after_secs = Some(if code == "storage_unavailable" { 5 } else { 1 });
     }
     api
 }

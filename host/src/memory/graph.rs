@@ -2,6 +2,7 @@
 //! checks on every call, and hybrid search.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use libsql::Value;
@@ -123,12 +124,19 @@ pub(super) struct EntityRow {
     pub(super) owner: String,
 }
 
+/// An observation as the index files it: id, entity, visibility, entity
+/// type and vector.
+type IndexRow = (i64, i64, Visibility, u32, Vec<f32>);
+
 pub struct Memory {
     pub(super) db: Arc<Db>,
     pub(super) embeddings: Option<Arc<EmbeddingEngine>>,
     pub(super) index: Arc<RwLock<VectorIndex>>,
     /// Owners and entity types as small integers for the index's filters.
     interned: Mutex<HashMap<String, u32>>,
+    /// The highest observation id the index has read from the store: what
+    /// replication brings in past it is new (ids only grow).
+    followed: AtomicI64,
 }
 
 impl Memory {
@@ -154,6 +162,7 @@ impl Memory {
             embeddings,
             index: Arc::new(RwLock::new(VectorIndex::new(dims))),
             interned: Mutex::default(),
+            followed: AtomicI64::new(0),
         });
         memory.load_index().await?;
         Ok(memory)
@@ -187,15 +196,16 @@ impl Memory {
         }
     }
 
-    async fn load_index(&self) -> Result<(), MemoryError> {
-        let started = std::time::Instant::now();
+    /// Observations with a vector and an id past `after`, with what the
+    /// index files them under.
+    async fn read_vectors(&self, after: i64) -> Result<Vec<IndexRow>, MemoryError> {
         let conn = self.db.reader().await?;
         let mut rows = conn
             .query(
                 "SELECT o.id, o.entity_id, e.scope, e.owner, e.entity_type, o.embedding
                  FROM observations o JOIN entities e ON e.id = o.entity_id
-                 WHERE o.embedding IS NOT NULL",
-                (),
+                 WHERE o.id > ?1 AND o.embedding IS NOT NULL",
+                [after],
             )
             .await?;
         let mut loaded = Vec::new();
@@ -212,11 +222,78 @@ impl Memory {
                 vector,
             ));
         }
-        drop(rows);
+        Ok(loaded)
+    }
+
+    /// Adds rows to the index and moves the followed id past them.
+    fn index_rows(&self, rows: Vec<IndexRow>) -> usize {
+        let added = rows.len();
         let mut index = self.index.write().expect("index lock");
-        for (id, entity_id, visibility, entity_type, vector) in loaded {
+        for (id, entity_id, visibility, entity_type, vector) in rows {
+            self.followed.fetch_max(id, Ordering::AcqRel);
             index.insert(id, entity_id, visibility, entity_type, &vector);
         }
+        added
+    }
+
+    /// Brings the vector index up to what replication brought into the
+    /// store (a replica of a primary other hosts write to): observations
+    /// past the last id followed are added, and when the index holds more
+    /// than the store, those removed elsewhere are dropped. Only what
+    /// changed is read: the index is never rebuilt. Returns the number of
+    /// observations added and removed.
+    pub async fn follow_replication(&self) -> Result<usize, MemoryError> {
+        let rows = self
+            .read_vectors(self.followed.load(Ordering::Acquire))
+            .await?;
+        let mut changed = self.index_rows(rows);
+        let stored: i64 = {
+            let conn = self.db.reader().await?;
+            let mut rows = conn
+                .query(
+                    "SELECT (SELECT count(*) FROM observations)
+                          - (SELECT count(*) FROM observations WHERE embedding IS NULL)",
+                    (),
+                )
+                .await?;
+            match rows.next().await? {
+                Some(row) => row.get(0)?,
+                None => 0,
+            }
+        };
+        if self.index.read().expect("index lock").len() as i64 > stored {
+            let conn = self.db.reader().await?;
+            let mut rows = conn
+                .query(
+                    "SELECT id FROM observations WHERE embedding IS NOT NULL",
+                    (),
+                )
+                .await?;
+            let mut present = std::collections::HashSet::new();
+            while let Some(row) = rows.next().await? {
+                present.insert(row.get::<i64>(0)?);
+            }
+            drop(rows);
+            let mut index = self.index.write().expect("index lock");
+            let gone: Vec<i64> = index
+                .ids()
+                .iter()
+                .copied()
+                .filter(|id| !present.contains(id))
+                .collect();
+            for id in &gone {
+                index.remove(*id);
+            }
+            changed += gone.len();
+        }
+        Ok(changed)
+    }
+
+    async fn load_index(&self) -> Result<(), MemoryError> {
+        let started = std::time::Instant::now();
+        let loaded = self.read_vectors(0).await?;
+        self.index_rows(loaded);
+        let index = self.index.read().expect("index lock");
         tracing::info!(
             observations = index.len(),
             index_mb = index.memory_bytes() as f64 / 1_048_576.0,

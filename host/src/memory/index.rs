@@ -70,6 +70,11 @@ impl VectorIndex {
         self.ids.len()
     }
 
+    /// The observation ids held, in no particular order.
+    pub fn ids(&self) -> &[i64] {
+        &self.ids
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }

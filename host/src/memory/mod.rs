@@ -58,6 +58,16 @@ impl MemoryError {
             _ => false,
         }
     }
+
+    /// The memory primary (`[memory] primary_url`) could not be reached:
+    /// nothing was written; reads still work from the replica.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            MemoryError::Store(error) => error.is_unavailable(),
+            MemoryError::Sql(error) => StoreError::is_unavailable_sql(error),
+            _ => false,
+        }
+    }
 }
 
 pub(crate) use crate::store::now_ms;

@@ -15,9 +15,11 @@ use super::wal_sync::WalSync;
 use crate::config::{SqliteConfig, Synchronous};
 
 pub struct Db {
-    db: libsql::Database,
+    db: Arc<libsql::Database>,
     path: PathBuf,
     config: SqliteConfig,
+    /// The primary this file is an embedded replica of, if it is one.
+    primary: Option<String>,
     writes: Arc<GroupCommit>,
     readers: std::sync::Mutex<Vec<libsql::Connection>>,
     _checkpointer: Option<Checkpointer>,
@@ -74,13 +76,99 @@ impl Db {
             _ => None,
         };
         Ok(Self {
-            db,
+            db: Arc::new(db),
             path: path.to_owned(),
             config: config.clone(),
-            writes: GroupCommit::new(writer, wal_sync),
+            primary: None,
+            writes: GroupCommit::new(writer, wal_sync, None),
             readers: std::sync::Mutex::default(),
             _checkpointer: checkpointer,
         })
+    }
+
+    /// Opens `path` as an embedded replica of the libsql server at `url`
+    /// (sqld): reads are served from the file, writes are delegated to
+    /// the server, and a write is answered once the server committed it
+    /// and the file has it (read-your-writes). The file is the replicator's:
+    /// no pragmas of ours, no checkpoints, no WAL syncs. The first start
+    /// needs the server (to copy what it holds); later ones start from
+    /// the file while it is down.
+    pub async fn open_replica(
+        path: &Path,
+        url: &str,
+        token: &str,
+        config: &SqliteConfig,
+    ) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let existed = path.exists();
+        let db = libsql::Builder::new_remote_replica(path, url.to_owned(), token.to_owned())
+            .read_your_writes(true)
+            .build()
+            .await
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                message: format!("as a replica of {url}: {e}"),
+            })?;
+        let db = Arc::new(db);
+        match db.sync().await {
+            Ok(_) => {}
+            Err(error) if existed => tracing::warn!(
+                %error,
+                primary = url,
+                "the memory primary is unreachable: serving reads from the local replica; writes fail until it is back"
+            ),
+            Err(error) => {
+                return Err(StoreError::Open {
+                    path: path.to_owned(),
+                    message: format!(
+                        "cannot make the first copy from the memory primary {url}: {error}; start the server there (or fix [memory] primary_url) and retry"
+                    ),
+                });
+            }
+        }
+        let writer = db.connect()?;
+        writer.busy_timeout(config.busy_timeout)?;
+        super::migrations::migrate(&writer).await?;
+        let reconnect: super::Reconnect = {
+            let db = db.clone();
+            Arc::new(move || db.connect())
+        };
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+            config: config.clone(),
+            primary: Some(url.to_owned()),
+            writes: GroupCommit::new(writer, None, Some(reconnect)),
+            readers: std::sync::Mutex::default(),
+            _checkpointer: None,
+        })
+    }
+
+    /// The primary this store replicates, if it is a replica.
+    pub fn primary(&self) -> Option<&str> {
+        self.primary.as_deref()
+    }
+
+    /// Pulls what the primary has that this replica lacks; returns the
+    /// replica's position in the primary's log afterwards (it moves with
+    /// every commit that reached the file, whoever pulled it: a write's
+    /// read-your-writes sync brings other hosts' frames too). `None` for a
+    /// local store.
+    pub async fn sync(&self) -> Result<Option<u64>, StoreError> {
+        if self.primary.is_none() {
+            return Ok(None);
+        }
+        let replicated = self
+            .db
+            .sync()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(replicated.frame_no())
     }
 
     pub fn path(&self) -> &Path {
@@ -127,7 +215,13 @@ impl Db {
             Some(conn) => conn,
             None => {
                 let conn = self.db.connect()?;
-                apply_pragmas(&conn, &self.config, false).await?;
+                if self.primary.is_some() {
+                    // A replica's reads are local; a pragma would be sent
+                    // to the primary as a write.
+                    conn.busy_timeout(self.config.busy_timeout)?;
+                } else {
+                    apply_pragmas(&conn, &self.config, false).await?;
+                }
                 conn
             }
         };

@@ -41,6 +41,8 @@ pub enum Durability {
 pub struct CommitFailed {
     pub message: String,
     pub disk_full: bool,
+    /// The primary of a replica could not be reached.
+    pub unavailable: bool,
 }
 
 impl From<&StoreError> for CommitFailed {
@@ -48,9 +50,15 @@ impl From<&StoreError> for CommitFailed {
         Self {
             message: error.to_string(),
             disk_full: error.is_disk_full(),
+            unavailable: error.is_unavailable(),
         }
     }
 }
+
+/// Opens a fresh write connection: a replica's, after its primary was
+/// unreachable mid-transaction (the old one's idea of the transaction no
+/// longer matches the server's).
+pub type Reconnect = Arc<dyn Fn() -> Result<libsql::Connection, libsql::Error> + Send + Sync>;
 
 /// Writes in one group at most: a steady stream of writers still gets its
 /// commits (and its acknowledgements) regularly.
@@ -78,6 +86,10 @@ pub struct GroupCommit {
 /// The write connection and the group it has open, if any.
 struct Writer {
     conn: libsql::Connection,
+    reconnect: Option<Reconnect>,
+    /// A replica's connection that has not yet told the primary its
+    /// settings (foreign keys): done before its first write.
+    fresh: bool,
     group: Option<Group>,
     /// The number the next group gets.
     next_group: u64,
@@ -111,10 +123,16 @@ impl Committed {
 }
 
 impl GroupCommit {
-    pub fn new(conn: libsql::Connection, wal_sync: Option<Arc<WalSync>>) -> Arc<Self> {
+    pub fn new(
+        conn: libsql::Connection,
+        wal_sync: Option<Arc<WalSync>>,
+        reconnect: Option<Reconnect>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             writer: Mutex::new(Writer {
                 conn,
+                fresh: reconnect.is_some(),
+                reconnect,
                 group: None,
                 next_group: 1,
                 savepoint_open: false,
@@ -236,6 +254,7 @@ impl GroupCommit {
                         Err(CommitFailed {
                             message: "the write group ended without an answer".into(),
                             disk_full: false,
+                            unavailable: false,
                         })
                     });
                     return result
@@ -329,6 +348,12 @@ impl GroupCommit {
 /// Opens a group if none is open and a savepoint for one write in it;
 /// returns the group's number.
 async fn begin_write(writer: &mut Writer) -> Result<u64, StoreError> {
+    if writer.fresh && writer.group.is_none() {
+        // Sent to the primary's side of this connection, so deletes
+        // cascade there as they do on one box.
+        execute(&writer.conn, "PRAGMA foreign_keys = ON").await?;
+        writer.fresh = false;
+    }
     if writer.group.is_none() {
         execute(&writer.conn, "BEGIN IMMEDIATE").await?;
         writer.group = Some(Group {
@@ -352,6 +377,17 @@ async fn fail_group(writer: &mut Writer, error: &StoreError) {
     tracing::error!(%error, writes = group.writes, "a write group failed and was rolled back");
     // The transaction may already be gone; then ROLLBACK fails, harmlessly.
     let _ = execute(&writer.conn, "ROLLBACK").await;
+    if error.is_unavailable()
+        && let Some(reconnect) = &writer.reconnect
+    {
+        match reconnect() {
+            Ok(conn) => {
+                writer.conn = conn;
+                writer.fresh = true;
+            }
+            Err(error) => tracing::warn!(%error, "cannot open a new write connection"),
+        }
+    }
     answer_failed(group, error);
 }
 

@@ -15,7 +15,7 @@ mod wal_sync;
 use std::path::PathBuf;
 
 pub use db::{Db, Reader};
-pub use group_commit::{AfterCommit, CommitFailed};
+pub use group_commit::{AfterCommit, CommitFailed, Reconnect};
 pub use maintenance::{MaintenanceReport, maintain};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,10 @@ pub enum StoreError {
     Commit(CommitFailed),
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "the memory primary is unreachable ({0}); reads still work from the local replica, retry the write shortly"
+    )]
+    Unavailable(String),
 }
 
 impl From<CommitFailed> for StoreError {
@@ -63,6 +67,29 @@ impl StoreError {
 }
 
 impl StoreError {
+    /// The write could not reach the primary this store replicates (its
+    /// server is down or unreachable): nothing was committed, and reads
+    /// still work from the replica.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Sql(error) => Self::is_unavailable_sql(error),
+            StoreError::Commit(failed) => failed.unavailable,
+            _ => false,
+        }
+    }
+
+    /// Whether a libsql error says the primary could not be reached.
+    pub fn is_unavailable_sql(error: &libsql::Error) -> bool {
+        matches!(
+            error,
+            libsql::Error::WriteDelegation(_)
+                | libsql::Error::Replication(_)
+                | libsql::Error::ConnectionFailed(_)
+                | libsql::Error::Sync(_)
+        )
+    }
+
     /// Whether a libsql error says the disk is full.
     pub fn is_disk_full_sql(error: &libsql::Error) -> bool {
         const SQLITE_FULL: i32 = 13;
