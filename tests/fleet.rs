@@ -78,7 +78,7 @@ async fn three_hosts(nats: &Nats, a_agents: AgentsDir) -> (Server, Server, Serve
 
 #[tokio::test]
 async fn capabilities_are_reached_across_hosts_shared_by_queue_groups_and_broadcast_to_all() {
-    let nats = Nats::start();
+    let nats = Nats::start().unwrap();
     let (a, b, _c) = three_hosts(&nats, AgentsDir::new().with("relay", &relay("relay"))).await;
     let view = wait_for_fleet(&a, &["a", "b", "c"]).await;
     assert_eq!(view["node"], "a");
@@ -236,7 +236,7 @@ async fn capabilities_are_reached_across_hosts_shared_by_queue_groups_and_broadc
 
 #[tokio::test]
 async fn a_killed_host_fails_over_and_a_nats_outage_is_typed_and_healed() {
-    let mut nats = Nats::start();
+    let mut nats = Nats::start().unwrap();
     let (a, b, c) = three_hosts(
         &nats,
         AgentsDir::new().with("local", &echo("local", "local")),
@@ -327,7 +327,7 @@ async fn a_killed_host_fails_over_and_a_nats_outage_is_typed_and_healed() {
     assert_eq!(view["connected"], false, "{view}");
 
     // NATS back on the same address: the hosts reconnect by themselves.
-    let _nats = Nats::start_on(port);
+    let _nats = Nats::start_on(port).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let reply = a
@@ -388,7 +388,7 @@ async fn wait_for_hit(server: &Server, query: Value, text: &str) -> Duration {
 
 #[tokio::test]
 async fn memory_is_shared_through_sqld_and_survives_its_outage() {
-    let mut sqld = Sqld::start();
+    let mut sqld = Sqld::start().unwrap();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = memory_host(&sqld, dir_a.path());
     let b = memory_host(&sqld, dir_b.path());
@@ -477,7 +477,7 @@ async fn memory_is_shared_through_sqld_and_survives_its_outage() {
     assert_eq!(reply.retry_after.as_deref(), Some("5"));
 
     // Back: syncing resumes, writes work again, and B's write reaches A.
-    sqld.restart();
+    sqld.restart().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let pump = "the pump in the basement hums at night";
     loop {

@@ -24,11 +24,30 @@ fn serve(config: caxton::config::Config) -> anyhow::Result<()> {
         .block_on(caxton::server::serve(config))
 }
 
+/// The log filter: `CAXTON_LOG`, else `info`. libsql's replication client
+/// logs every handshake with the memory primary (each sync and write) at
+/// info and millisecond fetches as warnings; its failures reach us as
+/// errors we report ourselves, so it is held to errors unless `CAXTON_LOG`
+/// names it.
+fn log_filter() -> EnvFilter {
+    let asked = std::env::var("CAXTON_LOG").ok();
+    let filter = asked
+        .as_deref()
+        .and_then(|text| EnvFilter::try_new(text).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    if asked.is_some_and(|text| text.contains("libsql")) {
+        return filter;
+    }
+    filter.add_directive(
+        "libsql::replication=error"
+            .parse()
+            .expect("a valid directive"),
+    )
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("CAXTON_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -31,7 +31,7 @@ pub struct MemoryBenchmark {
 const WRITERS: [usize; 2] = [1, 16];
 
 /// Deterministic random numbers (xorshift64*), so runs are comparable.
-struct Random(u64);
+pub(super) struct Random(pub(super) u64);
 
 impl Random {
     fn next_u64(&mut self) -> u64 {
@@ -46,12 +46,12 @@ impl Random {
     }
 
     /// A standard normal sample (Box-Muller).
-    fn normal(&mut self) -> f32 {
+    pub(super) fn normal(&mut self) -> f32 {
         let (u, v) = (self.unit().max(1e-7), self.unit());
         (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 }
@@ -59,7 +59,7 @@ impl Random {
 /// Synthetic entities have this many observations each.
 const OBSERVATIONS_PER_ENTITY: usize = 10;
 
-fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+pub(super) fn normalized(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= norm);
     v
@@ -70,6 +70,49 @@ fn clustered(random: &mut Random, centers: &[Vec<f32>], spread: f32) -> Vec<f32>
     let center = &centers[random.below(centers.len())];
     let scale = spread / (center.len() as f32).sqrt();
     normalized(center.iter().map(|c| c + random.normal() * scale).collect())
+}
+
+/// `entities` synthetic entities of [`OBSERVATIONS_PER_ENTITY`] clustered
+/// observations each, owned by agent `synthetic`, as import lines; their
+/// vectors are appended to `vectors` (whose length numbers them).
+pub(super) fn synthetic_entities(
+    random: &mut Random,
+    centers: &[Vec<f32>],
+    vectors: &mut Vec<Vec<f32>>,
+    entities: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for _ in 0..entities {
+        let entity = vectors.len() / OBSERVATIONS_PER_ENTITY;
+        let observations: Vec<ObservationLine> = (0..OBSERVATIONS_PER_ENTITY)
+            .map(|_| {
+                let vector = clustered(random, centers, 1.2);
+                let text = sentence(random, vectors.len());
+                vectors.push(vector.clone());
+                ObservationLine {
+                    text,
+                    embedding: Some(vector),
+                }
+            })
+            .collect();
+        lines.push(serde_json::to_string(&ExportLine::Entity {
+            key: EntityKey {
+                scope: Scope::Agent,
+                owner: "synthetic".into(),
+                name: format!("entity-{entity}"),
+            },
+            entity_type: "synthetic".into(),
+            observations,
+        })?);
+    }
+    Ok(lines)
+}
+
+/// 256 random unit vectors: the topics synthetic observations cluster on.
+pub(super) fn centers(random: &mut Random) -> Vec<Vec<f32>> {
+    (0..256)
+        .map(|_| normalized((0..384).map(|_| random.normal()).collect()))
+        .collect()
 }
 
 const WORDS: [&str; 16] = [
@@ -131,9 +174,7 @@ impl MemoryBenchmark {
 
         // Synthetic vectors for scale: owned by another agent so the
         // embedded notes above stay out of the comparison.
-        let centers: Vec<Vec<f32>> = (0..256)
-            .map(|_| normalized((0..384).map(|_| random.normal()).collect()))
-            .collect();
+        let centers = centers(&mut random);
         let reader = Caller::agent("synthetic");
         let mut vectors: Vec<Vec<f32>> = Vec::new();
         let mut ids: Vec<i64> = Vec::new();
@@ -142,31 +183,9 @@ impl MemoryBenchmark {
         let load_started = Instant::now();
         for &target in &self.checkpoints {
             while vectors.len() < target {
-                let mut lines = Vec::new();
-                for _ in 0..100 {
-                    let entity = vectors.len() / OBSERVATIONS_PER_ENTITY;
-                    let observations: Vec<ObservationLine> = (0..OBSERVATIONS_PER_ENTITY)
-                        .map(|_| {
-                            let vector = clustered(&mut random, &centers, 1.2);
-                            let text = sentence(&mut random, vectors.len());
-                            ids.push(first_id + vectors.len() as i64);
-                            vectors.push(vector.clone());
-                            ObservationLine {
-                                text,
-                                embedding: Some(vector),
-                            }
-                        })
-                        .collect();
-                    lines.push(serde_json::to_string(&ExportLine::Entity {
-                        key: EntityKey {
-                            scope: Scope::Agent,
-                            owner: "synthetic".into(),
-                            name: format!("entity-{entity}"),
-                        },
-                        entity_type: "synthetic".into(),
-                        observations,
-                    })?);
-                }
+                let from = vectors.len();
+                let lines = synthetic_entities(&mut random, &centers, &mut vectors, 100)?;
+                ids.extend((from..vectors.len()).map(|i| first_id + i as i64));
                 memory.import(lines).await?;
             }
             eprintln!(

@@ -3,6 +3,7 @@
 
 mod agents;
 mod faults;
+mod fleet;
 mod llm;
 mod mcp;
 mod memory;
@@ -13,6 +14,7 @@ mod wasmtime_serve;
 
 pub use agents::AgentsBenchmark;
 pub use faults::{FAULT_KINDS, FaultsBenchmark};
+pub use fleet::FleetBenchmark;
 pub use llm::LlmBenchmark;
 pub use mcp::mcp;
 pub use memory::MemoryBenchmark;

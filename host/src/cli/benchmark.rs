@@ -70,6 +70,27 @@ pub enum BenchmarkCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// The fleet (needs ./scripts/fleet-servers install): host A's echo by
+    /// name beside host B's through NATS, with NATS's own request/reply as
+    /// the floor; the lag from a write on one host to a search hit on
+    /// another through sqld; search on an embedded replica beside a local
+    /// store of the same observations.
+    Fleet {
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Writes whose replication lag is measured.
+        #[arg(long, default_value_t = 50)]
+        lag_samples: usize,
+        /// Observations in the search comparison (0 skips it).
+        #[arg(long, default_value_t = 100_000)]
+        observations: usize,
+        /// The replicas' sync interval in the lag measurement (the
+        /// default's, 1s, unless given).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        sync_interval: std::time::Duration,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Markdown from benchmark JSON files.
     Report {
         #[arg(required = true)]
@@ -156,6 +177,9 @@ pub struct AgentsBenchArgs {
     pub output: Option<PathBuf>,
 }
 
+/// Fewest messages per path the fleet suite sends (five rounds).
+const ROUNDS_MIN: usize = 50;
+
 /// Prints benchmark results as JSON and writes them to `output` if given.
 fn emit_results(results: &serde_json::Value, output: Option<&PathBuf>) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(results)?;
@@ -189,6 +213,23 @@ impl BenchmarkCommand {
                 output,
             } => (
                 crate::benchmark::system(&work, *find_breaking_points).await,
+                output,
+            ),
+            BenchmarkCommand::Fleet {
+                requests,
+                lag_samples,
+                observations,
+                sync_interval,
+                output,
+            } => (
+                crate::benchmark::FleetBenchmark {
+                    requests: (*requests).max(ROUNDS_MIN),
+                    lag_samples: (*lag_samples).max(1),
+                    observations: *observations,
+                    sync_interval: *sync_interval,
+                }
+                .run(&work)
+                .await,
                 output,
             ),
             BenchmarkCommand::Mcp { requests, output } => (

@@ -3,6 +3,7 @@
 //! listens on random ports, reads the addresses from the lines the server
 //! prints, keeps what the server logs (when asked), and is killed on drop.
 
+pub mod fleet_servers;
 pub mod scripted_llm;
 
 use std::io::{BufRead, BufReader};
