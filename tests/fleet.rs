@@ -138,7 +138,9 @@ async fn capabilities_are_reached_across_hosts_shared_by_queue_groups_and_broadc
 
     // Broadcast from a host that has the capability itself: its own
     // provider and every other host's answer.
-    let d_agents = AgentsDir::new().with("echo-d", &echo("echo-d", "echo"));
+    let d_agents = AgentsDir::new()
+        .with("echo-d", &echo("echo-d", "echo"))
+        .with("relay-d", &relay("relay-d"));
     let d = host("d", &nats, &d_agents);
     wait_for_fleet(&d, &["a", "b", "c", "d"]).await;
     let reply = d
@@ -156,6 +158,22 @@ async fn capabilities_are_reached_across_hosts_shared_by_queue_groups_and_broadc
         .collect();
     agents.sort();
     assert_eq!(agents, ["echo-b", "echo-c", "echo-d"], "{:?}", reply.body);
+
+    // A cycle between agents on two hosts: the depth limit counts the
+    // chain across both and ends it.
+    wait_for_fleet(&a, &["a", "b", "c", "d"]).await;
+    let reply = a
+        .send(
+            "relay",
+            &json!({"content": {"cycle": ["relay-d", "relay"], "hop": 0}}),
+        )
+        .await;
+    reply.assert_error(422, "plugin_error");
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("depth limit 8 reached") && message.contains("relay → relay-d → relay"),
+        "{message}"
+    );
     drop(d);
 
     // An agent asks a capability no agent on its host offers.
@@ -495,4 +513,31 @@ async fn memory_is_shared_through_sqld_and_survives_its_outage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_for_hit(&a, json!({"query": "what makes noise downstairs?"}), pump).await;
+
+    // The guide's capacity report knows the memory is already shared.
+    let output = crate::support::caxton_command()
+        .args([
+            "memory",
+            "migration-readiness",
+            "--detailed",
+            "--server",
+            &a.base,
+        ])
+        .env("CAXTON_TOKEN", a.token.as_deref().unwrap_or_default())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "=== MIGRATION READINESS REPORT ===",
+        "Entity count: 2 / 100000 (0%) - OK",
+        "STATUS: Not ready for migration",
+        "RECOMMENDATION: memory is already shared through a primary",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
 }

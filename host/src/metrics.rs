@@ -286,6 +286,24 @@ impl Metrics {
         }
     }
 
+    /// An upper bound of the `q` quantile (0-1) of a histogram's samples
+    /// since start, in its own unit: the upper edge of the bucket where the
+    /// quantile falls (`None` with no samples, or past the last bucket).
+    pub fn quantile_upper_bound(histogram: &Histogram, q: f64) -> Option<f64> {
+        use prometheus::core::Metric;
+        let metric = histogram.metric();
+        let data = metric.get_histogram();
+        let total = data.get_sample_count();
+        if total == 0 {
+            return None;
+        }
+        let wanted = (total as f64 * q).ceil() as u64;
+        data.get_bucket()
+            .iter()
+            .find(|bucket| bucket.cumulative_count() >= wanted)
+            .map(|bucket| bucket.upper_bound())
+    }
+
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -326,7 +326,30 @@ pub async fn import(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Value)
 }
 
 /// `GET /api/v1/memory/stats`
+/// `GET /api/v1/memory/stats`: the counts and sizes, with what a capacity
+/// review needs besides (`caxton memory migration-readiness`): the search
+/// p99 since start, entities created in the last week, the first entity's
+/// age, and the primary the store replicates, if any.
 pub async fn stats(state: &ApiState) -> Result<(StatusCode, Value), ApiError> {
-    let stats = memory(state)?.stats().await.map_err(from_memory)?;
-    Ok((StatusCode::OK, json!(stats)))
+    let memory = memory(state)?;
+    let stats = memory.stats().await.map_err(from_memory)?;
+    let week_ago = crate::memory::now_ms() - 7 * 24 * 3_600_000;
+    let created_last_7d = memory
+        .entities_created_since(week_ago)
+        .await
+        .map_err(from_memory)?;
+    let first_created = memory.first_created_ms().await.map_err(from_memory)?;
+    let mut body = json!(stats);
+    body["entities_created_last_7d"] = json!(created_last_7d);
+    body["store_age_seconds"] =
+        json!(first_created.map(|at| (crate::memory::now_ms() - at).max(0) / 1000));
+    body["search_p99_ms_at_most"] = json!(
+        crate::metrics::Metrics::quantile_upper_bound(
+            &crate::metrics::metrics().memory_search_latency,
+            0.99
+        )
+        .map(|seconds| seconds * 1e3)
+    );
+    body["primary"] = json!(memory.db().primary().map(crate::cluster::redact));
+    Ok((StatusCode::OK, body))
 }

@@ -17,6 +17,15 @@ pub enum MemoryCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// The operators' guide's migration readiness report: how near this
+    /// box's memory is to the limits where a shared primary is worth it.
+    MigrationReadiness {
+        /// Every item, with the limits used.
+        #[arg(long)]
+        detailed: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Hybrid (meaning + keyword) search.
     Search {
         /// What to look for, in plain words.
@@ -61,6 +70,9 @@ impl MemoryCommand {
                     .get_json("/api/v1/memory/stats")
                     .await?;
                 output::print(server.output, &stats, output::fields);
+            }
+            MemoryCommand::MigrationReadiness { detailed, server } => {
+                super::readiness::migration_readiness(server, *detailed).await?;
             }
             MemoryCommand::Search {
                 query,

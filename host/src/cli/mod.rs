@@ -10,6 +10,7 @@ mod mcp;
 mod memory;
 mod models;
 mod output;
+mod readiness;
 mod remote;
 mod run_once;
 mod service;

@@ -553,8 +553,8 @@ async fn listen_for_heartbeats(fleet: std::sync::Weak<Fleet>) {
     }
 }
 
-/// A NATS URL without its user and password or token.
-fn redact(url: &str) -> String {
+/// A URL (NATS or libsql) without its user and password or token.
+pub fn redact(url: &str) -> String {
     url.split(',')
         .map(|one| match one.rsplit_once('@') {
             Some((scheme_and_user, host)) => match scheme_and_user.split_once("://") {

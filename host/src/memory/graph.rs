@@ -997,6 +997,33 @@ impl Memory {
         Ok(out)
     }
 
+    /// Entities created since `since_ms` (unix ms): how fast the store
+    /// grows. A range over the age index (`updated_at` is never before
+    /// `created_at`), not a scan.
+    pub async fn entities_created_since(&self, since_ms: i64) -> Result<u64, MemoryError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT count(*) FROM entities WHERE updated_at >= ?1 AND created_at >= ?1",
+                [since_ms],
+            )
+            .await?;
+        let row = rows.next().await?.expect("one row");
+        Ok(row.get::<i64>(0)? as u64)
+    }
+
+    /// When the store's first surviving entity was created (unix ms).
+    pub async fn first_created_ms(&self) -> Result<Option<i64>, MemoryError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query("SELECT created_at FROM entities ORDER BY id LIMIT 1", ())
+            .await?;
+        Ok(match rows.next().await? {
+            Some(row) => Some(row.get::<i64>(0)?),
+            None => None,
+        })
+    }
+
     pub async fn stats(&self) -> Result<Stats, MemoryError> {
         let conn = self.db.reader().await?;
         let mut rows = conn
