@@ -31,10 +31,19 @@ fn relay(name: &str) -> String {
 /// A host of the fleet at `nats`, named `node`.
 fn host(node: &str, nats: &Nats, agents: &AgentsDir) -> Server {
     let config = format!(
-        "{NO_EMBEDDINGS}\n[cluster]\nnats_url = {:?}\nnode_name = {node:?}\nheartbeat_interval = \"300ms\"\nmissed_heartbeats = 3\n",
+        "{NO_EMBEDDINGS}\n[agents]\nreply_timeout = \"3s\"\n[cluster]\nnats_url = {:?}\nnode_name = {node:?}\nheartbeat_interval = \"300ms\"\nmissed_heartbeats = 3\n",
         nats.url()
     );
     Server::start_fresh(agents, Some(&config))
+}
+
+/// Sends `kill -SIGNAL` to a server's process.
+fn signal(server: &Server, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// Waits until `server` sees exactly `nodes` in the fleet.
@@ -223,17 +232,7 @@ async fn capabilities_are_reached_across_hosts_shared_by_queue_groups_and_broadc
         .assert_error(404, "agent_not_found");
 
     // The operator's view of the same fleet.
-    let output = crate::support::caxton_command()
-        .args(["cluster", "status", "--server", &a.base])
-        .env("CAXTON_TOKEN", a.token.as_deref().unwrap_or_default())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = a.cli(&["cluster", "status"]);
     assert!(text.contains("node a on nats://127.0.0.1:"), "{text}");
     for row in ["a (this host)", "b ", "c "] {
         assert!(text.lines().any(|l| l.starts_with(row)), "{row}: {text}");
@@ -304,6 +303,45 @@ async fn a_killed_host_fails_over_and_a_nats_outage_is_typed_and_healed() {
     // The fleet view drops the dead host within a few heartbeats.
     wait_for_fleet(&a, &["a", "c"]).await;
 
+    // A host that stops answering (SIGSTOP: its connection stays open):
+    // NATS drops it after two unanswered pings, and the capability fails
+    // over to the host left. A message caught on the stopped host times
+    // out (504, never acknowledged).
+    let d = host(
+        "d",
+        &nats,
+        &AgentsDir::new().with("echo-d", &echo("echo-d", "echo")),
+    );
+    for server in [&a, &d] {
+        wait_for_fleet(server, &["a", "c", "d"]).await;
+    }
+    signal(&c, "STOP");
+    let stopped = Instant::now();
+    let mut answered_by_d = 0;
+    while answered_by_d < 10 {
+        let reply = a
+            .post(
+                "/api/v1/messages",
+                json!({"capability": "echo", "content": "ping"}),
+            )
+            .await;
+        if reply.status == 200 {
+            assert_eq!(reply.body["agent"], "echo-d", "{:?}", reply.body);
+            answered_by_d += 1;
+        } else {
+            reply.assert_error(504, "reply_timeout");
+            answered_by_d = 0;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "the stopped host's capability did not fail over"
+        );
+    }
+    let hung_failover = stopped.elapsed();
+    wait_for_fleet(&a, &["a", "d"]).await;
+    signal(&c, "CONT");
+    eprintln!("failover after SIGKILL {failed_over:?}, after SIGSTOP {hung_failover:?}");
+
     // NATS dies: the fleet fails fast with a typed 503; local agents answer.
     let port = nats.port;
     nats.kill();
@@ -355,7 +393,8 @@ async fn a_killed_host_fails_over_and_a_nats_outage_is_typed_and_healed() {
             )
             .await;
         if reply.status == 200 {
-            assert_eq!(reply.body["agent"], "echo-c");
+            let agent = reply.body["agent"].as_str().unwrap();
+            assert!(["echo-c", "echo-d"].contains(&agent), "{:?}", reply.body);
             break;
         }
         assert!(
@@ -365,7 +404,7 @@ async fn a_killed_host_fails_over_and_a_nats_outage_is_typed_and_healed() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(c);
+    drop((c, d));
 }
 
 /// A host whose memory is a replica of `sqld`, with the real model.
@@ -515,23 +554,7 @@ async fn memory_is_shared_through_sqld_and_survives_its_outage() {
     wait_for_hit(&a, json!({"query": "what makes noise downstairs?"}), pump).await;
 
     // The guide's capacity report knows the memory is already shared.
-    let output = crate::support::caxton_command()
-        .args([
-            "memory",
-            "migration-readiness",
-            "--detailed",
-            "--server",
-            &a.base,
-        ])
-        .env("CAXTON_TOKEN", a.token.as_deref().unwrap_or_default())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = a.cli(&["memory", "migration-readiness", "--detailed"]);
     for line in [
         "=== MIGRATION READINESS REPORT ===",
         "Entity count: 2 / 100000 (0%) - OK",

@@ -177,6 +177,24 @@ impl Server {
         }
     }
 
+    /// Runs `caxton ARGS --server <this server>` with its token; returns
+    /// stdout, asserting the command succeeded.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = caxton_command()
+            .args(args)
+            .args(["--server", &self.base])
+            .env("CAXTON_TOKEN", self.token.as_deref().unwrap_or_default())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "caxton {args:?} failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    }
+
     /// Kills the server with SIGKILL (no shutdown of any kind) and waits.
     pub fn kill(mut self) {
         let child = self.process.child_mut();

@@ -312,6 +312,11 @@ pub(super) fn from_cluster(error: ClusterError) -> ApiError {
             "cluster_protocol",
             error.to_string(),
         ),
+        ClusterError::TooLarge => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            error.to_string(),
+        ),
     }
 }
 
@@ -368,6 +373,9 @@ impl Remote for FleetRemote {
                 }
                 Err(error @ ClusterError::Unavailable { .. }) => {
                     return Err(PluginError::Unavailable(error.to_string()));
+                }
+                Err(error @ ClusterError::TooLarge) => {
+                    return Err(PluginError::InvalidInput(error.to_string()));
                 }
                 Err(error) => return Err(PluginError::Internal(error.to_string())),
             };

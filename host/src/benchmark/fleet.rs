@@ -318,13 +318,27 @@ impl FleetBenchmark {
         let mut vectors = Vec::new();
         let started = Instant::now();
         let (mut local_load, mut replica_load) = (Duration::ZERO, Duration::ZERO);
+        let mut retries = 0;
         while vectors.len() < self.observations {
             let lines = synthetic_entities(&mut random, &centers, &mut vectors, 100)?;
             let at = Instant::now();
             local.import(lines.clone()).await?;
             local_load += at.elapsed();
             let at = Instant::now();
-            replica.import(lines).await?;
+            // The primary compacts its log into snapshots as it grows; a
+            // replica that asks for one not yet written is told to retry
+            // (503 `storage_unavailable` on the server). Imports are
+            // idempotent, so the batch is sent again.
+            loop {
+                match replica.import(lines.clone()).await {
+                    Ok(_) => break,
+                    Err(error) if error.is_unavailable() && retries < 100 => {
+                        retries += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
             replica_load += at.elapsed();
             if vectors.len() % 10_000 == 0 {
                 eprintln!(
@@ -377,6 +391,7 @@ impl FleetBenchmark {
             "observations": vectors.len(),
             "import_local_s": local_load.as_secs_f64(),
             "import_through_primary_s": replica_load.as_secs_f64(),
+            "import_batches_retried": retries,
             "local": {"hybrid_search": percentiles(local_hybrid), "index_search": percentiles(local_index)},
             "replica": {"hybrid_search": percentiles(replica_hybrid), "index_search": percentiles(replica_index)},
         });

@@ -51,6 +51,10 @@ pub enum ClusterError {
     Timeout(Duration),
     #[error("a fleet host answered with something that is not a reply: {0}")]
     Protocol(String),
+    #[error(
+        "the message is larger than the NATS server's max_payload; send less, or raise max_payload on the fleet's NATS server"
+    )]
+    TooLarge,
 }
 
 /// A host of the fleet as this one sees it.
@@ -209,6 +213,7 @@ impl Fleet {
             Err(error) => Err(match error.kind() {
                 async_nats::RequestErrorKind::NoResponders => ClusterError::NoResponders,
                 async_nats::RequestErrorKind::TimedOut => ClusterError::Timeout(timeout),
+                async_nats::RequestErrorKind::MaxPayloadExceeded => ClusterError::TooLarge,
                 _ => ClusterError::Unavailable {
                     url: self.url.clone(),
                 },
@@ -449,7 +454,7 @@ fn record_call(result: &Result<FleetReply, ClusterError>, started: Instant) {
         Err(ClusterError::NoResponders) => ("none", "no_responders"),
         Err(ClusterError::Timeout(_)) => ("none", "timeout"),
         Err(ClusterError::Unavailable { .. }) => ("none", "unavailable"),
-        Err(ClusterError::Protocol(_)) => ("none", "error"),
+        Err(ClusterError::Protocol(_) | ClusterError::TooLarge) => ("none", "error"),
     };
     metrics
         .cluster_remote_calls
