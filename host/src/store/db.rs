@@ -57,7 +57,7 @@ impl Db {
         // `caxton storage maintenance` give freed pages back to the disk.
         pragma(&writer, "PRAGMA auto_vacuum = INCREMENTAL").await?;
         apply_pragmas(&writer, config, true).await?;
-        super::migrations::migrate(&writer).await?;
+        super::migrations::migrate(&writer, None).await?;
         // FULL in WAL mode: the writer's commits stop at the WAL (NORMAL)
         // and synced writes sync it themselves, outside the writer. NORMAL,
         // not OFF: SQLite must still sync a restarted WAL's header before
@@ -89,7 +89,10 @@ impl Db {
     /// Opens `path` as an embedded replica of the libsql server at `url`
     /// (sqld): reads are served from the file, writes are delegated to
     /// the server, and a write is answered once the server committed it
-    /// and the file has it (read-your-writes). The file is the replicator's:
+    /// and the file has caught up with that commit (read-your-writes, done
+    /// once per commit by the writer rather than by libsql after every
+    /// statement, so a failed catch-up never turns a commit into an
+    /// error). The file is the replicator's:
     /// no pragmas of ours, no checkpoints, no WAL syncs. The first start
     /// needs the server (to copy what it holds); later ones start from
     /// the file while it is down.
@@ -107,7 +110,7 @@ impl Db {
         }
         let existed = path.exists();
         let db = libsql::Builder::new_remote_replica(path, url.to_owned(), token.to_owned())
-            .read_your_writes(true)
+            .read_your_writes(false)
             .build()
             .await
             .map_err(|e| StoreError::Open {
@@ -133,17 +136,29 @@ impl Db {
         }
         let writer = db.connect()?;
         writer.busy_timeout(config.busy_timeout)?;
-        super::migrations::migrate(&writer).await?;
         let reconnect: super::Reconnect = {
             let db = db.clone();
             Arc::new(move || db.connect())
         };
+        let catch_up: super::CatchUp = {
+            let db = db.clone();
+            Arc::new(move || {
+                let db = db.clone();
+                Box::pin(async move {
+                    match db.max_write_replication_index() {
+                        Some(index) => db.sync_until(index).await.map(|_| ()),
+                        None => Ok(()),
+                    }
+                })
+            })
+        };
+        super::migrations::migrate(&writer, Some(&catch_up)).await?;
         Ok(Self {
             db,
             path: path.to_owned(),
             config: config.clone(),
             primary: Some(url.to_owned()),
-            writes: GroupCommit::new(writer, None, Some(reconnect)),
+            writes: GroupCommit::new(writer, None, Some((reconnect, catch_up))),
             readers: std::sync::Mutex::default(),
             _checkpointer: None,
         })

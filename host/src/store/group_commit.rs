@@ -55,6 +55,19 @@ impl From<&StoreError> for CommitFailed {
     }
 }
 
+/// Brings a replica up to its own last commit on the primary, so what a
+/// write is answered for can be read back here at once.
+pub type CatchUp = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<(), libsql::Error>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How often, and after how long, a replica retries catching up with a
+/// commit the primary already has (it may be compacting its log).
+const CATCH_UP_TRIES: u32 = 5;
+const CATCH_UP_PAUSE: Duration = Duration::from_millis(100);
+
 /// Opens a fresh write connection: a replica's, after its primary was
 /// unreachable mid-transaction (the old one's idea of the transaction no
 /// longer matches the server's).
@@ -81,6 +94,8 @@ pub struct GroupCommit {
     /// Syncs the WAL for synced writes when the connection's own commits
     /// do not (`None`: every commit is as durable as the connection makes it).
     wal_sync: Option<Arc<WalSync>>,
+    /// A replica's catch-up after each commit (`None` for a local file).
+    catch_up: Option<CatchUp>,
 }
 
 /// The write connection and the group it has open, if any.
@@ -126,8 +141,9 @@ impl GroupCommit {
     pub fn new(
         conn: libsql::Connection,
         wal_sync: Option<Arc<WalSync>>,
-        reconnect: Option<Reconnect>,
+        replica: Option<(Reconnect, CatchUp)>,
     ) -> Arc<Self> {
+        let (reconnect, catch_up) = replica.unzip();
         Arc::new(Self {
             writer: Mutex::new(Writer {
                 conn,
@@ -139,6 +155,7 @@ impl GroupCommit {
             }),
             queued: AtomicUsize::new(0),
             wal_sync,
+            catch_up,
         })
     }
 
@@ -304,6 +321,9 @@ impl GroupCommit {
         };
         match execute(&writer.conn, "COMMIT").await {
             Ok(()) => {
+                if let Some(catch_up) = &self.catch_up {
+                    catch_up_with(catch_up).await;
+                }
                 for work in group.after_commit {
                     // An index update that panics must not strand the
                     // group's other writes without an answer.
@@ -366,6 +386,23 @@ async fn begin_write(writer: &mut Writer) -> Result<u64, StoreError> {
     }
     execute(&writer.conn, "SAVEPOINT write").await?;
     Ok(writer.group.as_ref().expect("just opened").number)
+}
+
+/// Brings a replica up to the commit just made, retrying while the primary
+/// cannot serve it yet. The commit stands either way: when the replica
+/// still lags, the write is answered (the primary has it) and shows here
+/// with the next sync.
+async fn catch_up_with(catch_up: &CatchUp) {
+    for attempt in 1..=CATCH_UP_TRIES {
+        match catch_up().await {
+            Ok(()) => return,
+            Err(error) if attempt == CATCH_UP_TRIES => tracing::warn!(
+                %error,
+                "a write is committed on the memory primary but not yet in this replica; it shows after the next sync"
+            ),
+            Err(_) => tokio::time::sleep(CATCH_UP_PAUSE * attempt).await,
+        }
+    }
 }
 
 /// Rolls back the open group after `error` and answers its writes.

@@ -31,8 +31,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// Brings the schema up to date; returns how many migrations ran.
-pub async fn migrate(conn: &libsql::Connection) -> Result<usize, StoreError> {
+/// Brings the schema up to date; returns how many migrations ran. On a
+/// replica, `catch_up` brings the file up to each write before the next
+/// read (reads are local, writes go to the primary).
+pub async fn migrate(
+    conn: &libsql::Connection,
+    catch_up: Option<&super::CatchUp>,
+) -> Result<usize, StoreError> {
+    let caught_up = || async {
+        match catch_up {
+            Some(catch_up) => catch_up().await.map_err(StoreError::from),
+            None => Ok(()),
+        }
+    };
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -43,6 +54,7 @@ pub async fn migrate(conn: &libsql::Connection) -> Result<usize, StoreError> {
         (),
     )
     .await?;
+    caught_up().await?;
 
     let mut applied = Vec::new();
     let mut rows = conn
@@ -84,6 +96,7 @@ pub async fn migrate(conn: &libsql::Connection) -> Result<usize, StoreError> {
         )
         .await?;
         tx.commit().await?;
+        caught_up().await?;
         ran += 1;
     }
     Ok(ran)

@@ -15,7 +15,7 @@ mod wal_sync;
 use std::path::PathBuf;
 
 pub use db::{Db, Reader};
-pub use group_commit::{AfterCommit, CommitFailed, Reconnect};
+pub use group_commit::{AfterCommit, CatchUp, CommitFailed, Reconnect};
 pub use maintenance::{MaintenanceReport, maintain};
 
 #[derive(Debug, thiserror::Error)]
