@@ -348,6 +348,18 @@ impl FleetBenchmark {
                 );
             }
         }
+        // Every observation is in the replica's file, not only its index:
+        // a catch-up the primary could not serve while compacting is made
+        // up by the next sync.
+        replica.db().sync().await?;
+        let (in_local, in_replica) = (
+            local.stats().await?.observations,
+            replica.stats().await?.observations,
+        );
+        anyhow::ensure!(
+            in_local == in_replica,
+            "the replica holds {in_replica} observations after a sync, the local store {in_local}"
+        );
         let reader = Caller::agent("synthetic");
         let options = SearchOptions {
             limit: 10,
