@@ -238,8 +238,9 @@ impl FleetBenchmark {
                 &agents,
                 &work.join(format!("data-{name}")),
                 &format!(
-                    "{QUIET}{NO_MODEL}[memory]\nprimary_url = {:?}\n",
-                    sqld.url()
+                    "{QUIET}{NO_MODEL}[memory]\nprimary_url = {:?}\nsync_interval = \"{}ms\"\n",
+                    sqld.url(),
+                    self.sync_interval.as_millis()
                 ),
             )
         };
