@@ -771,6 +771,55 @@ impl Config {
             &["wasm_runtime", "fuel_yield_interval"],
             "must be above zero",
         );
+        check(
+            !self.memory.sync_interval.is_zero(),
+            &["memory", "sync_interval"],
+            "must be above zero",
+        );
+        check(
+            self.memory.primary_url.as_deref().is_none_or(|url| {
+                ["http://", "https://", "libsql://"]
+                    .iter()
+                    .any(|scheme| url.starts_with(scheme))
+            }),
+            &["memory", "primary_url"],
+            "must be the libsql server's http://, https:// or libsql:// URL (sqld's --http-listen-addr)",
+        );
+        let cluster = &self.cluster;
+        check(
+            !cluster.heartbeat_interval.is_zero(),
+            &["cluster", "heartbeat_interval"],
+            "must be above zero",
+        );
+        check(
+            cluster.missed_heartbeats > 0,
+            &["cluster", "missed_heartbeats"],
+            "must be at least 1",
+        );
+        check(
+            cluster.max_inflight > 0,
+            &["cluster", "max_inflight"],
+            "must be at least 1",
+        );
+        check(
+            !cluster.subject_prefix.is_empty()
+                && cluster.subject_prefix.split('.').all(|token| {
+                    !token.is_empty()
+                        && token
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                }),
+            &["cluster", "subject_prefix"],
+            "must be NATS subject tokens (letters, digits, _ and -) separated by dots",
+        );
+        check(
+            cluster
+                .node_name
+                .as_deref()
+                .is_none_or(|name| !name.trim().is_empty()),
+            &["cluster", "node_name"],
+            "must not be empty; leave it out to use the host name",
+        );
         let embedding = &self.memory.embedding_config;
         check(
             embedding.batch_size > 0,

@@ -225,7 +225,8 @@ pub(super) async fn broadcast(
 /// This host's copy of a conversation another host answered: the message
 /// and each reply.
 async fn record(state: &ApiState, conversation: &str, json: &MessageJson, reply: &FleetReply) {
-    if conversation.is_empty() {
+    // A refusal (not found, queue full, ...) delivered nothing.
+    if conversation.is_empty() || !(200..300).contains(&reply.status) {
         return;
     }
     let replies: Vec<&Value> = match reply.body.get("replies").and_then(Value::as_array) {

@@ -177,8 +177,26 @@ pub async fn send(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Value), 
         broadcast,
     );
     let (local, remote) = tokio::join!(local, fleet_replies);
-    let (status, mut body) = local?;
+    if !broadcast {
+        return local;
+    }
+    // With a fleet, a broadcast answers with every host's replies, this
+    // one's marked with its node, and a local refusal is an entry like any
+    // other (on one box it stays the whole answer, as before).
+    let (status, mut body) = match (local, &state.fleet) {
+        (Ok(answer), _) => answer,
+        (Err(error), Some(_)) => (
+            StatusCode::OK,
+            json!({ "replies": [{ "error": error_json(error) }], "conversation_id": json.conversation_id }),
+        ),
+        (Err(error), None) => return Err(error),
+    };
     if let Some(replies) = body.get_mut("replies").and_then(Value::as_array_mut) {
+        if let Some(fleet) = &state.fleet {
+            for reply in replies.iter_mut() {
+                reply["node"] = json!(fleet.node());
+            }
+        }
         replies.extend(remote);
     }
     Ok((status, body))

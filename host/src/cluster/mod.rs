@@ -225,7 +225,8 @@ impl Fleet {
 
     /// Sends `request` to every other host serving `capability` and
     /// gathers their answers until each host the fleet view lists for it
-    /// has answered, or `timeout`.
+    /// has answered, or `timeout` (a host that died since its last
+    /// heartbeat is waited for until then).
     pub async fn broadcast(
         &self,
         capability: &str,
@@ -263,11 +264,20 @@ impl Fleet {
                 payload.into(),
             )
             .await
-            .map_err(|_| self.unavailable())?;
+            .map_err(|error| match error.kind() {
+                async_nats::client::PublishErrorKind::MaxPayloadExceeded => ClusterError::TooLarge,
+                _ => self.unavailable(),
+            })?;
         let mut answers = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
         while answers.len() < expected {
             match tokio::time::timeout_at(deadline, replies.next()).await {
+                // Every provider left since the last heartbeat.
+                Ok(Some(message))
+                    if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) =>
+                {
+                    break;
+                }
                 Ok(Some(message)) => {
                     let result = decode(&message.payload);
                     record_call(&result, started);
@@ -421,7 +431,24 @@ impl Fleet {
             ),
         };
         let payload = serde_json::to_vec(&reply).expect("a fleet reply serializes");
-        if let Err(error) = self.client.publish(reply_to, payload.into()).await {
+        let published = match self.client.publish(reply_to.clone(), payload.into()).await {
+            // Larger than the server's max_payload: the sender still gets
+            // an answer, not a timeout.
+            Err(error)
+                if error.kind() == async_nats::client::PublishErrorKind::MaxPayloadExceeded =>
+            {
+                let refusal = self.refusal(
+                    413,
+                    "payload_too_large",
+                    "the reply is larger than the fleet's NATS max_payload; ask for less, or raise max_payload on the NATS server",
+                    None,
+                );
+                let payload = serde_json::to_vec(&refusal).expect("a fleet reply serializes");
+                self.client.publish(reply_to, payload.into()).await
+            }
+            other => other,
+        };
+        if let Err(error) = published {
             tracing::warn!(%error, "cannot answer a fleet request");
         }
     }

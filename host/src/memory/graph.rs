@@ -199,13 +199,34 @@ impl Memory {
     /// Observations with a vector and an id past `after`, with what the
     /// index files them under.
     async fn read_vectors(&self, after: i64) -> Result<Vec<IndexRow>, MemoryError> {
+        self.query_vectors("o.id > ?1", vec![libsql::Value::Integer(after)])
+            .await
+    }
+
+    /// The observations of `ids` that have a vector, as [`Self::read_vectors`].
+    async fn read_vectors_of(&self, ids: &[i64]) -> Result<Vec<IndexRow>, MemoryError> {
+        let placeholders = vec!["?"; ids.len()].join(", ");
+        self.query_vectors(
+            &format!("o.id IN ({placeholders})"),
+            ids.iter().map(|id| libsql::Value::Integer(*id)).collect(),
+        )
+        .await
+    }
+
+    async fn query_vectors(
+        &self,
+        condition: &str,
+        params: Vec<libsql::Value>,
+    ) -> Result<Vec<IndexRow>, MemoryError> {
         let conn = self.db.reader().await?;
         let mut rows = conn
             .query(
-                "SELECT o.id, o.entity_id, e.scope, e.owner, e.entity_type, o.embedding
-                 FROM observations o JOIN entities e ON e.id = o.entity_id
-                 WHERE o.id > ?1 AND o.embedding IS NOT NULL",
-                [after],
+                &format!(
+                    "SELECT o.id, o.entity_id, e.scope, e.owner, e.entity_type, o.embedding
+                     FROM observations o JOIN entities e ON e.id = o.entity_id
+                     WHERE {condition} AND o.embedding IS NOT NULL"
+                ),
+                params,
             )
             .await?;
         let mut loaded = Vec::new();
@@ -238,42 +259,50 @@ impl Memory {
 
     /// Brings the vector index up to what replication brought into the
     /// store (a replica of a primary other hosts write to): observations
-    /// past the last id followed are added, and when the index holds more
-    /// than the store, those removed elsewhere are dropped. Only what
-    /// changed is read: the index is never rebuilt. Returns the number of
-    /// observations added and removed.
+    /// past the last id followed are added; then the store's count and sum
+    /// of the ids of observations with a vector (two index scans) are
+    /// compared with the index's, and only when they differ (removed
+    /// elsewhere, or given a vector elsewhere by a backfill) are the ids
+    /// reconciled: the missing read in, the gone dropped. The index is never
+    /// rebuilt. Returns the number of observations added and removed.
     pub async fn follow_replication(&self) -> Result<usize, MemoryError> {
         let rows = self
             .read_vectors(self.followed.load(Ordering::Acquire))
             .await?;
         let mut changed = self.index_rows(rows);
-        let stored: i64 = {
+        let stored: (i64, i128) = {
             let conn = self.db.reader().await?;
             let mut rows = conn
                 .query(
                     "SELECT (SELECT count(*) FROM observations)
-                          - (SELECT count(*) FROM observations WHERE embedding IS NULL)",
+                          - (SELECT count(*) FROM observations WHERE embedding IS NULL),
+                            coalesce((SELECT sum(id) FROM observations), 0)
+                          - coalesce((SELECT sum(id) FROM observations WHERE embedding IS NULL), 0)",
                     (),
                 )
                 .await?;
             match rows.next().await? {
-                Some(row) => row.get(0)?,
-                None => 0,
+                Some(row) => (row.get(0)?, i128::from(row.get::<i64>(1)?)),
+                None => (0, 0),
             }
         };
-        if self.index.read().expect("index lock").len() as i64 > stored {
-            let conn = self.db.reader().await?;
-            let mut rows = conn
-                .query(
-                    "SELECT id FROM observations WHERE embedding IS NOT NULL",
-                    (),
-                )
-                .await?;
-            let mut present = std::collections::HashSet::new();
-            while let Some(row) = rows.next().await? {
-                present.insert(row.get::<i64>(0)?);
-            }
-            drop(rows);
+        if self.index.read().expect("index lock").fingerprint() == stored {
+            return Ok(changed);
+        }
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query(
+                "SELECT id FROM observations WHERE embedding IS NOT NULL",
+                (),
+            )
+            .await?;
+        let mut present = std::collections::HashSet::new();
+        while let Some(row) = rows.next().await? {
+            present.insert(row.get::<i64>(0)?);
+        }
+        drop(rows);
+        drop(conn);
+        let missing: Vec<i64> = {
             let mut index = self.index.write().expect("index lock");
             let gone: Vec<i64> = index
                 .ids()
@@ -285,6 +314,14 @@ impl Memory {
                 index.remove(*id);
             }
             changed += gone.len();
+            present
+                .into_iter()
+                .filter(|id| !index.contains(*id))
+                .collect()
+        };
+        for chunk in missing.chunks(500) {
+            let rows = self.read_vectors_of(chunk).await?;
+            changed += self.index_rows(rows);
         }
         Ok(changed)
     }
@@ -1156,5 +1193,80 @@ mod tests {
     fn vectors_round_trip_through_blobs() {
         let v = vec![0.25f32, -1.0, 3.5];
         assert_eq!(decode_vector(&encode_vector(&v)), v);
+    }
+
+    /// Rows changed behind the index's back, as replication changes a
+    /// replica's file: the index follows each kind of change.
+    #[tokio::test]
+    async fn the_index_follows_rows_changed_behind_its_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Memory::open(
+            &dir.path().join("m.db"),
+            &crate::config::SqliteConfig::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        let unit = |axis: usize| {
+            let mut v = vec![0.0f32; 384];
+            v[axis] = 1.0;
+            encode_vector(&v)
+        };
+        let sql = |statement: &'static str, params: Vec<libsql::Value>| {
+            let memory = memory.clone();
+            async move {
+                memory
+                    .db()
+                    .writer()
+                    .await
+                    .execute(statement, params)
+                    .await
+                    .unwrap();
+            }
+        };
+        sql(
+            "INSERT INTO entities (id, scope, owner, name, entity_type, created_at, updated_at)
+             VALUES (1, 'global', '', 'e', 't', 0, 0)",
+            vec![],
+        )
+        .await;
+        let insert = "INSERT INTO observations (id, entity_id, text, embedding, created_at) VALUES (?1, 1, ?2, ?3, 0)";
+        for id in 1..=3i64 {
+            sql(
+                insert,
+                vec![id.into(), format!("o{id}").into(), unit(id as usize).into()],
+            )
+            .await;
+        }
+        let held = |memory: &Memory| {
+            let mut ids = memory.index.read().unwrap().ids().to_vec();
+            ids.sort();
+            ids
+        };
+        // New rows past the last id followed.
+        memory.follow_replication().await.unwrap();
+        assert_eq!(held(&memory), [1, 2, 3]);
+        // One row without a vector arrives, then is given one by a backfill
+        // elsewhere while another is deleted: the counts match, the ids do
+        // not.
+        sql(
+            "INSERT INTO observations (id, entity_id, text, embedding, created_at) VALUES (4, 1, 'o4', NULL, 0)",
+            vec![],
+        )
+        .await;
+        memory.follow_replication().await.unwrap();
+        sql("INSERT INTO observations (id, entity_id, text, embedding, created_at) VALUES (5, 1, 'o5', ?1, 0)", vec![unit(5).into()]).await;
+        memory.follow_replication().await.unwrap();
+        assert_eq!(held(&memory), [1, 2, 3, 5]);
+        sql(
+            "UPDATE observations SET embedding = ?1 WHERE id = 4",
+            vec![unit(4).into()],
+        )
+        .await;
+        sql("DELETE FROM observations WHERE id = 2", vec![]).await;
+        assert_eq!(memory.follow_replication().await.unwrap(), 2);
+        assert_eq!(held(&memory), [1, 3, 4, 5]);
+        // Nothing changed: nothing read.
+        assert_eq!(memory.follow_replication().await.unwrap(), 0);
     }
 }

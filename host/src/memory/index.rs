@@ -25,6 +25,9 @@ pub trait EntryFilter {
 #[derive(Default)]
 pub struct VectorIndex {
     dims: usize,
+    /// The sum of the ids held: with their count, a cheap fingerprint of
+    /// which observations the index has, compared with the store's.
+    id_sum: i128,
     ids: Vec<i64>,
     entity_ids: Vec<i64>,
     visibility: Vec<Visibility>,
@@ -75,6 +78,15 @@ impl VectorIndex {
         &self.ids
     }
 
+    /// How many observations it holds and the sum of their ids.
+    pub fn fingerprint(&self) -> (i64, i128) {
+        (self.ids.len() as i64, self.id_sum)
+    }
+
+    pub fn contains(&self, id: i64) -> bool {
+        self.position.contains_key(&id)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -110,6 +122,7 @@ impl VectorIndex {
             return;
         }
         self.position.insert(id, self.ids.len());
+        self.id_sum += i128::from(id);
         self.ids.push(id);
         self.entity_ids.push(entity_id);
         self.visibility.push(visibility);
@@ -151,6 +164,7 @@ impl VectorIndex {
 
     fn swap_remove(&mut self, at: usize) {
         let last = self.ids.len() - 1;
+        self.id_sum -= i128::from(self.ids[at]);
         self.position.remove(&self.ids[at]);
         self.ids.swap_remove(at);
         self.entity_ids.swap_remove(at);

@@ -138,6 +138,9 @@ pub struct Messenger {
     me: Weak<Messenger>,
     /// The fleet, when this host is part of one.
     remote: OnceLock<Arc<dyn Remote>>,
+    /// Messages agents sent to the fleet without waiting, still in flight:
+    /// bounded like a mailbox, so a loop of sends cannot pile them up.
+    remote_sends: Arc<tokio::sync::Semaphore>,
     /// The server's runtime: mailbox workers live there even when the
     /// first message comes from a call on the low-priority threads.
     workers: tokio::runtime::Handle,
@@ -149,6 +152,7 @@ impl Messenger {
         conversations: Option<Conversations>,
         settings: AgentsConfig,
     ) -> Arc<Self> {
+        let remote_sends = Arc::new(tokio::sync::Semaphore::new(settings.queue_capacity.max(1)));
         Arc::new_cyclic(|me| Self {
             registry,
             conversations,
@@ -157,6 +161,7 @@ impl Messenger {
             settings,
             me: me.clone(),
             remote: OnceLock::new(),
+            remote_sends,
             workers: tokio::runtime::Handle::current(),
         })
     }
@@ -710,9 +715,16 @@ impl MessagingHost for Messenger {
                     let Some(me) = self.me.upgrade() else {
                         return Err(messaging_unavailable());
                     };
+                    let permit = self.remote_sends.clone().try_acquire_owned().map_err(|_| {
+                        PluginError::Unavailable(format!(
+                            "{} messages to the fleet are in flight ([agents] queue_capacity); retry shortly",
+                            self.settings.queue_capacity
+                        ))
+                    })?;
                     let (caller, context) = (caller.to_owned(), context.continued());
                     let timeout = self.settings.reply_timeout;
                     self.workers.spawn(async move {
+                        let _permit = permit;
                         if let Err(error) = me
                             .request_remote(&caller, &context, message, target, only_agents, timeout)
                             .await

@@ -102,9 +102,6 @@ pub struct GroupCommit {
 struct Writer {
     conn: libsql::Connection,
     reconnect: Option<Reconnect>,
-    /// A replica's connection that has not yet told the primary its
-    /// settings (foreign keys): done before its first write.
-    fresh: bool,
     group: Option<Group>,
     /// The number the next group gets.
     next_group: u64,
@@ -147,7 +144,6 @@ impl GroupCommit {
         Arc::new(Self {
             writer: Mutex::new(Writer {
                 conn,
-                fresh: reconnect.is_some(),
                 reconnect,
                 group: None,
                 next_group: 1,
@@ -358,6 +354,7 @@ impl GroupCommit {
             }
             Err(error) => {
                 let _ = execute(&writer.conn, "ROLLBACK").await;
+                start_over_if_cut_off(writer, &error);
                 answer_failed(group, &error);
                 Err(error)
             }
@@ -368,11 +365,11 @@ impl GroupCommit {
 /// Opens a group if none is open and a savepoint for one write in it;
 /// returns the group's number.
 async fn begin_write(writer: &mut Writer) -> Result<u64, StoreError> {
-    if writer.fresh && writer.group.is_none() {
-        // Sent to the primary's side of this connection, so deletes
-        // cascade there as they do on one box.
+    if writer.reconnect.is_some() && writer.group.is_none() {
+        // A replica's group starts by telling the primary's side of the
+        // connection to cascade deletes as one box does: every time, as a
+        // primary restarted behind a live connection forgets the setting.
         execute(&writer.conn, "PRAGMA foreign_keys = ON").await?;
-        writer.fresh = false;
     }
     if writer.group.is_none() {
         execute(&writer.conn, "BEGIN IMMEDIATE").await?;
@@ -408,24 +405,31 @@ async fn catch_up_with(catch_up: &CatchUp) {
 /// Rolls back the open group after `error` and answers its writes.
 async fn fail_group(writer: &mut Writer, error: &StoreError) {
     writer.savepoint_open = false;
-    let Some(group) = writer.group.take() else {
-        return;
-    };
-    tracing::error!(%error, writes = group.writes, "a write group failed and was rolled back");
+    let group = writer.group.take();
+    if let Some(group) = &group {
+        tracing::error!(%error, writes = group.writes, "a write group failed and was rolled back");
+    }
     // The transaction may already be gone; then ROLLBACK fails, harmlessly.
     let _ = execute(&writer.conn, "ROLLBACK").await;
-    if error.is_unavailable()
-        && let Some(reconnect) = &writer.reconnect
-    {
+    start_over_if_cut_off(writer, error);
+    if let Some(group) = group {
+        answer_failed(group, error);
+    }
+}
+
+/// A replica's writer that lost its primary mid-transaction gets a fresh
+/// connection: the old one's idea of the transaction (libsql tracks it on
+/// the client) no longer matches the server's, and would refuse the next
+/// BEGIN.
+fn start_over_if_cut_off(writer: &mut Writer, error: &StoreError) {
+    let cut_off = error.is_unavailable()
+        || matches!(error, StoreError::Sql(libsql::Error::InvalidParserState(_)));
+    if let (true, Some(reconnect)) = (cut_off, &writer.reconnect) {
         match reconnect() {
-            Ok(conn) => {
-                writer.conn = conn;
-                writer.fresh = true;
-            }
+            Ok(conn) => writer.conn = conn,
             Err(error) => tracing::warn!(%error, "cannot open a new write connection"),
         }
     }
-    answer_failed(group, error);
 }
 
 fn answer_failed(group: Group, error: &StoreError) {
