@@ -212,6 +212,19 @@ async fn capabilities_are_reached_across_hosts_shared_by_queue_groups_and_broadc
         .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.body["reply"]["content"]["from"], "echo-c");
+    // Content that is not JSON crosses hosts as written, both ways, as
+    // it does between agents on one host.
+    let reply = a
+        .send(
+            "relay",
+            &json!({"content": {"ask_text": "echo-c", "text": "plain words, not JSON"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(
+        reply.body["reply"]["content"]["reply_text"],
+        "plain words, not JSON"
+    );
     let reply = a
         .send(
             "relay",

@@ -15,7 +15,7 @@ use crate::cluster::{
     AgentInfo, ClusterError, Fleet, FleetHandler, FleetReply, FleetRequest, Route,
 };
 use crate::messaging::{MessageJson, MessagingError, Remote, RemoteCall, Strategy, Target};
-use crate::runtime::{BoxFuture, Message, Performative, PluginError};
+use crate::runtime::{BoxFuture, CallOutcome, Message, Performative, PluginError};
 
 /// Serves other hosts' requests with this host's agents only.
 pub struct ServeFleet {
@@ -58,16 +58,18 @@ impl FleetHandler for ServeFleet {
                     )),
                 };
             match answer {
-                Ok((status, body)) => FleetReply {
+                Ok((status, body, reply_text)) => FleetReply {
                     node,
                     status: status.as_u16(),
                     body,
                     retry_after_secs: None,
+                    reply_text,
                 },
                 Err(error) => FleetReply {
                     node,
                     status: error.status.as_u16(),
                     retry_after_secs: error.retry_after_secs,
+                    reply_text: None,
                     body: json!({ "error": {
                         "code": error.code,
                         "message": error.message,
@@ -80,14 +82,16 @@ impl FleetHandler for ServeFleet {
 }
 
 /// A request from another host, run here as the HTTP API runs one: the
-/// same queues, limits, conversation records and answers.
+/// same queues, limits, conversation records and answers; with an agent's
+/// reply content that is not JSON, that text as the agent wrote it.
 async fn serve_locally(
     state: &ApiState,
     route: Route,
     request: FleetRequest,
-) -> Result<(StatusCode, Value), ApiError> {
+) -> Result<(StatusCode, Value, Option<String>), ApiError> {
     let FleetRequest {
         message: json,
+        content_text,
         chain,
         only_agents,
         ..
@@ -132,18 +136,40 @@ async fn serve_locally(
     if !chain.is_empty() {
         let agent = agents.into_iter().next().expect("resolved to one or more");
         let conversation_id = json.conversation_id.clone();
+        let mut message = json.into_wit(&agent);
+        if let Some(text) = content_text {
+            message.content = text;
+        }
         let delivery = state
             .messenger
-            .execute_chained(&agent, json.into_wit(&agent), chain, priority)
+            .execute_chained(&agent, message, chain, priority)
             .await
             .map_err(from_messaging)?;
+        let reply_text = match &delivery.outcome {
+            Ok(CallOutcome {
+                result: Ok(Ok(Some(reply))),
+                ..
+            }) => not_json(&reply.content),
+            _ => None,
+        };
         let (reply, usage) = delivery_result(delivery)?;
         return Ok((
             StatusCode::OK,
             json!({ "agent": agent, "reply": reply, "usage": usage, "conversation_id": conversation_id }),
+            reply_text,
         ));
     }
-    super::messages::deliver(state, json.into_message(), agents, priority, broadcast).await
+    let (status, body) =
+        super::messages::deliver(state, json.into_message(), agents, priority, broadcast).await?;
+    Ok((status, body, None))
+}
+
+/// `text` when it is not JSON: the JSON form of a message carries such
+/// content as a JSON string, which would reach an agent quoted.
+fn not_json(text: &str) -> Option<String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .is_err()
+        .then(|| text.to_owned())
 }
 
 /// A client's message as a fleet request, with the client's reply timeout.
@@ -152,6 +178,7 @@ fn client_request(state: &ApiState, fleet: &Fleet, json: &MessageJson) -> (Fleet
     let request = FleetRequest {
         from_node: fleet.node().to_owned(),
         message: json.clone(),
+        content_text: None,
         chain: Vec::new(),
         only_agents: None,
         timeout_ms: timeout.as_millis() as u64,
@@ -351,11 +378,13 @@ impl Remote for FleetRemote {
             };
             let caller = call.message.sender.clone();
             let conversation = call.message.conversation_id.clone();
+            let content_text = not_json(&call.message.content);
             let mut json = MessageJson::from_reply(call.message, &caller);
             json.priority = Some(call.priority);
             let request = FleetRequest {
                 from_node: fleet.node().to_owned(),
                 message: json,
+                content_text,
                 chain: call.chain,
                 only_agents: call.only_agents,
                 timeout_ms: call.timeout.as_millis() as u64,
@@ -394,9 +423,15 @@ impl Remote for FleetRemote {
                         in_reply_to: None,
                         content: "null".into(),
                     },
-                    Some(reply) => serde_json::from_value::<MessageJson>(reply.clone())
-                        .map_err(|e| PluginError::Internal(format!("a fleet reply: {e}")))?
-                        .into_message(),
+                    Some(body) => {
+                        let mut message = serde_json::from_value::<MessageJson>(body.clone())
+                            .map_err(|e| PluginError::Internal(format!("a fleet reply: {e}")))?
+                            .into_message();
+                        if let Some(text) = reply.reply_text {
+                            message.content = text;
+                        }
+                        message
+                    }
                 });
             }
             Err(plugin_error(&reply))

@@ -459,6 +459,7 @@ impl Fleet {
             status,
             body: serde_json::json!({ "error": { "code": code, "message": message, "details": null } }),
             retry_after_secs: retry,
+            reply_text: None,
         }
     }
 }

@@ -17,6 +17,11 @@ pub struct FleetRequest {
     /// The message, with its conversation id already set by the sender so
     /// both hosts record the same conversation.
     pub message: MessageJson,
+    /// The content exactly as an agent wrote it, when it is not JSON (the
+    /// JSON form would carry it as a string, and the receiver would get it
+    /// quoted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_text: Option<String>,
     /// Agents the chain went through, outermost first (empty for a message
     /// from a client): the depth limit counts them across hosts.
     #[serde(default)]
@@ -36,6 +41,10 @@ pub struct FleetReply {
     pub body: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u32>,
+    /// The reply's content as the agent wrote it, when it is not JSON
+    /// (see [`FleetRequest::content_text`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_text: Option<String>,
 }
 
 /// One agent a host serves.

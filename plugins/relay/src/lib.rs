@@ -4,6 +4,9 @@
 //! Content:
 //! - `{"ask": "echo", "content": {...}}` requests agent `echo` with `content`;
 //! - `{"ask_capability": "echo", "content": {...}}` requests whoever offers it;
+//! - `{"ask_text": "echo", "text": "..."}` requests agent `echo` with the
+//!   text itself as content (not JSON), and replies with the reply's
+//!   content as text;
 //! - `{"tell": "echo", "content": {...}}` sends without waiting;
 //! - `{"show": "parameters"}` replies with its name and manifest `[parameters]`;
 //! - `{"cycle": ["relay-a", "relay-b"], "hop": 0}` forwards to
@@ -26,6 +29,13 @@ impl Agent for Relay {
         } else if let Some(target) = request.get("ask").and_then(Value::as_str) {
             let reply = messaging::request(&Message::to_agent(target, inner.to_string()), 5_000)?;
             json!({"from": reply.sender, "reply": serde_json::from_str::<Value>(&reply.content).unwrap_or(Value::Null)})
+        } else if let Some(target) = request.get("ask_text").and_then(Value::as_str) {
+            let text = request
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let reply = messaging::request(&Message::to_agent(target, text.to_owned()), 5_000)?;
+            json!({"from": reply.sender, "reply_text": reply.content})
         } else if let Some(capability) = request.get("ask_capability").and_then(Value::as_str) {
             let reply = messaging::request(
                 &Message::to_capability(capability, inner.to_string()),
@@ -48,7 +58,7 @@ impl Agent for Relay {
             serde_json::from_str(&reply.content).unwrap_or(Value::Null)
         } else {
             return Err(Error::InvalidInput(
-                "content must have \"ask\", \"ask_capability\", \"tell\" or \"cycle\"".into(),
+                "content must have \"ask\", \"ask_text\", \"ask_capability\", \"tell\" or \"cycle\"".into(),
             ));
         };
         Ok(Some(message.reply(heard.to_string())))
