@@ -235,14 +235,12 @@ impl Fleet {
     ) -> Result<Vec<FleetReply>, ClusterError> {
         self.check_connected()?;
         let expected = self
-            .nodes()
+            .others()
             .into_iter()
             .filter(|node| {
-                !node.is_self
-                    && node
-                        .agents
-                        .iter()
-                        .any(|a| a.capabilities.iter().any(|c| c == capability))
+                node.agents
+                    .iter()
+                    .any(|a| a.capabilities.iter().any(|c| c == capability))
             })
             .count();
         if expected == 0 {
@@ -293,7 +291,6 @@ impl Fleet {
 
     /// The hosts heard from within the node timeout, this one first.
     pub fn nodes(&self) -> Vec<NodeView> {
-        let timeout = self.settings.node_timeout();
         let mut nodes = vec![NodeView {
             name: self.node.clone(),
             is_self: true,
@@ -302,6 +299,13 @@ impl Fleet {
             last_seen_ms: 0,
             agents: self.handler.local_agents(),
         }];
+        nodes.extend(self.others());
+        nodes
+    }
+
+    /// The other hosts heard from within the node timeout, by name.
+    fn others(&self) -> Vec<NodeView> {
+        let timeout = self.settings.node_timeout();
         let heard = self.heard.lock().expect("fleet view lock");
         let mut others: Vec<NodeView> = heard
             .iter()
@@ -316,8 +320,7 @@ impl Fleet {
             })
             .collect();
         others.sort_by(|a, b| a.name.cmp(&b.name));
-        nodes.extend(others);
-        nodes
+        others
     }
 
     /// Leaves the fleet: stops serving and announcing.
@@ -544,7 +547,7 @@ async fn heartbeat(fleet: std::sync::Weak<Fleet>) {
         }
         crate::metrics::metrics()
             .cluster_nodes
-            .set(fleet.nodes().len() as i64);
+            .set(fleet.others().len() as i64 + 1);
     }
 }
 

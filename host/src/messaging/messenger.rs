@@ -583,14 +583,11 @@ impl Messenger {
             .get()
             .cloned()
             .ok_or_else(messaging_unavailable)?;
-        if message.id.is_empty() {
-            message.id = uuid::Uuid::new_v4().to_string();
-        }
-        message.sender = caller.to_owned();
-        message.conversation_id = Some(context.conversation_id.clone());
-        if let Target::Agent(agent) = &target {
-            message.receiver = Some(agent.clone());
-        }
+        let receiver = match &target {
+            Target::Agent(agent) => Some(agent.as_str()),
+            Target::Capability { .. } => None,
+        };
+        Messenger::stamp(caller, context, &mut message, receiver);
         let reply = remote
             .request(RemoteCall {
                 target,
@@ -606,14 +603,50 @@ impl Messenger {
         reply
     }
 
-    /// Fills in what the host vouches for on a message from `caller`.
-    fn stamp(caller: &str, context: &CallContext, message: &mut Message, agent: &str) {
+    /// Fills in what the host vouches for on a message from `caller`
+    /// (the receiver once it is known: a capability sent to the fleet is
+    /// resolved by the host that takes it).
+    fn stamp(caller: &str, context: &CallContext, message: &mut Message, receiver: Option<&str>) {
         if message.id.is_empty() {
             message.id = uuid::Uuid::new_v4().to_string();
         }
         message.sender = caller.to_owned();
-        message.receiver = Some(agent.to_owned());
+        if let Some(agent) = receiver {
+            message.receiver = Some(agent.to_owned());
+        }
         message.conversation_id = Some(context.conversation_id.clone());
+    }
+
+    /// Sends an agent's message to the fleet without waiting: the answer
+    /// is recorded, not returned. In flight at most `queue_capacity`, like
+    /// a mailbox.
+    fn send_remote(
+        &self,
+        caller: &str,
+        context: &CallContext,
+        message: Message,
+        target: Target,
+        only_agents: Option<Vec<String>>,
+    ) -> Result<(), PluginError> {
+        let me = self.me.upgrade().ok_or_else(messaging_unavailable)?;
+        let permit = self.remote_sends.clone().try_acquire_owned().map_err(|_| {
+            PluginError::Unavailable(format!(
+                "{} messages to the fleet are in flight ([agents] queue_capacity); retry shortly",
+                self.settings.queue_capacity
+            ))
+        })?;
+        let (caller, context) = (caller.to_owned(), context.continued());
+        let timeout = self.settings.reply_timeout;
+        self.workers.spawn(async move {
+            let _permit = permit;
+            if let Err(error) = me
+                .request_remote(&caller, &context, message, target, only_agents, timeout)
+                .await
+            {
+                tracing::warn!(%error, from = %caller, "a message sent to the fleet failed");
+            }
+        });
+        Ok(())
     }
 }
 
@@ -706,36 +739,12 @@ impl MessagingHost for Messenger {
             self.check_size(caller, &message)?;
             let agent = match self.route_from(caller, context, &message)? {
                 Routed::Local(agent) => agent,
-                // Fire and forget across hosts too: the fleet's answer is
-                // recorded, not returned.
                 Routed::Remote {
                     target,
                     only_agents,
-                } => {
-                    let Some(me) = self.me.upgrade() else {
-                        return Err(messaging_unavailable());
-                    };
-                    let permit = self.remote_sends.clone().try_acquire_owned().map_err(|_| {
-                        PluginError::Unavailable(format!(
-                            "{} messages to the fleet are in flight ([agents] queue_capacity); retry shortly",
-                            self.settings.queue_capacity
-                        ))
-                    })?;
-                    let (caller, context) = (caller.to_owned(), context.continued());
-                    let timeout = self.settings.reply_timeout;
-                    self.workers.spawn(async move {
-                        let _permit = permit;
-                        if let Err(error) = me
-                            .request_remote(&caller, &context, message, target, only_agents, timeout)
-                            .await
-                        {
-                            tracing::warn!(%error, from = %caller, "a message sent to the fleet failed");
-                        }
-                    });
-                    return Ok(());
-                }
+                } => return self.send_remote(caller, context, message, target, only_agents),
             };
-            Messenger::stamp(caller, context, &mut message, &agent);
+            Messenger::stamp(caller, context, &mut message, Some(&agent));
             let job = Job {
                 message,
                 context: context.continued(),
@@ -768,7 +777,7 @@ impl MessagingHost for Messenger {
                         .await;
                 }
             };
-            Messenger::stamp(caller, context, &mut message, &agent);
+            Messenger::stamp(caller, context, &mut message, Some(&agent));
             let started = Instant::now();
             let delivery =
                 tokio::time::timeout(timeout, self.execute(&agent, message, context.continued()))

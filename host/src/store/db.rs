@@ -30,12 +30,7 @@ const POOLED_READERS: usize = 4;
 
 impl Db {
     pub async fn open(path: &Path, config: &SqliteConfig) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
+        create_parent(path)?;
         // Agents' memories are private to the user running the server,
         // whatever the umask made of an older file.
         for suffix in ["", "-wal", "-shm"] {
@@ -102,12 +97,7 @@ impl Db {
         token: &str,
         config: &SqliteConfig,
     ) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
+        create_parent(path)?;
         let existed = path.exists();
         let db = libsql::Builder::new_remote_replica(path, url.to_owned(), token.to_owned())
             .read_your_writes(false)
@@ -244,6 +234,17 @@ impl Db {
             db: self,
             conn: Some(conn),
         })
+    }
+}
+
+/// Makes the directory a store file goes in.
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        }),
+        None => Ok(()),
     }
 }
 
