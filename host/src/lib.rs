@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod embed;
 pub mod harness;
+pub mod heap;
 pub mod http;
 pub mod llm;
 pub mod mcp;

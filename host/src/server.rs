@@ -252,7 +252,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         agents_dir: agents_dir.clone(),
         registry,
         embeddings,
-        memory: Some(memory),
+        memory: Some(memory.clone()),
         fleet: None,
         started,
         max_request_size: config.server.max_request_size,
@@ -324,6 +324,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .flatten()
     {
         task.abort();
+    }
+    // The next start reads the index back instead of rebuilding it.
+    match memory.save_index().await {
+        Ok(Some(bytes)) => tracing::info!(bytes, "memory index saved for the next start"),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(%error, "cannot save the memory index; the next start rebuilds it")
+        }
     }
     tracing::info!("caxton stopped");
     Ok(())

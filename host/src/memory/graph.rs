@@ -9,6 +9,7 @@ use libsql::Value;
 use serde::Serialize;
 
 use super::index::{EntryFilter, VectorIndex, Visibility};
+use super::index_file;
 use super::scope::{Caller, Scope};
 use super::{MemoryError, now_ms};
 use crate::config::SqliteConfig;
@@ -128,6 +129,11 @@ pub(super) struct EntityRow {
 /// type and vector.
 type IndexRow = (i64, i64, Visibility, u32, Vec<f32>);
 
+/// Observations read from the store per query when the index is built or
+/// caught up: bounds what a start holds as float32 (~3 MB) however large
+/// the store.
+const INDEX_BATCH: i64 = 2048;
+
 pub struct Memory {
     pub(super) db: Arc<Db>,
     pub(super) embeddings: Option<Arc<EmbeddingEngine>>,
@@ -196,18 +202,38 @@ impl Memory {
         }
     }
 
-    /// Observations with a vector and an id past `after`, with what the
-    /// index files them under.
-    async fn read_vectors(&self, after: i64) -> Result<Vec<IndexRow>, MemoryError> {
-        self.query_vectors("o.id > ?1", vec![libsql::Value::Integer(after)])
-            .await
+    /// Up to `limit` observations with a vector and an id past `after`, in
+    /// id order, with what the index files them under.
+    async fn read_vectors(&self, after: i64, limit: i64) -> Result<Vec<IndexRow>, MemoryError> {
+        self.query_vectors(
+            "o.id > ?1 AND o.embedding IS NOT NULL ORDER BY o.id LIMIT ?2",
+            vec![libsql::Value::Integer(after), libsql::Value::Integer(limit)],
+        )
+        .await
+    }
+
+    /// Adds every observation with a vector and an id past `after`, a
+    /// batch at a time. Returns how many.
+    async fn index_past(&self, mut after: i64) -> Result<usize, MemoryError> {
+        let mut added = 0;
+        loop {
+            let rows = self.read_vectors(after, INDEX_BATCH).await?;
+            let full = rows.len() as i64 == INDEX_BATCH;
+            if let Some(last) = rows.last() {
+                after = last.0;
+            }
+            added += self.index_rows(rows);
+            if !full {
+                return Ok(added);
+            }
+        }
     }
 
     /// The observations of `ids` that have a vector, as [`Self::read_vectors`].
     async fn read_vectors_of(&self, ids: &[i64]) -> Result<Vec<IndexRow>, MemoryError> {
         let placeholders = vec!["?"; ids.len()].join(", ");
         self.query_vectors(
-            &format!("o.id IN ({placeholders})"),
+            &format!("o.id IN ({placeholders}) AND o.embedding IS NOT NULL"),
             ids.iter().map(|id| libsql::Value::Integer(*id)).collect(),
         )
         .await
@@ -224,7 +250,7 @@ impl Memory {
                 &format!(
                     "SELECT o.id, o.entity_id, e.scope, e.owner, e.entity_type, o.embedding
                      FROM observations o JOIN entities e ON e.id = o.entity_id
-                     WHERE {condition} AND o.embedding IS NOT NULL"
+                     WHERE {condition}"
                 ),
                 params,
             )
@@ -266,10 +292,9 @@ impl Memory {
     /// reconciled: the missing read in, the gone dropped. The index is never
     /// rebuilt. Returns the number of observations added and removed.
     pub async fn follow_replication(&self) -> Result<usize, MemoryError> {
-        let rows = self
-            .read_vectors(self.followed.load(Ordering::Acquire))
+        let mut changed = self
+            .index_past(self.followed.load(Ordering::Acquire))
             .await?;
-        let mut changed = self.index_rows(rows);
         let stored: (i64, i128) = {
             let conn = self.db.reader().await?;
             let mut rows = conn
@@ -326,18 +351,109 @@ impl Memory {
         Ok(changed)
     }
 
+    /// Loads the vector index: from the file the last clean stop saved,
+    /// caught up with the store, or else built from the store.
     async fn load_index(&self) -> Result<(), MemoryError> {
         let started = std::time::Instant::now();
-        let loaded = self.read_vectors(0).await?;
-        self.index_rows(loaded);
+        let file = index_file::path_for(self.db.path());
+        let dims = self.index.read().expect("index lock").dims();
+        let saved = {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || index_file::take(&file, dims))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        let source = match saved.and_then(|taken| taken) {
+            Ok(Some(snapshot)) => {
+                *self.interned.lock().expect("intern lock") = snapshot
+                    .interned
+                    .into_iter()
+                    .enumerate()
+                    .map(|(id, name)| (name, id as u32))
+                    .collect();
+                self.followed.store(snapshot.followed, Ordering::Release);
+                *self.index.write().expect("index lock") = snapshot.index;
+                let caught_up = self.follow_replication().await?;
+                tracing::debug!(caught_up, "memory index file caught up with the store");
+                "file"
+            }
+            Ok(None) => {
+                self.build_index().await?;
+                "store"
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    file = %file.display(),
+                    "cannot use the saved memory index; rebuilding it from the store"
+                );
+                self.build_index().await?;
+                "store"
+            }
+        };
+        crate::heap::release_freed_memory();
         let index = self.index.read().expect("index lock");
         tracing::info!(
             observations = index.len(),
             index_mb = index.memory_bytes() as f64 / 1_048_576.0,
             elapsed_ms = started.elapsed().as_millis() as u64,
+            from = source,
             "memory index loaded"
         );
         Ok(())
+    }
+
+    /// Builds the index from every vector in the store, in batches, into
+    /// arrays sized once for the count.
+    async fn build_index(&self) -> Result<(), MemoryError> {
+        let count: i64 = {
+            let conn = self.db.reader().await?;
+            let mut rows = conn
+                .query(
+                    "SELECT count(*) FROM observations WHERE embedding IS NOT NULL",
+                    (),
+                )
+                .await?;
+            match rows.next().await? {
+                Some(row) => row.get(0)?,
+                None => 0,
+            }
+        };
+        self.index
+            .write()
+            .expect("index lock")
+            .reserve_exact(count.max(0) as usize);
+        self.index_past(0).await?;
+        self.index.write().expect("index lock").shrink_to_fit();
+        Ok(())
+    }
+
+    /// Saves the vector index for the next start (see [`index_file`]), when
+    /// it holds anything. Returns the file's size.
+    pub async fn save_index(self: &Arc<Self>) -> Result<Option<u64>, MemoryError> {
+        let memory = self.clone();
+        let file = index_file::path_for(self.db.path());
+        let path = file.clone();
+        tokio::task::spawn_blocking(move || {
+            let index = memory.index.read().expect("index lock");
+            if index.is_empty() {
+                return Ok(None);
+            }
+            let interned = {
+                let map = memory.interned.lock().expect("intern lock");
+                let mut names = vec![String::new(); map.len()];
+                for (name, &id) in map.iter() {
+                    names[id as usize] = name.clone();
+                }
+                names
+            };
+            let followed = memory.followed.load(Ordering::Acquire);
+            index_file::save(&path, &index, &interned, followed).map(Some)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|saved| saved)
+        .map_err(|source| MemoryError::Io { path: file, source })
     }
 
     /// Creates the entity if needed and adds observations (each text once

@@ -73,6 +73,11 @@ impl VectorIndex {
         self.ids.len()
     }
 
+    /// Dimensions of the vectors it holds.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
     /// The observation ids held, in no particular order.
     pub fn ids(&self) -> &[i64] {
         &self.ids
@@ -89,6 +94,42 @@ impl VectorIndex {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// Room for `additional` more entries, exactly: a load that knows its
+    /// count allocates once instead of doubling (a doubled 100k index holds
+    /// ~40 MB it never uses).
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.ids.reserve_exact(additional);
+        self.entity_ids.reserve_exact(additional);
+        self.visibility.reserve_exact(additional);
+        self.entity_types.reserve_exact(additional);
+        self.scales.reserve_exact(additional);
+        self.codes.reserve_exact(additional * self.dims);
+        self.position.reserve(additional);
+    }
+
+    /// Hands back what the arrays hold beyond their entries.
+    pub fn shrink_to_fit(&mut self) {
+        self.ids.shrink_to_fit();
+        self.entity_ids.shrink_to_fit();
+        self.visibility.shrink_to_fit();
+        self.entity_types.shrink_to_fit();
+        self.scales.shrink_to_fit();
+        self.codes.shrink_to_fit();
+        self.position.shrink_to_fit();
+    }
+
+    /// Grows the arrays by an eighth when full, instead of doubling: the
+    /// codes are nearly all of the index, and doubling them would leave up
+    /// to half of a large index allocated and unused (large blocks are
+    /// moved with `mremap`, so growing often copies nothing).
+    fn grow_if_full(&mut self) {
+        if self.ids.len() < self.ids.capacity() {
+            return;
+        }
+        let more = (self.ids.len() / 8).max(1024);
+        self.reserve_exact(more);
     }
 
     /// Bytes held by the index's arrays (what it costs in RAM).
@@ -121,6 +162,7 @@ impl VectorIndex {
             self.codes[at * self.dims..(at + 1) * self.dims].copy_from_slice(&q.codes);
             return;
         }
+        self.grow_if_full();
         self.position.insert(id, self.ids.len());
         self.id_sum += i128::from(id);
         self.ids.push(id);
@@ -217,6 +259,76 @@ impl VectorIndex {
         hits.sort_by(|a, b| b.1.total_cmp(&a.1));
         hits
     }
+}
+
+/// The index's arrays, in entry order: what the index file holds.
+pub struct Parts {
+    pub dims: usize,
+    pub ids: Vec<i64>,
+    pub entity_ids: Vec<i64>,
+    pub visibility: Vec<Visibility>,
+    pub entity_types: Vec<u32>,
+    pub scales: Vec<f32>,
+    pub codes: Vec<i8>,
+}
+
+impl VectorIndex {
+    /// The arrays, borrowed, for writing the index file.
+    pub fn parts(&self) -> PartsRef<'_> {
+        PartsRef {
+            dims: self.dims,
+            ids: &self.ids,
+            entity_ids: &self.entity_ids,
+            visibility: &self.visibility,
+            entity_types: &self.entity_types,
+            scales: &self.scales,
+            codes: &self.codes,
+        }
+    }
+
+    /// An index of the arrays read back from the index file. `None` when
+    /// their lengths disagree or an id repeats.
+    pub fn from_parts(parts: Parts) -> Option<Self> {
+        let n = parts.ids.len();
+        let consistent = parts.entity_ids.len() == n
+            && parts.visibility.len() == n
+            && parts.entity_types.len() == n
+            && parts.scales.len() == n
+            && parts.codes.len() == n * parts.dims;
+        if !consistent {
+            return None;
+        }
+        let mut position = HashMap::with_capacity(n);
+        let mut id_sum = 0i128;
+        for (at, &id) in parts.ids.iter().enumerate() {
+            if position.insert(id, at).is_some() {
+                return None;
+            }
+            id_sum += i128::from(id);
+        }
+        Some(Self {
+            dims: parts.dims,
+            id_sum,
+            ids: parts.ids,
+            entity_ids: parts.entity_ids,
+            visibility: parts.visibility,
+            entity_types: parts.entity_types,
+            scales: parts.scales,
+            codes: parts.codes,
+            position,
+        })
+    }
+}
+
+/// [`Parts`], borrowed.
+pub struct PartsRef<'a> {
+    pub dims: usize,
+    pub ids: &'a [i64],
+    pub entity_ids: &'a [i64],
+    pub visibility: &'a [Visibility],
+    pub entity_types: &'a [u32],
+    pub scales: &'a [f32],
+    pub codes: &'a [i8],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -7,6 +7,7 @@ mod cleanup;
 mod edit;
 mod graph;
 mod index;
+mod index_file;
 mod scope;
 mod subgraph;
 mod transfer;
