@@ -4,6 +4,7 @@
 mod agents;
 mod faults;
 mod fleet;
+mod footprint;
 mod llm;
 mod mcp;
 mod memory;

@@ -67,6 +67,8 @@ pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served>
     std::fs::create_dir_all(data)?;
     let mut options = ServeOptions::new(&std::env::current_exe()?, data, agents);
     options.config = Some(config.to_owned());
+    // Warnings and errors only: a failed start says why.
+    options.capture_log = true;
     let process = ServerProcess::start(&options)?;
     let token = process
         .token
@@ -87,6 +89,11 @@ pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served>
 }
 
 impl Served {
+    /// Stops the server cleanly (SIGTERM) and returns its exit status.
+    pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.terminate()
+    }
+
     /// A figure from the server's `/proc/PID/status` (`VmHWM`, `RssAnon`,
     /// ...) in MB; `None` where there is no procfs.
     pub fn proc_status_mb(&self, field: &str) -> Option<f64> {

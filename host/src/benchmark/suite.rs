@@ -163,7 +163,11 @@ pub async fn api(work: &Path, requests: usize, wasmtime_serve: bool) -> anyhow::
 /// the instance pool (only 2xx, or 429/503 with Retry-After, may come
 /// back), and with `find_breaking_points` a concurrency ramp until the
 /// SLA (p99 ≤ 200 ms, errors ≤ 1%) breaks.
-pub async fn system(work: &Path, find_breaking_points: bool) -> anyhow::Result<Value> {
+pub async fn system(
+    work: &Path,
+    find_breaking_points: bool,
+    observations: usize,
+) -> anyhow::Result<Value> {
     let agents = work.join("agents");
     std::fs::create_dir_all(&agents)?;
     std::fs::write(agents.join("echo.toml"), echo_manifest("echo", "1.0.0"))?;
@@ -232,6 +236,19 @@ pub async fn system(work: &Path, find_breaking_points: bool) -> anyhow::Result<V
                "startup_peak_mb": startup_peak, "binary_mb": binary_mb, "binary_stripped_mb": stripped_mb}),
     );
     drop(served);
+
+    if observations > 0 {
+        use super::footprint::{at_scale, start_measured};
+        let (server, empty) = start_measured(&agents, &work.join("data-empty"), QUIET).await?;
+        drop(server);
+        let no_model_config = format!("{QUIET}[memory.embedding_config]\nenabled = false\n");
+        let (server, no_model) =
+            start_measured(&agents, &work.join("data-no-model"), &no_model_config).await?;
+        drop(server);
+        let (scale, rows) = at_scale(work, &agents, QUIET, observations, &empty, &no_model).await?;
+        metrics.extend(rows);
+        report.insert("at_scale".into(), scale);
+    }
 
     // 10x the pool, with short queues, so refusals must happen.
     let pool = 4;

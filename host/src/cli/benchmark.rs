@@ -35,6 +35,10 @@ pub enum BenchmarkCommand {
     System {
         #[arg(long)]
         find_breaking_points: bool,
+        /// Also start on a store of this many observations (synthetic,
+        /// with vectors): startup peak, steady state, warm start.
+        #[arg(long, default_value_t = 0)]
+        observations: usize,
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -210,9 +214,10 @@ impl BenchmarkCommand {
             ),
             BenchmarkCommand::System {
                 find_breaking_points,
+                observations,
                 output,
             } => (
-                crate::benchmark::system(&work, *find_breaking_points).await,
+                crate::benchmark::system(&work, *find_breaking_points, *observations).await,
                 output,
             ),
             BenchmarkCommand::Fleet {

@@ -188,14 +188,19 @@ impl ServerProcess {
         });
         let (base, metrics_url) = match listening.recv_timeout(options.start_timeout) {
             Ok(found) => found,
-            Err(_) => {
+            Err(error) => {
                 let _ = child.kill();
-                let _ = child.wait();
-                anyhow::bail!(
-                    "the server did not start within {:?}; its log:\n{}",
-                    options.start_timeout,
-                    log.lock().expect("log lock")
-                );
+                let status = child.wait();
+                let what = match (error, status) {
+                    (std::sync::mpsc::RecvTimeoutError::Disconnected, Ok(status)) => {
+                        format!("the server exited before listening ({status})")
+                    }
+                    _ => format!(
+                        "the server did not start within {:?}",
+                        options.start_timeout
+                    ),
+                };
+                anyhow::bail!("{what}; its log:\n{}", log.lock().expect("log lock"));
             }
         };
         let startup = started.elapsed();
@@ -225,6 +230,25 @@ impl ServerProcess {
     /// The child process, for signals and exit status.
     pub fn child_mut(&mut self) -> &mut Child {
         &mut self.child
+    }
+
+    /// Sends SIGTERM (a clean stop) and waits up to 30 s for the exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        // SAFETY: kill only sends a signal to our own child's pid.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -425,6 +425,7 @@ impl Memory {
             .reserve_exact(count.max(0) as usize);
         self.index_past(0).await?;
         self.index.write().expect("index lock").shrink_to_fit();
+        self.db.release_read_caches().await?;
         Ok(())
     }
 

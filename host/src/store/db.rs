@@ -48,6 +48,10 @@ impl Db {
                 message: e.to_string(),
             })?;
         let writer = db.connect()?;
+        // Before the first statement: another process closing the file
+        // (checkpointing its WAL as the last connection out) holds a lock
+        // for a moment, and a start must wait for it, not fail.
+        writer.busy_timeout(config.busy_timeout)?;
         // Only takes effect on a new file (before the first table): lets
         // `caxton storage maintenance` give freed pages back to the disk.
         pragma(&writer, "PRAGMA auto_vacuum = INCREMENTAL").await?;
@@ -211,6 +215,21 @@ impl Db {
         Fut: Future<Output = Result<(T, Option<AfterCommit>), E>>,
     {
         self.writes.write(Durability::Committed, work).await
+    }
+
+    /// Empties the pooled readers' page caches (each holds up to
+    /// `cache_size_mb`): after a scan of the whole store, such as building
+    /// the vector index, they would otherwise keep it resident.
+    pub async fn release_read_caches(&self) -> Result<(), StoreError> {
+        let pooled: Vec<libsql::Connection> =
+            std::mem::take(&mut *self.readers.lock().expect("reader pool"));
+        for conn in &pooled {
+            pragma(conn, "PRAGMA shrink_memory").await?;
+        }
+        let mut pool = self.readers.lock().expect("reader pool");
+        pool.extend(pooled);
+        pool.truncate(POOLED_READERS);
+        Ok(())
     }
 
     /// A read connection from the pool (opened on demand).
