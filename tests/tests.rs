@@ -10,6 +10,7 @@ mod clients;
 mod embeddings;
 mod embeddings_api;
 mod fleet;
+mod footprint;
 mod hardening;
 mod hostile;
 mod http_client;

@@ -3,6 +3,7 @@
 //! start it), with its own data dir and agents dir, and its log captured;
 //! requests, error assertions and a `caxton` command builder.
 
+pub mod cgroup;
 pub mod fleet;
 pub mod plugins;
 
@@ -104,9 +105,21 @@ impl Server {
 
     /// Starts a server on `data_dir`, optionally with a config file's text.
     pub fn start_with(agents: &AgentsDir, data_dir: &Path, config: Option<&str>) -> Self {
+        Self::start_in(agents, data_dir, config, None)
+    }
+
+    /// [`Self::start_with`], with the server in the cgroup whose
+    /// `cgroup.procs` is `cgroup_procs` from its first instruction.
+    pub fn start_in(
+        agents: &AgentsDir,
+        data_dir: &Path,
+        config: Option<&str>,
+        cgroup_procs: Option<&Path>,
+    ) -> Self {
         plugins::plugin_dir();
         let mut options = ServeOptions::new(&binary(), data_dir, agents.path());
         options.config = config.map(str::to_owned);
+        options.cgroup_procs = cgroup_procs.map(Path::to_owned);
         options.log_filter = "info,plugin=debug".into();
         options.capture_log = true;
         let process = ServerProcess::start(&options).unwrap_or_else(|error| panic!("{error}"));

@@ -62,6 +62,10 @@ pub struct ServeOptions {
     pub capture_log: bool,
     /// Longest wait for the "listening" line.
     pub start_timeout: Duration,
+    /// A cgroup's `cgroup.procs` file: the server runs in that cgroup from
+    /// its first instruction (so its start counts against the cgroup's
+    /// limits too).
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -74,6 +78,7 @@ impl ServeOptions {
             log_filter: "warn".into(),
             capture_log: false,
             start_timeout: Duration::from_secs(120),
+            cgroup_procs: None,
         }
     }
 }
@@ -91,6 +96,33 @@ fn link_checkout_model(data_dir: &Path) -> anyhow::Result<()> {
     let name = source.file_name().expect("a model dir has a name");
     #[cfg(unix)]
     std::os::unix::fs::symlink(&source, models.join(name))?;
+    Ok(())
+}
+
+/// Makes the process `command` starts write itself into the cgroup whose
+/// `cgroup.procs` is `procs` before it runs the program.
+fn join_cgroup_at_exec(command: &mut Command, procs: &Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let path = std::ffi::CString::new(procs.as_os_str().as_bytes())?;
+    // SAFETY: between fork and exec the hook calls only open, write and
+    // close (async-signal-safe) on memory allocated before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // "0" is the writing process itself.
+            let written = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+            let error = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written != 2 {
+                return Err(error);
+            }
+            Ok(())
+        });
+    }
     Ok(())
 }
 
@@ -113,6 +145,9 @@ impl ServerProcess {
     pub fn start(options: &ServeOptions) -> anyhow::Result<Self> {
         link_checkout_model(&options.data_dir)?;
         let mut command = Command::new(&options.binary);
+        if let Some(procs) = &options.cgroup_procs {
+            join_cgroup_at_exec(&mut command, procs)?;
+        }
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
