@@ -242,7 +242,15 @@ impl Encoder {
                 .symbols
                 .add_assertion("sequence >= 1")
                 .map_err(model_error)?;
-            let plan = model
+            // Stage by stage, handing back each stage's garbage before the
+            // next allocates: in one go the optimiser's working set lands
+            // on top of what typing and decluttering left behind (the
+            // start's peak is 2-3 MB lower this way).
+            let typed = model.into_typed().map_err(model_error)?;
+            crate::heap::release_freed_memory();
+            let decluttered = typed.into_decluttered().map_err(model_error)?;
+            crate::heap::release_freed_memory();
+            let plan = decluttered
                 .into_optimized()
                 .and_then(|m| m.into_runnable())
                 .map_err(model_error)?;
