@@ -50,6 +50,16 @@ impl MemoryCgroup {
             std::fs::write(&path, value)
                 .map_err(|e| format!("cannot set {}: {e}", path.display()))?;
         }
+        // Creating is not joining (delegation can allow one, not the
+        // other): a process must be able to move itself in.
+        let joined = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo 0 > '{}'", cgroup.procs().display()))
+            .status()
+            .map_err(|e| format!("cannot run sh: {e}"))?;
+        if !joined.success() {
+            return Err(format!("cannot join {}", cgroup.dir.display()));
+        }
         Ok(cgroup)
     }
 

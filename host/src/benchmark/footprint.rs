@@ -122,6 +122,57 @@ pub async fn build_store(database: &Path, observations: usize) -> anyhow::Result
     Ok(())
 }
 
+/// Requests in the in-use phase: three distinct searches to one write.
+const USE_REQUESTS: usize = 2000;
+
+/// Sends [`USE_REQUESTS`] requests from 4 clients: searches with distinct
+/// queries and writes of one observation. Returns the searches' latency
+/// summary and the anonymous memory afterwards.
+async fn use_for_a_while(served: &Served) -> anyhow::Result<(Value, f64)> {
+    let clients = 4;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let http = served.client.clone();
+            let base = served.base.clone();
+            tokio::spawn(async move {
+                let mut searches = Vec::new();
+                for i in (client..USE_REQUESTS).step_by(clients) {
+                    let started = Instant::now();
+                    let (path, body) = if i % 4 == 3 {
+                        (
+                            "/api/v1/memory/entities",
+                            json!({"agent": "writer", "name": format!("note-{i}"), "entity_type": "note",
+                                   "observations": [format!("note {i}: the kitchen sensor read {}", i * 7)]}),
+                        )
+                    } else {
+                        (
+                            "/api/v1/memory/search",
+                            json!({"agent": "synthetic", "query": format!("what happened to the invoice {i}"), "limit": 10}),
+                        )
+                    };
+                    let reply = http.post(format!("{base}{path}")).json(&body).send().await?;
+                    anyhow::ensure!(
+                        reply.status().is_success(),
+                        "{path}: {}",
+                        reply.status()
+                    );
+                    if path.ends_with("search") {
+                        searches.push(started.elapsed());
+                    }
+                }
+                Ok(searches)
+            })
+        })
+        .collect();
+    let mut searches = Vec::new();
+    for task in tasks {
+        searches.extend(task.await??);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let anon = served.proc_status_mb("RssAnon").unwrap_or(f64::NAN);
+    Ok((super::percentiles(searches), anon))
+}
+
 /// The large-store section of `benchmark system`. `empty` and `no_model`
 /// are the same run's starts on an empty store, with and without the
 /// model: the baselines the figures are read against.
@@ -156,6 +207,9 @@ pub async fn at_scale(
         warm.index_entries,
         first.index_entries
     );
+    // In use: distinct searches (each embeds its query, filling the
+    // embedding cache and the readers' page caches) and writes.
+    let (search_latency, anon_after_load_mb) = use_for_a_while(&warm_server).await?;
     // A crash leaves no file: the next start rebuilds.
     drop(warm_server);
     let (_crashed, after_crash) = start_measured(agents, &data, config).await?;
@@ -181,6 +235,9 @@ pub async fn at_scale(
         "  warm peak - steady {:.1} MB (goal <= 32); anonymous {:.1} MB against model + index + 40 = {allowance:.1} MB",
         warm.peak_mb - warm.rss_mb,
         warm.anon_mb
+    );
+    eprintln!(
+        "  after {USE_REQUESTS} searches and writes: anonymous {anon_after_load_mb:.1} MB; search {search_latency}"
     );
 
     let prefix = format!("system.{observations}obs");
@@ -212,6 +269,12 @@ pub async fn at_scale(
         ));
     }
     metrics.push(metric(
+        &format!("{prefix}.in_use.anon_mb"),
+        anon_after_load_mb,
+        "MB",
+        "lower",
+    ));
+    metrics.push(metric(
         &format!("{prefix}.anon_over_model_and_index_mb"),
         warm.anon_mb - model_mb - warm.index_mb,
         "MB",
@@ -225,6 +288,7 @@ pub async fn at_scale(
         "first_start": first.json(),
         "warm_start": warm.json(),
         "after_crash": after_crash.json(),
+        "in_use": {"requests": USE_REQUESTS, "anon_mb": anon_after_load_mb, "search": search_latency},
     });
     Ok((report, metrics))
 }

@@ -248,12 +248,10 @@ impl Encoder {
             // start's peak is 2-3 MB lower this way).
             let typed = model.into_typed().map_err(model_error)?;
             crate::heap::release_freed_memory();
-            let decluttered = typed.into_decluttered().map_err(model_error)?;
+            let mut model = typed.into_decluttered().map_err(model_error)?;
             crate::heap::release_freed_memory();
-            let plan = decluttered
-                .into_optimized()
-                .and_then(|m| m.into_runnable())
-                .map_err(model_error)?;
+            model.optimize().map_err(model_error)?;
+            let plan = model.into_runnable().map_err(model_error)?;
             plans.insert(batch, plan);
         }
         crate::heap::release_freed_memory();

@@ -351,15 +351,47 @@ impl Memory {
         Ok(changed)
     }
 
+    /// The store's identity (see `migrations/0005_store_identity.sql`).
+    async fn store_identity(&self) -> Result<String, MemoryError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn.query("SELECT id FROM store_identity", ()).await?;
+        Ok(match rows.next().await? {
+            Some(row) => row.get(0)?,
+            None => String::new(),
+        })
+    }
+
+    /// Files every index entry under its entity's scope, owner and type as
+    /// the store has them now, dropping entries of entities gone: what a
+    /// saved index cannot know (an entity re-typed by another host while
+    /// this one was down). One read of the entities, no vectors.
+    async fn refile_from_store(&self) -> Result<usize, MemoryError> {
+        let conn = self.db.reader().await?;
+        let mut rows = conn
+            .query("SELECT id, scope, owner, entity_type FROM entities", ())
+            .await?;
+        let mut entities = HashMap::new();
+        while let Some(row) = rows.next().await? {
+            let scope = Scope::parse(&row.get::<String>(1)?).unwrap_or(Scope::Agent);
+            let visibility = self.visibility(scope, &row.get::<String>(2)?);
+            let entity_type = self.intern(&row.get::<String>(3)?);
+            entities.insert(row.get::<i64>(0)?, (visibility, entity_type));
+        }
+        drop(rows);
+        drop(conn);
+        Ok(self.index.write().expect("index lock").refile(&entities))
+    }
+
     /// Loads the vector index: from the file the last clean stop saved,
-    /// caught up with the store, or else built from the store.
+    /// brought up to the store, or else built from the store.
     async fn load_index(&self) -> Result<(), MemoryError> {
         let started = std::time::Instant::now();
         let file = index_file::path_for(self.db.path());
         let dims = self.index.read().expect("index lock").dims();
+        let store = self.store_identity().await?;
         let saved = {
             let file = file.clone();
-            tokio::task::spawn_blocking(move || index_file::take(&file, dims))
+            tokio::task::spawn_blocking(move || index_file::take(&file, &store, dims))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))
         };
@@ -373,8 +405,13 @@ impl Memory {
                     .collect();
                 self.followed.store(snapshot.followed, Ordering::Release);
                 *self.index.write().expect("index lock") = snapshot.index;
+                let refiled = self.refile_from_store().await?;
                 let caught_up = self.follow_replication().await?;
-                tracing::debug!(caught_up, "memory index file caught up with the store");
+                tracing::debug!(
+                    refiled,
+                    caught_up,
+                    "memory index file brought up to the store"
+                );
                 "file"
             }
             Ok(None) => {
@@ -425,13 +462,18 @@ impl Memory {
             .reserve_exact(count.max(0) as usize);
         self.index_past(0).await?;
         self.index.write().expect("index lock").shrink_to_fit();
-        self.db.release_read_caches().await?;
+        self.db.release_read_caches().await;
         Ok(())
     }
 
     /// Saves the vector index for the next start (see [`index_file`]), when
     /// it holds anything. Returns the file's size.
     pub async fn save_index(self: &Arc<Self>) -> Result<Option<u64>, MemoryError> {
+        let store = self.store_identity().await?;
+        // Held until the file is written: any open write group commits
+        // (with its index updates) first, and nothing commits meanwhile,
+        // so the file is exactly the store at one moment.
+        let _writer = self.db.writer().await;
         let memory = self.clone();
         let file = index_file::path_for(self.db.path());
         let path = file.clone();
@@ -448,8 +490,10 @@ impl Memory {
                 }
                 names
             };
-            let followed = memory.followed.load(Ordering::Acquire);
-            index_file::save(&path, &index, &interned, followed).map(Some)
+            // This host's own writes never moved `followed`: the highest id
+            // held is as far as the file needs no catching up.
+            let followed = memory.followed.load(Ordering::Acquire).max(index.max_id());
+            index_file::save(&path, &store, &index, &interned, followed).map(Some)
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))

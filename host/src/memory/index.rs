@@ -221,6 +221,36 @@ impl VectorIndex {
         self.codes.truncate(last * self.dims);
     }
 
+    /// The highest observation id held (0 when empty).
+    pub fn max_id(&self) -> i64 {
+        self.ids.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Files every entry under its entity's visibility and type as
+    /// `entities` gives them (entity id -> both), in one pass; entries of
+    /// entities not in it are removed. Returns how many entries changed.
+    pub fn refile(&mut self, entities: &HashMap<i64, (Visibility, u32)>) -> usize {
+        let mut changed = 0;
+        let mut at = 0;
+        while at < self.ids.len() {
+            match entities.get(&self.entity_ids[at]) {
+                Some(&(visibility, entity_type)) => {
+                    if self.visibility[at] != visibility || self.entity_types[at] != entity_type {
+                        self.visibility[at] = visibility;
+                        self.entity_types[at] = entity_type;
+                        changed += 1;
+                    }
+                    at += 1;
+                }
+                None => {
+                    self.swap_remove(at);
+                    changed += 1;
+                }
+            }
+        }
+        changed
+    }
+
     /// Changes the type recorded for an entity's observations.
     pub fn set_entity_type(&mut self, entity_id: i64, entity_type: u32) {
         for (at, &owner) in self.entity_ids.iter().enumerate() {

@@ -9,9 +9,9 @@
 //! after the snapshot (a write that raced the stop, another host's writes
 //! through replication) is caught up by the same follow replicas use.
 //!
-//! Layout, little-endian: magic, dims, entry count, the interned owner and
-//! type names, the followed id, then each array of [`Parts`] whole, then a
-//! CRC-32 of everything before it.
+//! Layout, little-endian: magic, the store's identity, dims, entry count,
+//! the interned owner and type names, the followed id, then each array of
+//! [`Parts`] whole, then a CRC-32 of everything before it.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 use super::index::{Parts, VectorIndex, Visibility};
 
 /// The format's name and version: a file of another version is rebuilt.
-const MAGIC: &[u8; 8] = b"CXVIDX01";
+const MAGIC: &[u8; 8] = b"CXVIDX02";
+
+/// Longest store identity accepted (they are 32 hex digits).
+const MAX_IDENTITY: u32 = 256;
 
 /// Bytes per entry besides its codes: id, entity id, scope, owner, type,
 /// scale.
@@ -46,6 +49,7 @@ pub fn path_for(database: &Path) -> PathBuf {
 /// Returns its size in bytes.
 pub fn save(
     path: &Path,
+    store: &str,
     index: &VectorIndex,
     interned: &[String],
     followed: i64,
@@ -55,6 +59,8 @@ pub fn save(
     let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
     let parts = index.parts();
     out.write_all(MAGIC)?;
+    out.write_all(&(store.len() as u32).to_le_bytes())?;
+    out.write_all(store.as_bytes())?;
     out.write_all(&(parts.dims as u32).to_le_bytes())?;
     out.write_all(&(parts.ids.len() as u64).to_le_bytes())?;
     out.write_all(&(interned.len() as u32).to_le_bytes())?;
@@ -84,26 +90,37 @@ pub fn save(
 }
 
 /// Reads the snapshot at `path` and removes the file. `Ok(None)` when
-/// there is none; an error when it cannot be used (another version or
-/// dims, damaged, truncated): the caller rebuilds from the store.
-pub fn take(path: &Path, dims: usize) -> io::Result<Option<Snapshot>> {
+/// there is none; an error when it cannot be used (another store, version
+/// or dims, damaged, truncated): the caller rebuilds from the store.
+pub fn take(path: &Path, store: &str, dims: usize) -> io::Result<Option<Snapshot>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error),
     };
-    let result = read(file, dims);
+    let result = read(file, store, dims);
     std::fs::remove_file(path)?;
     result.map(Some)
 }
 
-fn read(file: File, dims: usize) -> io::Result<Snapshot> {
+fn read(file: File, store: &str, dims: usize) -> io::Result<Snapshot> {
     let size = file.metadata()?.len();
     let mut input = Checksummed::new(BufReader::with_capacity(1 << 20, file));
     let mut magic = [0u8; 8];
     input.read_exact(&mut magic)?;
     if &magic != MAGIC {
         return Err(invalid("not an index file of this version"));
+    }
+    let identity_length = read_u32(&mut input)?;
+    if identity_length > MAX_IDENTITY {
+        return Err(invalid("store identity too long"));
+    }
+    let mut identity = vec![0u8; identity_length as usize];
+    input.read_exact(&mut identity)?;
+    if identity != store.as_bytes() {
+        return Err(invalid(
+            "written for another store (the database was replaced or restored)",
+        ));
     }
     let file_dims = read_u32(&mut input)? as usize;
     if file_dims != dims {
@@ -136,7 +153,7 @@ fn read(file: File, dims: usize) -> io::Result<Snapshot> {
     let entity_ids = read_each(&mut input, n, i64::from_le_bytes)?;
     let scopes = read_each(&mut input, n, |[b]: [u8; 1]| b)?;
     let owners = read_each(&mut input, n, u32::from_le_bytes)?;
-    let visibility = scopes
+    let visibility: Vec<Visibility> = scopes
         .into_iter()
         .zip(owners)
         .map(|(scope, owner)| Visibility { scope, owner })
@@ -153,6 +170,19 @@ fn read(file: File, dims: usize) -> io::Result<Snapshot> {
     if input.inner.read(&mut [0u8; 1])? != 0 {
         return Err(invalid("bytes past the checksum"));
     }
+    // What the entries name must exist: an owner or type number past the
+    // names, or a repeated name, would let the next name interned share a
+    // number with entries already filed under another.
+    let distinct: std::collections::HashSet<&String> = interned.iter().collect();
+    if distinct.len() != interned.len() {
+        return Err(invalid("a name repeats"));
+    }
+    let names_count = interned.len() as u32;
+    if visibility_out_of_range(&visibility, names_count)
+        || entity_types.iter().any(|&t| t >= names_count)
+    {
+        return Err(invalid("an entry names an owner or type the file lacks"));
+    }
     let index = VectorIndex::from_parts(Parts {
         dims,
         ids,
@@ -168,6 +198,11 @@ fn read(file: File, dims: usize) -> io::Result<Snapshot> {
         interned,
         followed,
     })
+}
+
+fn visibility_out_of_range(visibility: &[Visibility], names: u32) -> bool {
+    // Scopes are 0 (agent), 1 (workspace) and 2 (global).
+    visibility.iter().any(|v| v.scope > 2 || v.owner >= names)
 }
 
 fn invalid(message: impl Into<String>) -> io::Error {
@@ -263,6 +298,8 @@ impl<W: Write> Write for Checksummed<W> {
 mod tests {
     use super::*;
 
+    const STORE: &str = "0123456789abcdef0123456789abcdef";
+
     fn sample() -> (VectorIndex, Vec<String>) {
         let mut index = VectorIndex::new(4);
         for i in 0..300i64 {
@@ -274,7 +311,10 @@ mod tests {
             index.insert(i * 7, i / 10, visibility, (i % 4) as u32, &v);
         }
         index.remove(21);
-        (index, vec!["alpha".into(), "beta".into(), "note".into()])
+        (
+            index,
+            vec!["alpha".into(), "beta".into(), "note".into(), "task".into()],
+        )
     }
 
     #[test]
@@ -282,8 +322,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = path_for(&dir.path().join("memory.db"));
         let (index, interned) = sample();
-        save(&path, &index, &interned, 2093).unwrap();
-        let snapshot = take(&path, 4).unwrap().expect("a snapshot");
+        save(&path, STORE, &index, &interned, 2093).unwrap();
+        let snapshot = take(&path, STORE, 4).unwrap().expect("a snapshot");
         assert!(!path.exists(), "read once, then gone");
         assert_eq!(snapshot.interned, interned);
         assert_eq!(snapshot.followed, 2093);
@@ -299,7 +339,7 @@ mod tests {
             snapshot.index.search(&query, 10, &All),
             index.search(&query, 10, &All)
         );
-        assert!(take(&path, 4).unwrap().is_none());
+        assert!(take(&path, STORE, 4).unwrap().is_none());
     }
 
     #[test]
@@ -308,31 +348,41 @@ mod tests {
         let path = path_for(&dir.path().join("memory.db"));
         let (index, interned) = sample();
 
-        save(&path, &index, &interned, 1).unwrap();
+        save(&path, STORE, &index, &interned, 1).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
-        let error = take(&path, 4).err().expect("a flipped bit is caught");
+        let error = take(&path, STORE, 4)
+            .err()
+            .expect("a flipped bit is caught");
         assert!(error.to_string().contains("checksum"), "{error}");
         assert!(!path.exists());
 
-        save(&path, &index, &interned, 1).unwrap();
+        save(&path, STORE, &index, &interned, 1).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
-        assert!(take(&path, 4).is_err(), "a truncated file is refused");
+        assert!(
+            take(&path, STORE, 4).is_err(),
+            "a truncated file is refused"
+        );
 
-        save(&path, &index, &interned, 1).unwrap();
-        let error = take(&path, 384).err().expect("other dims are refused");
+        save(&path, STORE, &index, &interned, 1).unwrap();
+        let error = take(&path, STORE, 384)
+            .err()
+            .expect("other dims are refused");
         assert!(error.to_string().contains("dimension"), "{error}");
 
         // A count that claims more entries than the file holds is refused
         // before anything is allocated for it.
-        save(&path, &index, &interned, 1).unwrap();
+        save(&path, STORE, &index, &interned, 1).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
-        bytes[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+        let count_at = 8 + 4 + STORE.len() + 4;
+        bytes[count_at..count_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
-        let error = take(&path, 4).err().expect("a huge count is refused");
+        let error = take(&path, STORE, 4)
+            .err()
+            .expect("a huge count is refused");
         assert!(
             error.to_string().contains("larger than the file"),
             "{error}"

@@ -219,17 +219,23 @@ impl Db {
 
     /// Empties the pooled readers' page caches (each holds up to
     /// `cache_size_mb`): after a scan of the whole store, such as building
-    /// the vector index, they would otherwise keep it resident.
-    pub async fn release_read_caches(&self) -> Result<(), StoreError> {
+    /// the vector index, they would otherwise keep it resident. Best
+    /// effort; a replica's connections take no pragmas (libsql would send
+    /// them to the primary), so there it does nothing.
+    pub async fn release_read_caches(&self) {
+        if self.primary.is_some() {
+            return;
+        }
         let pooled: Vec<libsql::Connection> =
             std::mem::take(&mut *self.readers.lock().expect("reader pool"));
         for conn in &pooled {
-            pragma(conn, "PRAGMA shrink_memory").await?;
+            if let Err(error) = pragma(conn, "PRAGMA shrink_memory").await {
+                tracing::debug!(%error, "cannot empty a reader's page cache");
+            }
         }
         let mut pool = self.readers.lock().expect("reader pool");
         pool.extend(pooled);
         pool.truncate(POOLED_READERS);
-        Ok(())
     }
 
     /// A read connection from the pool (opened on demand).

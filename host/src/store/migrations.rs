@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_observations_without_embedding.sql",
         include_str!("../../../migrations/0004_observations_without_embedding.sql"),
     ),
+    (
+        5,
+        "0005_store_identity.sql",
+        include_str!("../../../migrations/0005_store_identity.sql"),
+    ),
 ];
 
 /// Brings the schema up to date; returns how many migrations ran. What is
