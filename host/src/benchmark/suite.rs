@@ -239,12 +239,18 @@ pub async fn system(
 
     if observations > 0 {
         use super::footprint::{at_scale, start_measured};
-        let (server, empty) = start_measured(&agents, &work.join("data-empty"), QUIET).await?;
-        drop(server);
+        // Warm starts (the first of each compiles the components, whose
+        // garbage would count as the model's or the host's).
         let no_model_config = format!("{QUIET}[memory.embedding_config]\nenabled = false\n");
-        let (server, no_model) =
-            start_measured(&agents, &work.join("data-no-model"), &no_model_config).await?;
-        drop(server);
+        let mut baselines = Vec::new();
+        for (dir, config) in [("data-empty", QUIET), ("data-no-model", &no_model_config)] {
+            drop(start_measured(&agents, &work.join(dir), config).await?);
+            let (server, figures) = start_measured(&agents, &work.join(dir), config).await?;
+            drop(server);
+            baselines.push(figures);
+        }
+        let [empty, no_model] =
+            <[_; 2]>::try_from(baselines).map_err(|_| anyhow::anyhow!("two baselines"))?;
         let (scale, rows) = at_scale(work, &agents, QUIET, observations, &empty, &no_model).await?;
         metrics.extend(rows);
         report.insert("at_scale".into(), scale);
