@@ -434,12 +434,7 @@ fn memory_host(sqld: &Sqld, data_dir: &std::path::Path) -> Server {
 }
 
 fn observations(hits: &Value) -> Vec<String> {
-    hits["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no hits: {hits}"))
-        .iter()
-        .map(|h| h["observation"].as_str().unwrap().to_owned())
-        .collect()
+    crate::support::hit_fields(hits, "observation")
 }
 
 /// Searches `server` until `text` is among the hits; returns how long.

@@ -15,12 +15,7 @@ fn index_file(data: &Path) -> std::path::PathBuf {
 }
 
 fn entities_of(hits: &Value) -> Vec<String> {
-    hits["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no hits in {hits}"))
-        .iter()
-        .map(|h| h["entity"].as_str().unwrap().to_owned())
-        .collect()
+    crate::support::hit_fields(hits, "entity")
 }
 
 async fn remember(server: &Server, name: &str, fact: &str) {

@@ -18,12 +18,7 @@ fn recall_agents() -> AgentsDir {
 }
 
 fn observations_of(hits: &Value) -> Vec<String> {
-    hits["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["observation"].as_str().unwrap().to_owned())
-        .collect()
+    crate::support::hit_fields(hits, "observation")
 }
 
 #[tokio::test]

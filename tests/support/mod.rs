@@ -337,6 +337,16 @@ impl Reply {
 
 /// The `caxton` binary under test: this build's, or the one `CAXTON_BIN`
 /// names (to show that a test fails on a build without its fix, say).
+/// `field` of every hit in a memory search's answer, in rank order.
+pub fn hit_fields(hits: &Value, field: &str) -> Vec<String> {
+    hits["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no hits in {hits}"))
+        .iter()
+        .map(|h| h[field].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn binary() -> PathBuf {
     std::env::var_os("CAXTON_BIN")
         .map(PathBuf::from)

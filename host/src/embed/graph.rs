@@ -13,27 +13,49 @@ use std::collections::HashMap;
 
 use tract_onnx::pb::{GraphProto, NodeProto, TensorProto};
 
+/// Who makes and who reads each value of a graph, by name.
+struct Wiring<'g> {
+    initializers: HashMap<&'g str, &'g TensorProto>,
+    /// The index of the node that outputs each value.
+    producer: HashMap<&'g str, usize>,
+    /// How many node inputs read each value.
+    consumers: HashMap<&'g str, usize>,
+}
+
+impl<'g> Wiring<'g> {
+    fn of(graph: &'g GraphProto) -> Self {
+        let mut consumers: HashMap<&str, usize> = HashMap::new();
+        for node in &graph.node {
+            for input in &node.input {
+                *consumers.entry(input.as_str()).or_default() += 1;
+            }
+        }
+        Self {
+            initializers: graph
+                .initializer
+                .iter()
+                .map(|t| (t.name.as_str(), t))
+                .collect(),
+            producer: graph
+                .node
+                .iter()
+                .enumerate()
+                .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+                .collect(),
+            consumers,
+        }
+    }
+}
+
 /// Rewrites every `Gather(Mul(Cast(q), scale), ids)` along axis 0 whose `q`
 /// and `scale` are initialisers with a scalar or per-row scale, and whose
 /// dequantised table feeds nothing else. Returns how many were rewritten.
 pub fn gather_before_dequantize(graph: &mut GraphProto) -> usize {
-    let initializers: HashMap<&str, &TensorProto> = graph
-        .initializer
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
-    let producer: HashMap<&str, usize> = graph
-        .node
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
-        .collect();
-    let mut consumers: HashMap<&str, usize> = HashMap::new();
-    for node in &graph.node {
-        for input in &node.input {
-            *consumers.entry(input.as_str()).or_default() += 1;
-        }
-    }
+    let Wiring {
+        initializers,
+        producer,
+        consumers,
+    } = Wiring::of(graph);
 
     // (gather, mul, cast, q, scale) for each rewritable lookup.
     let mut rewrites = Vec::new();
@@ -176,23 +198,11 @@ pub fn fix_batch_dimension(graph: &mut GraphProto, batch: usize) {
 /// `x·(Q·diag(s)) = (x·Q)·diag(s)`), and the optimiser fuses the scale
 /// into the matrix product's output, so inference costs the same.
 pub fn scale_after_matmul(graph: &mut GraphProto) -> usize {
-    let initializers: HashMap<&str, &TensorProto> = graph
-        .initializer
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
-    let producer: HashMap<&str, usize> = graph
-        .node
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
-        .collect();
-    let mut consumers: HashMap<&str, usize> = HashMap::new();
-    for node in &graph.node {
-        for input in &node.input {
-            *consumers.entry(input.as_str()).or_default() += 1;
-        }
-    }
+    let Wiring {
+        initializers,
+        producer,
+        consumers,
+    } = Wiring::of(graph);
     let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
 
     // (matmul, mul) for each rewritable product.
@@ -263,4 +273,77 @@ pub fn scale_after_matmul(graph: &mut GraphProto) -> usize {
         graph.node.remove(ix);
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            name: output.into(),
+            input: inputs.iter().map(|i| i.to_string()).collect(),
+            output: vec![output.into()],
+            ..NodeProto::default()
+        }
+    }
+
+    fn initializer(name: &str, dims: &[i64]) -> TensorProto {
+        TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            ..TensorProto::default()
+        }
+    }
+
+    /// `y = MatMul(x, Mul(Cast(q), s))` with `s` of shape `scale_dims`.
+    fn product(scale_dims: &[i64]) -> GraphProto {
+        GraphProto {
+            initializer: vec![initializer("q", &[2, 3]), initializer("s", scale_dims)],
+            node: vec![
+                node("Cast", &["q"], "qf"),
+                node("Mul", &["qf", "s"], "w"),
+                node("MatMul", &["x", "w"], "y"),
+            ],
+            ..GraphProto::default()
+        }
+    }
+
+    #[test]
+    fn a_column_scale_moves_after_the_product() {
+        let mut graph = product(&[1, 3]);
+        assert_eq!(scale_after_matmul(&mut graph), 1);
+        let ops: Vec<(&str, Vec<&str>, &str)> = graph
+            .node
+            .iter()
+            .map(|n| {
+                (
+                    n.op_type.as_str(),
+                    n.input.iter().map(String::as_str).collect(),
+                    n.output[0].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("Cast", vec!["q"], "qf"),
+                ("MatMul", vec!["x", "qf"], "y.unscaled"),
+                ("Mul", vec!["y.unscaled", "s"], "y"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_row_scale_or_a_shared_weight_is_left_alone() {
+        // Per input row: it does not commute with the product.
+        let mut graph = product(&[2, 1]);
+        assert_eq!(scale_after_matmul(&mut graph), 0);
+        // The scaled weights feed something else too.
+        let mut graph = product(&[1, 3]);
+        graph.node.push(node("Add", &["w", "w"], "other"));
+        assert_eq!(scale_after_matmul(&mut graph), 0);
+        assert_eq!(graph.node.len(), 4);
+    }
 }
