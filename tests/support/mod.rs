@@ -217,22 +217,9 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit; returns its status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.process.child_mut().try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process
+            .terminate()
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// GETs `path` and parses the JSON body (any status).

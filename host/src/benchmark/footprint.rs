@@ -56,20 +56,7 @@ pub async fn start_measured(
     let spawned = Instant::now();
     let served = serve(agents, data, config)?;
     let listening_ms = served.startup.as_secs_f64() * 1e3;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = served
-            .client
-            .get(format!("{}/api/v1/ready", served.base))
-            .send()
-            .await?
-            .status();
-        if ready == 200 {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the server never became ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    served.wait_ready(Duration::from_secs(120)).await?;
     // The listening line is read by a thread of the harness; what it adds
     // to the spawn time is counted in `ready_ms` either way.
     let ready_ms = (spawned.elapsed().as_secs_f64() * 1e3).max(listening_ms);

@@ -89,6 +89,25 @@ pub fn serve(agents: &Path, data: &Path, config: &str) -> anyhow::Result<Served>
 }
 
 impl Served {
+    /// Polls `/api/v1/ready` every 10 ms until it answers 200 (the model
+    /// and the index are loaded), for at most `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ready = self
+                .client
+                .get(format!("{}/api/v1/ready", self.base))
+                .send()
+                .await?
+                .status();
+            if ready == 200 {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the server never became ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops the server cleanly (SIGTERM) and returns its exit status.
     pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
         self.process.terminate()

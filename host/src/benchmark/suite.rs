@@ -181,20 +181,7 @@ pub async fn system(
     let served = serve(&agents, &work.join("data"), QUIET)?;
     let warm_ms = served.startup.as_secs_f64() * 1e3;
     // Idle memory once the model has loaded.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while served
-        .client
-        .get(format!("{}/api/v1/ready", served.base))
-        .send()
-        .await?
-        .status()
-        != 200
-    {
-        if Instant::now() > deadline {
-            anyhow::bail!("the server never became ready");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    served.wait_ready(Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let health: Value = served
         .client

@@ -195,6 +195,13 @@ impl Memory {
             .copied()
     }
 
+    /// What the index files an entity's observations under, from the
+    /// store's scope, owner and type columns.
+    fn filing(&self, scope: &str, owner: &str, entity_type: &str) -> (Visibility, u32) {
+        let scope = Scope::parse(scope).unwrap_or(Scope::Agent);
+        (self.visibility(scope, owner), self.intern(entity_type))
+    }
+
     pub(super) fn visibility(&self, scope: Scope, owner: &str) -> Visibility {
         Visibility {
             scope: scope.code(),
@@ -257,9 +264,11 @@ impl Memory {
             .await?;
         let mut loaded = Vec::new();
         while let Some(row) = rows.next().await? {
-            let scope = Scope::parse(&row.get::<String>(2)?).unwrap_or(Scope::Agent);
-            let visibility = self.visibility(scope, &row.get::<String>(3)?);
-            let entity_type = self.intern(&row.get::<String>(4)?);
+            let (visibility, entity_type) = self.filing(
+                &row.get::<String>(2)?,
+                &row.get::<String>(3)?,
+                &row.get::<String>(4)?,
+            );
             let vector = decode_vector(&row.get::<Vec<u8>>(5)?);
             loaded.push((
                 row.get::<i64>(0)?,
@@ -372,10 +381,12 @@ impl Memory {
             .await?;
         let mut entities = HashMap::new();
         while let Some(row) = rows.next().await? {
-            let scope = Scope::parse(&row.get::<String>(1)?).unwrap_or(Scope::Agent);
-            let visibility = self.visibility(scope, &row.get::<String>(2)?);
-            let entity_type = self.intern(&row.get::<String>(3)?);
-            entities.insert(row.get::<i64>(0)?, (visibility, entity_type));
+            let filing = self.filing(
+                &row.get::<String>(1)?,
+                &row.get::<String>(2)?,
+                &row.get::<String>(3)?,
+            );
+            entities.insert(row.get::<i64>(0)?, filing);
         }
         drop(rows);
         drop(conn);
