@@ -22,6 +22,7 @@ mod messaging;
 mod openapi;
 mod operator;
 mod plugin_kit;
+mod profiles;
 mod server;
 mod status_page;
 mod storage;

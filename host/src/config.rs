@@ -43,6 +43,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The file this was read from (`None`: the built-in defaults): what
+    /// the server watches for profile changes.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
     pub server: ServerConfig,
     pub memory: MemoryConfig,
     pub wasm_runtime: WasmRuntimeConfig,
@@ -58,8 +62,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentsConfig {
-    /// Messages waiting per agent, all priorities together; a full queue
-    /// answers 429 instead of growing memory.
+    /// Messages waiting per agent at each priority (unless
+    /// `[agents.priorities.<priority>] queue_size` says otherwise); a full
+    /// queue answers 429 instead of growing memory.
     /// Default: `64`.
     pub queue_capacity: usize,
     /// Messages one agent handles at once from its queue.
@@ -96,6 +101,35 @@ pub struct AgentsConfig {
     /// `send`/`request`) instead of flowing through the host.
     /// Default: `1048576`.
     pub max_reply_size: usize,
+    /// `[agents.default_limits]`: limits for every agent whose manifest
+    /// and profile leave them out (`max_conversations`,
+    /// `max_memory_entities`, `response_timeout`, `tool_call_timeout`,
+    /// `memory_search_timeout`, `context_length_limit`, `memory_mb`,
+    /// `fuel_limit`, `execution_timeout`, `priority`, `memory_scope`).
+    /// Changing them reloads the agents they touch.
+    /// Default: none set (the host's built-in defaults apply).
+    pub default_limits: crate::profiles::LimitSet,
+    /// `[[agents.profiles]]`: named overrides (`name`, the `agents`,
+    /// `capabilities` or `agent_types` they apply to, `[overrides]` with
+    /// the keys of `default_limits`); a manifest may name one with
+    /// `profile = "..."`. Changing them reloads the agents they touch.
+    /// Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<crate::profiles::ProfileConfig>,
+    /// `[agents.priorities.<critical|high|normal|background>]`: each
+    /// priority's queue size, latency target and dedicated workers.
+    /// Default: the operators' guide's targets (see `priority.rs`).
+    pub priorities: crate::priority::PriorityQueues,
+}
+
+impl AgentsConfig {
+    /// The defaults and profiles agents are resolved against.
+    pub fn agent_profiles(&self) -> crate::profiles::AgentProfiles {
+        crate::profiles::AgentProfiles {
+            default_limits: self.default_limits.clone(),
+            profiles: self.profiles.clone(),
+        }
+    }
 }
 
 impl Default for AgentsConfig {
@@ -111,6 +145,9 @@ impl Default for AgentsConfig {
             reload_debounce: Duration::from_millis(10),
             max_agents: 200,
             max_reply_size: 1024 * 1024,
+            default_limits: Default::default(),
+            profiles: Vec::new(),
+            priorities: Default::default(),
         }
     }
 }
@@ -678,6 +715,7 @@ impl Config {
                     message: e.message().to_owned(),
                 })?;
         }
+        config.file = file.map(Path::to_owned);
         if let Some(port) = config.server.port {
             config.server.listen.set_port(port);
         }
@@ -727,6 +765,7 @@ impl Config {
             .into_iter()
             .map(|(key, message)| (key.into_iter().map(str::to_owned).collect(), message))
             .collect::<Vec<_>>();
+        problems.extend(self.agents.agent_profiles().problems());
         problems.extend(self.llm.problems());
         problems.extend(self.mcp.problems());
         problems
@@ -864,6 +903,20 @@ impl Config {
             ("max_message_depth", agents.max_message_depth as usize),
         ] {
             check(value > 0, &["agents", key], "must be at least 1");
+        }
+        for priority in crate::priority::Priority::ALL {
+            let queue = agents.priorities.get(priority);
+            let name = priority.as_str();
+            check(
+                queue.queue_size != Some(0),
+                &["agents", "priorities", name, "queue_size"],
+                "must be at least 1",
+            );
+            check(
+                queue.latency_target.is_none_or(|d| !d.is_zero()),
+                &["agents", "priorities", name, "latency_target"],
+                "must be above zero",
+            );
         }
         check(
             self.server.worker_threads != Some(0),

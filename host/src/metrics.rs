@@ -37,6 +37,9 @@ pub struct Metrics {
     pub traps: IntCounterVec,
     pub low_priority_calls: IntCounterVec,
     pub messages_processed: IntCounterVec,
+    pub message_queue_depth: IntGaugeVec,
+    pub message_queue_wait: HistogramVec,
+    pub messages_late: IntCounterVec,
     pub memory_entities: IntGauge,
     pub memory_relations: IntGauge,
     pub memory_search_latency: Histogram,
@@ -176,6 +179,27 @@ impl Metrics {
                     "Messages delivered to agents, by outcome"
                 ),
                 &["outcome"]
+            )),
+            message_queue_depth: register!(IntGaugeVec::new(
+                Opts::new(
+                    "caxton_message_queue_depth",
+                    "Messages waiting in agents' mailboxes, by priority"
+                ),
+                &["priority"]
+            )),
+            message_queue_wait: register!(HistogramVec::new(
+                histogram(
+                    "caxton_message_queue_wait_seconds",
+                    "Time messages waited in an agent's mailbox before a worker took them, by priority"
+                ),
+                &["priority"]
+            )),
+            messages_late: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_messages_late_total",
+                    "Messages answered with queue_timeout because they waited past their priority's latency target, by priority"
+                ),
+                &["priority"]
             )),
             memory_entities: register!(IntGauge::new(
                 "caxton_memory_entities_total",

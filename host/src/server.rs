@@ -99,6 +99,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     let registry = AgentRegistry::new(runtime.clone(), Some(memory.clone()));
     registry.set_max_agents(config.agents.max_agents);
+    registry.set_profiles(config.agents.agent_profiles());
     registry.set_max_reply_bytes(config.agents.max_reply_size);
     // Before the agents: configuration agents are checked against the
     // providers when they load. Nothing is contacted here; the health
@@ -246,6 +247,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Profiles in caxton.toml reload the agents they touch, as manifests do.
+    let config_reload = match (&config.file, config.agents.hot_reload) {
+        (Some(file), true) => match crate::agents::watch_config(
+            registry.clone(),
+            file,
+            config.clone(),
+            config
+                .agents
+                .reload_debounce
+                .max(std::time::Duration::from_millis(50)),
+        ) {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::warn!(%error, file = %file.display(), "profile changes need a restart: cannot watch the config file");
+                None
+            }
+        },
+        _ => None,
+    };
     let state = ApiState {
         messenger,
         deployments: Some(deployments),
@@ -308,6 +328,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     http::serve(listener, pipeline, &config.http_server, shutdown).await;
     drop(hot_reload);
+    drop(config_reload);
     if let Some(fleet) = &fleet {
         fleet.shutdown();
     }

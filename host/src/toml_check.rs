@@ -134,6 +134,16 @@ pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
     Locator::new(text).locate(path)
 }
 
+/// The known name most like `given`, when one is close enough to be a typo.
+pub fn closest<'k>(given: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|candidate| (strsim::jaro_winkler(given, candidate), *candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
 /// For serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown
 /// variant"), the closest expected name, when one is close enough.
 fn did_you_mean(message: &str) -> Option<String> {

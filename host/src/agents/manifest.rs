@@ -4,14 +4,17 @@
 //! mistake. Hints from the operators' guide that the host does not act on
 //! are accepted with a warning rather than rejected or silently dropped.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::memory::{DEFAULT_WORKSPACE, Scope};
+use crate::priority::Priority;
+use crate::profiles::{AgentFacts, LimitSet, Resolved, Source};
 use crate::runtime::GRANTABLE_INTERFACES;
-use crate::toml_check::{Locator, Problem};
+use crate::toml_check::{Locator, Problem, closest};
 
 /// A manifest that could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,21 @@ pub struct Manifest {
     pub system_prompt: Option<String>,
     /// Operator-facing notes (Markdown); the host only stores them.
     pub documentation: Option<String>,
+    /// The caxton.toml profile the manifest names (`profile = "realtime"`).
+    pub profile: Option<String>,
+    /// What profiles' `agent_types` match, e.g. `"monitor"`.
+    pub agent_type: Option<String>,
+    /// The priority of messages to the agent whose sender gives none, in
+    /// effect (manifest, profile, `default_limits`, else normal).
+    pub priority: Priority,
+    /// The limits as the manifest wrote them: what a profile and
+    /// `default_limits` are applied under (again when they change).
+    pub written: LimitSet,
+    /// Where each limit in effect came from, once the registry applied
+    /// the profiles ([`Manifest::with_limits`]); empty before.
+    pub limit_sources: BTreeMap<&'static str, Source>,
+    /// The profile applied, if any.
+    pub applied_profile: Option<String>,
 }
 
 /// `[memory]`: how the agent's memory calls are scoped.
@@ -250,11 +268,132 @@ impl Manifest {
         }))
     }
 
+    /// What a profile matches this plugin by.
+    pub fn facts(&self) -> AgentFacts<'_> {
+        AgentFacts {
+            name: &self.name,
+            capabilities: &self.capabilities,
+            agent_type: self.agent_type.as_deref(),
+            profile: self.profile.as_deref(),
+        }
+    }
+
+    /// This manifest with `resolved`'s limits in effect where it wrote
+    /// none. Starts from [`Manifest::written`], so applying new profiles
+    /// to an applied manifest gives what applying them to the file would.
+    pub fn with_limits(&self, resolved: Resolved) -> Manifest {
+        let mut manifest = self.clone();
+        let limits = &resolved.limits;
+        manifest.resource_limits = ResourceLimits {
+            fuel: limits.fuel_limit,
+            memory_mb: limits.memory_mb,
+            execution_timeout: limits.execution_timeout,
+            max_conversations: limits.max_conversations,
+            max_memory_entities: limits.max_memory_entities,
+            tool_call_timeout: limits.tool_call_timeout,
+            memory_search_timeout: limits.memory_search_timeout,
+        };
+        manifest.prompt.response_timeout = limits.response_timeout;
+        manifest.prompt.max_context_length = limits.context_length_limit;
+        manifest.priority = limits.priority.unwrap_or_default();
+        if self.written.memory_scope.is_none() {
+            manifest.memory.scope = limits
+                .memory_scope
+                .unwrap_or(MemorySettings::default().scope);
+        }
+        manifest.limit_sources = resolved.sources;
+        manifest.applied_profile = resolved.profile;
+        manifest
+    }
+
+    /// May write `global` memory: the manifest says so, or caxton.toml
+    /// gave it the `global` scope (the operator letting it write there).
+    pub fn may_write_global(&self) -> bool {
+        self.memory.global_write
+            || (self.memory.scope == Scope::Global
+                && self.limit_sources.get("memory_scope") != Some(&Source::Manifest))
+    }
+
+    /// The limits in effect as JSON, each with its value (durations in
+    /// milliseconds; null for no limit), where it came from and the
+    /// manifest key that sets it: what `caxton agents show` prints.
+    /// `host` is the runtime's defaults, the value of a call limit set
+    /// nowhere.
+    pub fn limits_json(&self, host: &crate::runtime::CallLimits) -> serde_json::Value {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        let limits = &self.resource_limits;
+        let response_timeout = self
+            .prompt
+            .response_timeout
+            .or(self.configuration.then_some(DEFAULT_RESPONSE_TIMEOUT));
+        let values = [
+            (
+                "max_conversations",
+                serde_json::json!(limits.max_conversations),
+            ),
+            (
+                "max_memory_entities",
+                serde_json::json!(limits.max_memory_entities),
+            ),
+            ("response_timeout", serde_json::json!(ms(response_timeout))),
+            (
+                "tool_call_timeout",
+                serde_json::json!(ms(limits.tool_call_timeout)),
+            ),
+            (
+                "memory_search_timeout",
+                serde_json::json!(ms(limits.memory_search_timeout)),
+            ),
+            (
+                "context_length_limit",
+                serde_json::json!(self.prompt.max_context_length),
+            ),
+            (
+                "memory_mb",
+                serde_json::json!(limits.memory_mb.unwrap_or((host.memory_bytes >> 20) as u32)),
+            ),
+            (
+                "fuel_limit",
+                serde_json::json!(limits.fuel.unwrap_or(host.fuel)),
+            ),
+            (
+                "execution_timeout",
+                serde_json::json!(ms(limits.execution_timeout.or(Some(host.timeout)))),
+            ),
+            ("priority", serde_json::json!(self.priority)),
+            ("memory_scope", serde_json::json!(self.memory.scope)),
+        ];
+        let entries = values.into_iter().map(|(key, value)| {
+            let source = self
+                .limit_sources
+                .get(key)
+                .map_or_else(|| "manifest".to_owned(), ToString::to_string);
+            let manifest_key = LimitSet::MANIFEST_KEYS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(key, |(_, m)| *m);
+            (
+                key.to_owned(),
+                serde_json::json!({
+                    "value": value,
+                    "source": source,
+                    "manifest_key": manifest_key,
+                }),
+            )
+        });
+        serde_json::Value::Object(entries.collect())
+    }
+
     /// The manifest as the `context.manifest` import shows it to the
     /// agent: its own keys, durations as `*_ms`.
     pub fn to_json(&self) -> serde_json::Value {
         let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
         let limits = &self.resource_limits;
+        // The limits in effect, where the prompt agent reads them.
+        let mut parameters = self.parameters.clone();
+        if let Some(tokens) = self.prompt.max_context_length {
+            parameters.insert("max_context_length".into(), i64::from(tokens).into());
+        }
         serde_json::json!({
             "name": self.name,
             "version": self.version.to_string(),
@@ -269,8 +408,10 @@ impl Manifest {
                 "search_limit": self.memory.search_limit,
                 "auto_store": self.memory.auto_store,
             },
-            "parameters": self.parameters,
+            "parameters": parameters,
             "performance": self.performance,
+            "priority": self.priority,
+            "profile": self.applied_profile,
             "llm": self.llm,
             "resource_limits": {
                 "execution_timeout_ms": ms(limits.execution_timeout),
@@ -326,6 +467,9 @@ struct RawManifest {
     parameters: toml::Table,
     system_prompt: Option<String>,
     documentation: Option<String>,
+    profile: Option<String>,
+    agent_type: Option<String>,
+    priority: Option<Priority>,
 }
 
 /// Keys of [`RawManifest`], [`MemorySettings`] and [`ResourceLimits`], for
@@ -348,6 +492,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "parameters",
     "system_prompt",
     "documentation",
+    "profile",
+    "agent_type",
+    "priority",
 ];
 const HTTP_KEYS: &[&str] = &["allow", "timeout", "max_response_bytes"];
 const MEMORY_KEYS: &[&str] = &[
@@ -462,13 +609,15 @@ impl Manifest {
         }
         checker.memory(&raw.memory);
         checker.limits(&raw.resource_limits);
+        checker.profile(&raw);
         if raw.kind == PluginKind::Agent && raw.component.is_none() {
             checker.configuration(&raw);
         }
         report.problems.extend(checker.problems);
         report.sort();
         if report.problems.is_empty() {
-            report.manifest = raw.into_manifest(version, path);
+            let scope_written = locator.locate(&["memory", "scope"]).is_some();
+            report.manifest = raw.into_manifest(version, path, scope_written);
         }
         report
     }
@@ -518,7 +667,12 @@ impl ManifestReport {
 impl RawManifest {
     /// The validated manifest; `None` if a required field is absent (which
     /// the checks have already reported).
-    fn into_manifest(self, version: Option<semver::Version>, path: &Path) -> Option<Manifest> {
+    fn into_manifest(
+        self,
+        version: Option<semver::Version>,
+        path: &Path,
+        scope_written: bool,
+    ) -> Option<Manifest> {
         let configuration = self.component.is_none() && self.system_prompt.is_some();
         let mut component = if configuration {
             PathBuf::new()
@@ -549,6 +703,22 @@ impl RawManifest {
                 }
             }
         }
+        // Validation has reported a table that does not parse.
+        let prompt = prompt_parameters(&self.parameters).unwrap_or_default();
+        let limits = &self.resource_limits;
+        let written = LimitSet {
+            max_conversations: limits.max_conversations,
+            max_memory_entities: limits.max_memory_entities,
+            response_timeout: prompt.response_timeout,
+            tool_call_timeout: limits.tool_call_timeout,
+            memory_search_timeout: limits.memory_search_timeout,
+            context_length_limit: prompt.max_context_length,
+            memory_mb: limits.memory_mb,
+            fuel_limit: limits.fuel,
+            execution_timeout: limits.execution_timeout,
+            priority: self.priority,
+            memory_scope: scope_written.then_some(self.memory.scope),
+        };
         Some(Manifest {
             name: self.name?,
             version: version?,
@@ -565,11 +735,16 @@ impl RawManifest {
             resource_limits: self.resource_limits,
             memory: self.memory,
             http: self.http,
-            // Validation has reported a table that does not parse.
-            prompt: prompt_parameters(&self.parameters).unwrap_or_default(),
+            prompt,
             parameters: self.parameters,
             system_prompt: self.system_prompt,
             documentation: self.documentation,
+            profile: self.profile,
+            agent_type: self.agent_type,
+            priority: self.priority.unwrap_or_default(),
+            written,
+            limit_sources: BTreeMap::new(),
+            applied_profile: None,
         })
     }
 }
@@ -852,6 +1027,26 @@ impl Checker<'_> {
         }
     }
 
+    /// The profile it names and the type profiles match it by.
+    fn profile(&mut self, raw: &RawManifest) {
+        if let Some(name) = raw
+            .profile
+            .as_deref()
+            .filter(|n| !crate::profiles::is_profile_name(n))
+        {
+            self.flag(
+                &["profile"],
+                format!("profile {name:?}: profile names are letters, digits, `_` or `-`, 1-64 characters, as in caxton.toml's [[agents.profiles]], e.g. profile = \"realtime\""),
+            );
+        }
+        if let Some(kind) = raw.agent_type.as_deref().filter(|t| !is_kebab_case(t)) {
+            self.flag(
+                &["agent_type"],
+                format!("agent_type {kind:?}: kebab-case, as profiles' agent_types list it, e.g. agent_type = \"monitor\""),
+            );
+        }
+    }
+
     /// A zero limit would refuse every call; leaving it out takes the default.
     fn limits(&mut self, limits: &ResourceLimits) {
         let zero_duration = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
@@ -936,16 +1131,6 @@ fn known_keys(table: &[&str]) -> Vec<&'static str> {
         .filter(|(_, parent)| *parent == table)
         .map(|(key, _)| *key);
     fields.iter().copied().chain(hints).collect()
-}
-
-/// The known key most like `given`, when one is close enough to be a typo.
-fn closest<'k>(given: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|candidate| (strsim::jaro_winkler(given, candidate), *candidate))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, candidate)| candidate)
 }
 
 /// Top-level keys written after a hint table's header land inside that
@@ -1127,6 +1312,9 @@ grants = ["tools"]
 system_prompt = "p"
 documentation = "d"
 agents = ["other-agent"]
+profile = "realtime"
+agent_type = "monitor"
+priority = "high"
 [parameters]
 anything = 1
 [llm]

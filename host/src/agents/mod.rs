@@ -2,6 +2,7 @@
 
 mod built_in;
 mod calls;
+mod config_reload;
 mod deployments;
 mod manifest;
 mod plugin_host;
@@ -15,6 +16,7 @@ pub use built_in::{
     BUILT_IN_PREFIX, EXAMPLE_AGENTS, HTTP_CLIENT_SOURCE, HTTP_CLIENT_WASM, built_in_component,
     built_in_name, seed_agents_dir,
 };
+pub use config_reload::watch_config;
 pub use deployments::{Deployments, Stored, parse_with_component};
 pub use manifest::{
     DEFAULT_RESPONSE_TIMEOUT, LlmSettings, Manifest, ManifestError, ManifestReport, MemorySettings,
@@ -23,7 +25,7 @@ pub use manifest::{
 pub use plugin_host::agent_chat;
 pub use registry::{
     AgentError, AgentRegistry, DeployedAgent, DeployedTool, LoadReport, PROMPT_AGENT_NAME,
-    PROMPT_AGENT_WASM, Prepared,
+    PROMPT_AGENT_WASM, Prepared, ProfilesApplied,
 };
 pub use reload::{HotReload, OnRemoved, reload_now, watch};
 pub use stats::AgentStats;

@@ -24,7 +24,7 @@ impl AgentRegistry {
                     name: name.to_owned(),
                     workspace: settings.workspace.clone(),
                     default_scope: settings.scope,
-                    global_write: settings.global_write,
+                    global_write: agent.manifest.may_write_global(),
                 }
             }
             None => Caller::agent(name),

@@ -12,6 +12,7 @@ use super::manifest::{DEFAULT_RESPONSE_TIMEOUT, Manifest, ManifestError, PluginK
 use super::stats::AgentStats;
 use crate::llm::LlmService;
 use crate::memory::Memory;
+use crate::profiles::{AgentProfiles, ChoiceError, Resolved};
 use crate::runtime::{
     AgentComponent, CallLimits, GRANTABLE_INTERFACES, HostServices, PluginSpec, Runtime,
     RuntimeError, ToolComponent, ToolDescription,
@@ -119,6 +120,19 @@ pub struct AgentRegistry {
     pub(super) llm: std::sync::OnceLock<Arc<LlmService>>,
     /// The MCP servers whose tools agents call as `<server>/<tool>`.
     pub(super) mcp: std::sync::OnceLock<Arc<crate::mcp_client::McpServers>>,
+    /// `[agents.default_limits]` and `[[agents.profiles]]`: applied to each
+    /// manifest as it is prepared; swapped whole when caxton.toml changes.
+    pub(super) profiles: RwLock<Arc<AgentProfiles>>,
+}
+
+/// What applying changed profiles did.
+#[derive(Debug, Default)]
+pub struct ProfilesApplied {
+    /// Plugins prepared again and swapped in with their new limits.
+    pub reloaded: Vec<String>,
+    /// Plugins whose new limits were refused (they keep serving as they
+    /// were), with why.
+    pub refused: Vec<(String, String)>,
 }
 
 impl AgentRegistry {
@@ -135,7 +149,88 @@ impl AgentRegistry {
             services: std::sync::OnceLock::new(),
             llm: std::sync::OnceLock::new(),
             mcp: std::sync::OnceLock::new(),
+            profiles: RwLock::default(),
         })
+    }
+
+    /// The defaults and profiles manifests are resolved against.
+    pub fn profiles(&self) -> Arc<AgentProfiles> {
+        self.profiles.read().expect("profiles lock").clone()
+    }
+
+    /// Sets the defaults and profiles for plugins prepared from now on
+    /// (at start, before the agents directory is loaded).
+    pub fn set_profiles(&self, profiles: AgentProfiles) {
+        *self.profiles.write().expect("profiles lock") = Arc::new(profiles);
+    }
+
+    /// Swaps in changed defaults and profiles, and prepares again every
+    /// deployed plugin whose limits they change, swapping each in as a
+    /// changed manifest would be. One refused (its manifest names a
+    /// profile that is gone, a memory cap above the host's) keeps serving
+    /// as it was, with the reason as its reload error.
+    pub async fn apply_profiles(&self, profiles: AgentProfiles) -> ProfilesApplied {
+        let old = self.profiles();
+        if *old == profiles {
+            return ProfilesApplied::default();
+        }
+        self.set_profiles(profiles);
+        let new = self.profiles();
+        let deployed: Vec<(Manifest, PathBuf)> = self
+            .agents()
+            .iter()
+            .map(|a| (a.manifest.clone(), a.source.clone()))
+            .chain(
+                self.tools()
+                    .iter()
+                    .map(|t| (t.manifest.clone(), t.source.clone())),
+            )
+            .collect();
+        let mut applied = ProfilesApplied::default();
+        for (manifest, source) in deployed {
+            let resolve = |profiles: &AgentProfiles| -> Result<Resolved, ChoiceError> {
+                profiles.resolve(&manifest.written, &manifest.facts())
+            };
+            if resolve(&old) == resolve(&new) {
+                continue;
+            }
+            let name = manifest.name.clone();
+            match self.prepare(&source, manifest).await {
+                Ok(prepared) => {
+                    self.install(prepared);
+                    self.set_reload_error(&source, None);
+                    applied.reloaded.push(name);
+                }
+                Err(error) => {
+                    let error = error.to_string();
+                    self.set_reload_error(&source, Some(error.clone()));
+                    applied.refused.push((name, error));
+                }
+            }
+        }
+        applied
+    }
+
+    /// `manifest` with the defaults and its profile applied; a profile it
+    /// names that is not defined, or two that match it, is a problem at
+    /// the manifest's key.
+    fn with_profile(&self, path: &Path, manifest: Manifest) -> Result<Manifest, AgentError> {
+        match self
+            .profiles()
+            .resolve(&manifest.written, &manifest.facts())
+        {
+            Ok(resolved) => Ok(manifest.with_limits(resolved)),
+            Err(ChoiceError { key, message }) => {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                Err(ManifestError::Invalid {
+                    path: path.to_owned(),
+                    problems: vec![
+                        crate::toml_check::Problem::at(&text, &[key], message).to_string(),
+                    ],
+                }
+                .into())
+            }
+        }
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -276,6 +371,7 @@ impl AgentRegistry {
         manifest: Manifest,
         wasm: Option<Arc<[u8]>>,
     ) -> Result<Prepared, AgentError> {
+        let manifest = self.with_profile(path, manifest)?;
         let limit = self.max_agents.load(std::sync::atomic::Ordering::Relaxed);
         let (agents, tools) = self.counts();
         let replacing = self.agent(&manifest.name).is_some() || self.tool(&manifest.name).is_some();
@@ -536,8 +632,12 @@ impl AgentRegistry {
             return Err(ManifestError::Invalid {
                 path: path.to_owned(),
                 problems: vec![format!(
-                    "resource_limits.memory_mb: {} MiB is more than this host's per-instance cap of {} MiB (wasm_runtime.max_memory_per_instance_mb)",
+                    "resource_limits.memory_mb: {} MiB (from the {}) is more than this host's per-instance cap of {} MiB (wasm_runtime.max_memory_per_instance_mb)",
                     memory_bytes >> 20,
+                    manifest
+                        .limit_sources
+                        .get("memory_mb")
+                        .map_or_else(|| "manifest".to_owned(), ToString::to_string),
                     self.runtime.max_memory_bytes() >> 20
                 )],
             }

@@ -133,6 +133,9 @@ pub fn show(state: &ApiState, name: &str) -> Result<(StatusCode, Value), ApiErro
                 "deployed_at_ms": deployed_at,
                 "queue": state.messenger.queue(name),
                 "counters": state.registry.stats_of(name).snapshot(),
+                "priority": m.priority,
+                "profile": m.applied_profile,
+                "limits": m.limits_json(&state.registry.runtime().default_limits()),
             }),
         ));
     }

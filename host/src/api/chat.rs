@@ -17,7 +17,7 @@ use warp::reply::Response;
 
 use super::messages::{delivery_result, from_messaging};
 use super::{ApiError, ApiState};
-use crate::messaging::{Delivery, MessageJson, MessagingError, Priority, Target};
+use crate::messaging::{Delivery, MessageJson, MessagingError, Target};
 use crate::runtime::{Message, Performative};
 
 /// Deltas buffered between the model and a slow client; past this the
@@ -155,7 +155,7 @@ async fn start_completion(state: &ApiState, body: &[u8]) -> Result<Response, Api
     if !request.stream {
         let (conversation_id, mut results) = state
             .messenger
-            .deliver(message, agents, Priority::Normal)
+            .deliver(message, agents, None)
             .await
             .map_err(from_messaging)?;
         let reply = reply_of(results.remove(0).map_err(from_messaging)?)?;
@@ -323,7 +323,7 @@ async fn stream_delivery(
     let messenger = state.messenger.clone();
     let mut delivery = tokio::spawn(async move {
         messenger
-            .deliver_streaming(message, agents, Priority::Normal, Some(deltas))
+            .deliver_streaming(message, agents, None, Some(deltas))
             .await
     });
     tokio::spawn(async move {

@@ -131,7 +131,7 @@ async fn serve_locally(
             (agents, broadcast)
         }
     };
-    let priority = json.priority.unwrap_or_default();
+    let priority = json.priority;
     // An agent on another host is waiting with a slot held: run now.
     if !chain.is_empty() {
         let agent = agents.into_iter().next().expect("resolved to one or more");
@@ -142,7 +142,7 @@ async fn serve_locally(
         }
         let delivery = state
             .messenger
-            .execute_chained(&agent, message, chain, priority)
+            .execute_chained(&agent, message, chain, priority.unwrap_or_default())
             .await
             .map_err(from_messaging)?;
         let reply_text = match &delivery.outcome {

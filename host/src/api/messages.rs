@@ -18,6 +18,7 @@ pub(super) fn from_messaging(error: MessagingError) -> ApiError {
             (StatusCode::TOO_MANY_REQUESTS, "conversation_limit", Some(5))
         }
         MessagingError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "reply_timeout", None),
+        MessagingError::Late { .. } => (StatusCode::GATEWAY_TIMEOUT, "queue_timeout", Some(1)),
         MessagingError::NoAddress | MessagingError::DepthLimit { .. } => {
             (StatusCode::BAD_REQUEST, "bad_request", None)
         }
@@ -74,7 +75,7 @@ pub async fn send_to_agent(
 ) -> Result<(StatusCode, Value), ApiError> {
     let mut json = parse_message(body)?;
     json.receiver = Some(agent.to_owned());
-    let priority = json.priority.unwrap_or_default();
+    let priority = json.priority;
     let agents = match state.messenger.resolve(&Target::Agent(agent.to_owned())) {
         Ok(agents) => agents,
         Err(MessagingError::NotFound(_)) if let Some(fleet) = &state.fleet => {
@@ -112,7 +113,7 @@ fn with_conversation(mut json: MessageJson) -> MessageJson {
 /// router would.
 pub async fn send(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
     let json = parse_message(body)?;
-    let priority = json.priority.unwrap_or_default();
+    let priority = json.priority;
     let strategy = json.strategy.unwrap_or_default();
     let (target, route) = match (&json.receiver, &json.capability) {
         (Some(agent), _) => (Target::Agent(agent.clone()), Route::Agent(agent.clone())),
@@ -208,7 +209,7 @@ pub(super) async fn deliver(
     state: &ApiState,
     message: Message,
     agents: Vec<String>,
-    priority: Priority,
+    priority: Option<Priority>,
     broadcast: bool,
 ) -> Result<(StatusCode, Value), ApiError> {
     let (conversation_id, results) = state

@@ -143,7 +143,7 @@ impl AgentsCommand {
                 let shown = ApiClient::new(server)
                     .get_json(&format!("/api/v1/agents/{name}"))
                     .await?;
-                output::print(server.output, &shown, output::fields);
+                output::print(server.output, &shown, show_agent);
             }
             AgentsCommand::Status { name, server } => {
                 let shown = ApiClient::new(server)
@@ -454,4 +454,31 @@ async fn performance_summary(slowest: usize, server: &ServerArgs) -> anyhow::Res
         );
     });
     Ok(())
+}
+
+/// An agent's fields, then its limits: value and where each came from.
+fn show_agent(shown: &Value) {
+    let mut fields = shown.clone();
+    let limits = fields.as_object_mut().and_then(|o| o.remove("limits"));
+    output::fields(&fields);
+    if let Some(Value::Object(limits)) = limits {
+        println!();
+        let rows: Vec<Vec<String>> = limits
+            .iter()
+            .map(|(key, limit)| {
+                let value = match &limit["value"] {
+                    Value::Null => "no limit".to_owned(),
+                    Value::Number(ms) if key.ends_with("timeout") => format!("{ms}ms"),
+                    other => output::plain(other),
+                };
+                vec![
+                    key.clone(),
+                    value,
+                    output::plain(&limit["source"]),
+                    output::plain(&limit["manifest_key"]),
+                ]
+            })
+            .collect();
+        output::table(&["LIMIT", "VALUE", "FROM", "MANIFEST KEY"], &rows);
+    }
 }

@@ -10,6 +10,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use super::mailbox::{Mailbox, Priority};
 use super::router::{Router, Strategy, Target};
 use crate::agents::{AgentError, AgentRegistry};
 use crate::config::AgentsConfig;
+use crate::metrics::metrics;
 use crate::runtime::{
     BoxFuture, CallChain, CallOutcome, ChainScope, ConversationHost, DeltaSink, Message,
     MessagingHost, Performative, PluginError, messaging_unavailable,
@@ -52,6 +54,14 @@ pub enum MessagingError {
     DepthLimit { limit: u32, chain: String },
     #[error("no reply from {agent:?} within {timeout:?}")]
     Timeout { agent: String, timeout: Duration },
+    #[error(
+        "agent {agent:?} did not start this {priority} message within its latency target of {target:?}, so it was not run; retry, send it at a higher priority, or raise [agents.priorities.{priority}] latency_target"
+    )]
+    Late {
+        agent: String,
+        priority: Priority,
+        target: Duration,
+    },
     #[error("a message needs a receiver or a capability")]
     NoAddress,
     #[error("recording the conversation failed: {0}")]
@@ -91,7 +101,68 @@ impl CallContext {
 struct Job {
     message: Message,
     context: CallContext,
-    reply: Option<oneshot::Sender<Delivery>>,
+    priority: Priority,
+    queued_at: Instant,
+    /// Whether a worker took the job or its waiting sender gave up on it:
+    /// whoever claims it first decides, so a late message is either run or
+    /// answered late, never both.
+    claim: Arc<AtomicU8>,
+    reply: Option<oneshot::Sender<Result<Delivery, MessagingError>>>,
+}
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Job {
+    fn new(message: Message, context: CallContext, priority: Priority) -> Self {
+        Self {
+            message,
+            context,
+            priority,
+            queued_at: Instant::now(),
+            claim: Arc::new(AtomicU8::new(QUEUED)),
+            reply: None,
+        }
+    }
+}
+
+/// Moves a job's claim from queued to `to`; false when another side got
+/// there first.
+fn claim(state: &AtomicU8, to: u8) -> bool {
+    state
+        .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// The sender's side of a queued job: what it waits on.
+struct Waiter {
+    claim: Arc<AtomicU8>,
+    queued_at: Instant,
+    priority: Priority,
+    receiver: oneshot::Receiver<Result<Delivery, MessagingError>>,
+}
+
+/// One worker of an agent's mailbox: any priority, most urgent first, or
+/// only `only`'s. Stops when the mailbox closes or the messenger is gone.
+async fn serve_mailbox(
+    mailbox: &Mailbox<Job>,
+    messenger: &Weak<Messenger>,
+    agent: &str,
+    only: Option<Priority>,
+) {
+    loop {
+        let job = match only {
+            Some(priority) => mailbox.pop_only(priority).await,
+            None => mailbox.pop().await.map(|(job, _)| job),
+        };
+        let Some(job) = job else { break };
+        let Some(messenger) = messenger.upgrade() else {
+            break;
+        };
+        messenger.run_job(agent, job).await;
+        mailbox.done();
+    }
 }
 
 /// Where an agent's message goes when no agent on this host takes it:
@@ -127,6 +198,27 @@ enum Routed {
 pub struct QueueStats {
     pub queued: usize,
     pub load: usize,
+    /// Waiting at each priority.
+    pub by_priority: PriorityCounts,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PriorityCounts {
+    pub critical: usize,
+    pub high: usize,
+    pub normal: usize,
+    pub background: usize,
+}
+
+impl From<[usize; 4]> for PriorityCounts {
+    fn from([critical, high, normal, background]: [usize; 4]) -> Self {
+        Self {
+            critical,
+            high,
+            normal,
+            background,
+        }
+    }
 }
 
 pub struct Messenger {
@@ -153,6 +245,15 @@ impl Messenger {
         settings: AgentsConfig,
     ) -> Arc<Self> {
         let remote_sends = Arc::new(tokio::sync::Semaphore::new(settings.queue_capacity.max(1)));
+        // Every priority shows in /metrics from the start, at zero.
+        for priority in Priority::ALL {
+            metrics()
+                .message_queue_depth
+                .with_label_values(&[priority.as_str()]);
+            metrics()
+                .messages_late
+                .with_label_values(&[priority.as_str()]);
+        }
         Arc::new_cyclic(|me| Self {
             registry,
             conversations,
@@ -212,17 +313,20 @@ impl Messenger {
             .map(|m| QueueStats {
                 queued: m.queued(),
                 load: m.load(),
+                by_priority: m.queued_by_priority().into(),
             })
             .unwrap_or_default()
     }
 
     /// Delivers a message from outside to every agent in `agents` through
-    /// their queues and waits for the replies (or `reply_timeout`).
+    /// their queues and waits for the replies (or `reply_timeout`). Without
+    /// a `priority`, each agent's own (its manifest, profile or
+    /// `default_limits`, else normal) applies.
     pub async fn deliver(
         &self,
         message: Message,
         agents: Vec<String>,
-        priority: Priority,
+        priority: Option<Priority>,
     ) -> Result<(String, Vec<Result<Delivery, MessagingError>>), MessagingError> {
         self.deliver_streaming(message, agents, priority, None)
             .await
@@ -234,7 +338,7 @@ impl Messenger {
         &self,
         mut message: Message,
         agents: Vec<String>,
-        priority: Priority,
+        priority: Option<Priority>,
         deltas: Option<DeltaSink>,
     ) -> Result<(String, Vec<Result<Delivery, MessagingError>>), MessagingError> {
         if message.id.is_empty() {
@@ -248,24 +352,28 @@ impl Messenger {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         message.conversation_id = Some(conversation_id.clone());
-        let context = CallContext {
-            chain: Vec::new(),
-            priority,
-            conversation_id: conversation_id.clone(),
-            deltas,
-        };
         let mut waiting = Vec::new();
         for agent in agents {
+            let priority = priority.unwrap_or_else(|| self.priority_of(&agent));
+            let context = CallContext {
+                chain: Vec::new(),
+                priority,
+                conversation_id: conversation_id.clone(),
+                deltas: deltas.clone(),
+            };
             let mut copy = message.clone();
             copy.receiver = Some(agent.clone());
             let (sender, receiver) = oneshot::channel();
-            let job = Job {
-                message: copy,
-                context: context.clone(),
-                reply: Some(sender),
+            let mut job = Job::new(copy, context, priority);
+            job.reply = Some(sender);
+            let waiter = Waiter {
+                claim: job.claim.clone(),
+                queued_at: job.queued_at,
+                priority,
+                receiver,
             };
-            let queued = self.enqueue(&agent, job, priority).await;
-            waiting.push((agent, queued.map(|()| receiver)));
+            let queued = self.enqueue(&agent, job).await;
+            waiting.push((agent, queued.map(|()| waiter)));
         }
         // A single recipient's refusal is the whole answer; a broadcast
         // reports it per agent.
@@ -280,29 +388,75 @@ impl Messenger {
         for (agent, queued) in waiting {
             results.push(match queued {
                 Err(error) => Err(error),
-                Ok(receiver) => match tokio::time::timeout(timeout, receiver).await {
-                    Ok(Ok(delivery)) => Ok(delivery),
-                    Ok(Err(_)) => Err(MessagingError::NotFound(agent)),
-                    Err(_) => Err(MessagingError::Timeout { agent, timeout }),
-                },
+                Ok(waiter) => self.await_reply(agent, waiter, timeout).await,
             });
         }
         Ok((conversation_id, results))
     }
 
-    /// Queues a job for `agent`, checking its conversation limit first.
-    async fn enqueue(
+    /// The priority of a message to `agent` whose sender gave none.
+    fn priority_of(&self, agent: &str) -> Priority {
+        self.registry
+            .agent(agent)
+            .map(|deployed| deployed.manifest.priority)
+            .unwrap_or_default()
+    }
+
+    /// Waits for one agent's reply. A message still queued when its
+    /// priority's latency target passes is taken back and answered late
+    /// at once, instead of when a worker gets to it.
+    async fn await_reply(
         &self,
-        agent: &str,
-        job: Job,
-        priority: Priority,
-    ) -> Result<(), MessagingError> {
+        agent: String,
+        waiter: Waiter,
+        timeout: Duration,
+    ) -> Result<Delivery, MessagingError> {
+        let Waiter {
+            claim: state,
+            queued_at,
+            priority,
+            mut receiver,
+        } = waiter;
+        let target = self.settings.priorities.latency_target(priority);
+        let waited = async {
+            tokio::select! {
+                reply = &mut receiver => return reply,
+                () = tokio::time::sleep_until((queued_at + target).into()) => {}
+            }
+            if claim(&state, ABANDONED) {
+                metrics()
+                    .messages_late
+                    .with_label_values(&[priority.as_str()])
+                    .inc();
+                return Ok(Err(MessagingError::Late {
+                    agent: agent.clone(),
+                    priority,
+                    target,
+                }));
+            }
+            receiver.await
+        };
+        match tokio::time::timeout(timeout, waited).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(MessagingError::NotFound(agent)),
+            Err(_) => Err(MessagingError::Timeout { agent, timeout }),
+        }
+    }
+
+    /// Queues a job for `agent`, checking its conversation limit first.
+    async fn enqueue(&self, agent: &str, job: Job) -> Result<(), MessagingError> {
         self.check_conversation_limit(agent, &job.context.conversation_id)
             .await?;
         let mailbox = self.mailbox(agent);
+        let priority = job.priority;
         mailbox
             .push(job, priority)
-            .map_err(|_| MessagingError::QueueFull(agent.to_owned()))
+            .map_err(|_| MessagingError::QueueFull(agent.to_owned()))?;
+        metrics()
+            .message_queue_depth
+            .with_label_values(&[priority.as_str()])
+            .inc();
+        Ok(())
     }
 
     async fn check_conversation_limit(
@@ -336,24 +490,55 @@ impl Messenger {
         if let Some(mailbox) = mailboxes.get(agent) {
             return mailbox.clone();
         }
-        let mailbox: Arc<Mailbox<Job>> = Arc::new(Mailbox::new(self.settings.queue_capacity));
-        for _ in 0..self.settings.workers_per_agent {
+        let priorities = &self.settings.priorities;
+        let sizes = Priority::ALL.map(|p| priorities.queue_size(p, self.settings.queue_capacity));
+        let mailbox: Arc<Mailbox<Job>> = Arc::new(Mailbox::with_capacities(sizes));
+        let general = std::iter::repeat_n(None, self.settings.workers_per_agent);
+        let dedicated = Priority::ALL
+            .into_iter()
+            .flat_map(|p| std::iter::repeat_n(Some(p), priorities.dedicated_workers(p)));
+        for only in general.chain(dedicated) {
             let (mailbox, me, agent) = (mailbox.clone(), self.me.clone(), agent.to_owned());
-            self.workers.spawn(async move {
-                while let Some(job) = mailbox.pop().await {
-                    let Some(messenger) = me.upgrade() else {
-                        break;
-                    };
-                    let delivery = messenger.execute(&agent, job.message, job.context).await;
-                    mailbox.done();
-                    if let Some(reply) = job.reply {
-                        let _ = reply.send(delivery);
-                    }
-                }
-            });
+            self.workers
+                .spawn(async move { serve_mailbox(&mailbox, &me, &agent, only).await });
         }
         mailboxes.insert(agent.to_owned(), mailbox.clone());
         mailbox
+    }
+
+    /// Runs a job a worker took, unless it is late: then it is answered
+    /// with [`MessagingError::Late`] (and counted) instead.
+    async fn run_job(&self, agent: &str, job: Job) {
+        let priority = job.priority;
+        let label = [priority.as_str()];
+        metrics()
+            .message_queue_depth
+            .with_label_values(&label)
+            .dec();
+        if !claim(&job.claim, STARTED) {
+            // The sender gave up at the target and has its answer.
+            return;
+        }
+        let waited = job.queued_at.elapsed();
+        metrics()
+            .message_queue_wait
+            .with_label_values(&label)
+            .observe(waited.as_secs_f64());
+        let target = self.settings.priorities.latency_target(priority);
+        let result = if waited > target {
+            metrics().messages_late.with_label_values(&label).inc();
+            tracing::debug!(agent, %priority, waited_ms = waited.as_millis() as u64, "message answered late, not run");
+            Err(MessagingError::Late {
+                agent: agent.to_owned(),
+                priority,
+                target,
+            })
+        } else {
+            Ok(self.execute(agent, job.message, job.context).await)
+        };
+        if let Some(reply) = job.reply {
+            let _ = reply.send(result);
+        }
     }
 
     /// Runs a message another host's agent sent (its `chain` ends with
@@ -406,6 +591,12 @@ impl Messenger {
     pub fn remove(&self, agent: &str) {
         if let Some(mailbox) = self.mailboxes.lock().expect("mailboxes lock").remove(agent) {
             let dropped = mailbox.close();
+            for job in &dropped {
+                metrics()
+                    .message_queue_depth
+                    .with_label_values(&[job.priority.as_str()])
+                    .dec();
+            }
             if !dropped.is_empty() {
                 tracing::warn!(
                     agent,
@@ -745,12 +936,8 @@ impl MessagingHost for Messenger {
                 } => return self.send_remote(caller, context, message, target, only_agents),
             };
             Messenger::stamp(caller, context, &mut message, Some(&agent));
-            let job = Job {
-                message,
-                context: context.continued(),
-                reply: None,
-            };
-            self.enqueue(&agent, job, context.priority)
+            let job = Job::new(message, context.continued(), context.priority);
+            self.enqueue(&agent, job)
                 .await
                 .map_err(|e| PluginError::Unavailable(e.to_string()))
         })

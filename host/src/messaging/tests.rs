@@ -25,7 +25,7 @@ async fn ask(
     content: &str,
 ) -> (Result<Message, PluginError>, String) {
     let (conversation, mut results) = messenger
-        .deliver(message(content), vec![agent.into()], Priority::Normal)
+        .deliver(message(content), vec![agent.into()], Some(Priority::Normal))
         .await
         .unwrap();
     let outcome = results.remove(0).unwrap().outcome.unwrap();

@@ -2,7 +2,8 @@
 //! runaway plugins. Content `{"fault": "<kind>"}` selects the fault:
 //! `loop` (never returns), `alloc` (allocates without bound), `panic`,
 //! `recurse` (overflows the stack), `flood` (1 MiB of stderr), `huge_reply`
-//! (a 6 MiB reply),
+//! (a 6 MiB reply), `sleep` (waits `ms` milliseconds, default 100, without
+//! using fuel: a slow agent),
 //! `escape` (tries to read a host file, the environment and the network,
 //! and reports what happened). Anything else is answered normally.
 
@@ -86,6 +87,11 @@ impl Agent for Faults {
                 for _ in 0..2_000_000u32 {
                     std::mem::forget(wasip2::clocks::monotonic_clock::subscribe_duration(1));
                 }
+            }
+            Some("sleep") => {
+                // Waits without burning fuel: a slow agent, not a runaway.
+                let ms = request.get("ms").and_then(|m| m.as_u64()).unwrap_or(100);
+                wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
             }
             Some("huge_reply") => {
                 let blob = "y".repeat(6 << 20);

@@ -1,0 +1,127 @@
+//! Profile changes while serving: watches caxton.toml and, when its
+//! `[agents.default_limits]` or `[[agents.profiles]]` change, reloads the
+//! agents they touch (as a manifest change reloads its agent). The file is
+//! read and checked whole first: a broken edit changes nothing and says
+//! why. Other sections take effect at the next start, and the log says so.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::registry::AgentRegistry;
+use crate::config::Config;
+use crate::metrics::metrics;
+
+/// Keeps the watch alive; dropping it stops it.
+pub struct ConfigReload {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ConfigReload {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts watching `file` (the config the server started with).
+/// `started` is that config, to tell which sections an edit changed.
+pub fn watch_config(
+    registry: Arc<AgentRegistry>,
+    file: &Path,
+    started: Config,
+    debounce: Duration,
+) -> notify::Result<ConfigReload> {
+    let file = file.canonicalize().unwrap_or_else(|_| file.to_owned());
+    let (events, mut changes) = mpsc::unbounded_channel::<()>();
+    let watched = file.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        // Editors replace the file: watch its directory, keep its events.
+        if event.paths.iter().any(|p| p == &watched) {
+            let _ = events.send(());
+        }
+    })?;
+    let dir = file
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    let task = tokio::spawn(async move {
+        let mut current = started;
+        while changes.recv().await.is_some() {
+            // An editor's several writes make one reload.
+            while let Ok(Some(())) = tokio::time::timeout(debounce, changes.recv()).await {}
+            if let Some(next) = reread(&file).await {
+                apply(&registry, &current, &next).await;
+                current = next;
+            }
+        }
+    });
+    Ok(ConfigReload {
+        _watcher: watcher,
+        task,
+    })
+}
+
+/// The file as the server would read it now (with the same `CAXTON_*`
+/// overrides), or `None` with the reason logged.
+async fn reread(file: &Path) -> Option<Config> {
+    let path = file.to_owned();
+    let read = tokio::task::spawn_blocking(move || Config::resolve(Some(&path), std::env::vars()))
+        .await
+        .expect("config reading panicked");
+    match read {
+        Ok(config) => Some(config),
+        // Removed or mid-rename: the next event brings it back.
+        Err(_) if !file.exists() => None,
+        Err(error) => {
+            metrics().agent_reload_errors.inc();
+            tracing::error!(
+                file = %file.display(),
+                "caxton.toml change refused, agents keep their limits: {error}"
+            );
+            None
+        }
+    }
+}
+
+/// Reloads the agents whose limits `next`'s profiles change.
+async fn apply(registry: &AgentRegistry, current: &Config, next: &Config) {
+    let (before, after) = (
+        current.agents.agent_profiles(),
+        next.agents.agent_profiles(),
+    );
+    if before != after {
+        let applied = registry.apply_profiles(after).await;
+        for (agent, error) in &applied.refused {
+            metrics().agent_reload_errors.inc();
+            tracing::error!(
+                agent,
+                "new profile limits refused, the previous version keeps serving: {error}"
+            );
+        }
+        tracing::info!(
+            reloaded = ?applied.reloaded,
+            refused = applied.refused.len(),
+            "agent profiles changed in caxton.toml"
+        );
+    }
+    // Everything else in the file is read once, at start.
+    let strip = |config: &Config| {
+        let mut config = config.clone();
+        config.agents.default_limits = Default::default();
+        config.agents.profiles = Vec::new();
+        toml::to_string(&config).unwrap_or_default()
+    };
+    if strip(current) != strip(next) {
+        tracing::warn!(
+            "caxton.toml changed outside [agents.default_limits] and [[agents.profiles]]; those changes take effect when caxton restarts"
+        );
+    }
+}
