@@ -9,6 +9,7 @@ mod llm;
 mod mcp;
 mod memory;
 mod plugins;
+mod priorities;
 mod served;
 mod suite;
 mod wasmtime_serve;
@@ -20,6 +21,7 @@ pub use llm::LlmBenchmark;
 pub use mcp::mcp;
 pub use memory::MemoryBenchmark;
 pub use plugins::plugins;
+pub use priorities::PrioritiesBenchmark;
 pub use suite::{
     PASSAGE_SENTENCE, SHORT, api, compare, embeddings, encoder_latency, encoder_throughput, metric,
     ort_baseline, report, system,

@@ -176,6 +176,20 @@ pub struct AgentsBenchArgs {
     /// The model to ask at `--provider-url`.
     #[arg(long, requires = "provider_url", default_value = "default")]
     pub provider_model: String,
+    /// Instead: each priority's queue wait (median, p99) against its
+    /// latency target while a slow agent is flooded with background
+    /// messages, and how many were answered late.
+    #[arg(long, conflicts_with = "llm")]
+    pub priorities: bool,
+    /// With `--priorities`: background messages in flight at once.
+    #[arg(long, requires = "priorities", default_value_t = 16)]
+    pub flood: usize,
+    /// With `--priorities`: milliseconds of work per background message.
+    #[arg(long, requires = "priorities", default_value_t = 50)]
+    pub work_ms: u64,
+    /// With `--priorities`: seconds the flood lasts.
+    #[arg(long, requires = "priorities", default_value_t = 10)]
+    pub seconds: u64,
     /// Write the JSON results here (also printed).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -304,6 +318,16 @@ impl BenchmarkCommand {
 
 impl AgentsBenchArgs {
     pub async fn run(&self) -> anyhow::Result<()> {
+        if self.priorities {
+            let benchmark = crate::benchmark::PrioritiesBenchmark {
+                duration: std::time::Duration::from_secs(self.seconds.max(1)),
+                flood_concurrency: self.flood.max(1),
+                work_ms: self.work_ms,
+                work_dir: std::env::temp_dir()
+                    .join(format!("caxton-bench-priorities-{}", std::process::id())),
+            };
+            return emit_results(&benchmark.run().await?, self.output.as_ref());
+        }
         if self.llm {
             let benchmark = crate::benchmark::LlmBenchmark {
                 turns: self.turns.max(20),
