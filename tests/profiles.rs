@@ -145,18 +145,18 @@ async fn limits_come_from_the_manifest_then_the_profile_then_the_defaults() {
 async fn editing_a_profile_in_caxton_toml_reloads_the_agents_it_touches() {
     let agents = AgentsDir::new()
         .with("spinner", &faults("spinner", "agent_type = \"runaway\""))
-        .with("bystander", &faults("bystander", "profile = \"roomy\""));
+        .with("bystander", &faults("bystander", "profile = \"roomy\""))
+        .with("newcomer", &faults("newcomer", "profile = \"fresh\""));
     let server = Server::start_fresh(&agents, Some(&config("")));
+    server.wait_for_log("profile \"fresh\" is not defined");
     let deployed_at = |shown: &Value| shown["deployed_at_ms"].as_u64().unwrap();
     let bystander = deployed_at(&server.get_json("/api/v1/agents/bystander").await);
 
     let file = server.data_dir.join("caxton-harness.toml");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        text.replace("fuel_limit = 5_000_000", "fuel_limit = 7_000_000"),
-    )
-    .unwrap();
+    let edited = text.replace("fuel_limit = 5_000_000", "fuel_limit = 7_000_000")
+        + "\n[[agents.profiles]]\nname = \"fresh\"\n[agents.profiles.overrides]\nfuel_limit = 6_000_000\n";
+    std::fs::write(&file, edited).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let shown = loop {
         let shown = server.get_json("/api/v1/agents/spinner").await;
@@ -171,6 +171,11 @@ async fn editing_a_profile_in_caxton_toml_reloads_the_agents_it_touches() {
         "the profile change did not reach the agent"
     );
     assert_loop_stops_at_fuel(&server, "spinner", 7_000_000).await;
+    // The manifest refused for naming a profile that did not exist is
+    // deployed once it does.
+    let newcomer = server.get_json("/api/v1/agents/newcomer").await;
+    assert_eq!(newcomer["profile"], "fresh", "{newcomer}");
+    assert_loop_stops_at_fuel(&server, "newcomer", 6_000_000).await;
     // An agent the change does not touch was not swapped.
     let after = deployed_at(&server.get_json("/api/v1/agents/bystander").await);
     assert_eq!(after, bystander);

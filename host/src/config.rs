@@ -766,6 +766,38 @@ impl Config {
             .map(|(key, message)| (key.into_iter().map(str::to_owned).collect(), message))
             .collect::<Vec<_>>();
         problems.extend(self.agents.agent_profiles().problems());
+        // A memory cap above the pool's slots would refuse every agent it
+        // reaches (the built-in tools too, so the server would not start).
+        let cap = self.wasm_runtime.max_memory_per_instance_mb;
+        let too_big = |mb: Option<u32>| mb.is_some_and(|mb| mb > cap);
+        let message = |mb: Option<u32>| {
+            format!(
+                "{} MiB is more than wasm_runtime.max_memory_per_instance_mb ({cap}); lower it or raise the cap",
+                mb.unwrap_or_default()
+            )
+        };
+        if too_big(self.agents.default_limits.memory_mb) {
+            problems.push((
+                ["agents", "default_limits", "memory_mb"]
+                    .map(String::from)
+                    .to_vec(),
+                message(self.agents.default_limits.memory_mb),
+            ));
+        }
+        for (i, profile) in self.agents.profiles.iter().enumerate() {
+            if too_big(profile.overrides.memory_mb) {
+                problems.push((
+                    vec![
+                        "agents".into(),
+                        "profiles".into(),
+                        i.to_string(),
+                        "overrides".into(),
+                        "memory_mb".into(),
+                    ],
+                    message(profile.overrides.memory_mb),
+                ));
+            }
+        }
         problems.extend(self.llm.problems());
         problems.extend(self.mcp.problems());
         problems
@@ -916,6 +948,11 @@ impl Config {
                 queue.latency_target.is_none_or(|d| !d.is_zero()),
                 &["agents", "priorities", name, "latency_target"],
                 "must be above zero",
+            );
+            check(
+                queue.dedicated_workers.is_none_or(|n| n <= 64),
+                &["agents", "priorities", name, "dedicated_workers"],
+                "at most 64 per agent",
             );
         }
         check(
@@ -1136,6 +1173,20 @@ mod tests {
         );
         let err = toml::from_str::<Config>("[wasm_runtime]\nepoch_tick = \"soon\"").unwrap_err();
         assert!(err.to_string().contains("250ms"), "{err}");
+    }
+
+    #[test]
+    fn a_profile_memory_cap_above_the_pool_slots_is_refused_at_its_line() {
+        let text = "[wasm_runtime]\nmax_memory_per_instance_mb = 32\n\n[[agents.profiles]]\nname = \"big\"\n[agents.profiles.overrides]\nmemory_mb = 64\n";
+        let config = Config::parse(text, Path::new("c.toml")).unwrap();
+        let error = config
+            .validate_text(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 7, column 1: agents.profiles.0.overrides.memory_mb: 64 MiB is more than wasm_runtime.max_memory_per_instance_mb (32)"),
+            "{error}"
+        );
     }
 
     #[test]

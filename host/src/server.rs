@@ -257,6 +257,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .agents
                 .reload_debounce
                 .max(std::time::Duration::from_millis(50)),
+            &agents_dir,
+            {
+                let messenger = messenger.clone();
+                Arc::new(move |name: &str| messenger.remove(name))
+            },
         ) {
             Ok(watch) => Some(watch),
             Err(error) => {

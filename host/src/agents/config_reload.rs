@@ -12,6 +12,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::registry::AgentRegistry;
+use super::reload::{OnRemoved, reload_now};
 use crate::config::Config;
 use crate::metrics::metrics;
 
@@ -28,14 +29,22 @@ impl Drop for ConfigReload {
 }
 
 /// Starts watching `file` (the config the server started with).
-/// `started` is that config, to tell which sections an edit changed.
+/// `started` is that config (as a fallback to tell which sections an edit
+/// changed); manifests in `agents_dir` that were refused are tried again
+/// when the profiles change (they may name a profile just added).
 pub fn watch_config(
     registry: Arc<AgentRegistry>,
     file: &Path,
     started: Config,
     debounce: Duration,
+    agents_dir: &Path,
+    on_removed: OnRemoved,
 ) -> notify::Result<ConfigReload> {
     let file = file.canonicalize().unwrap_or_else(|_| file.to_owned());
+    let agents_dir = agents_dir.to_owned();
+    // The file as read, without the command line's overrides (which a
+    // re-read does not see either), so only real edits count as changes.
+    let started = Config::resolve(Some(&file), std::env::vars()).unwrap_or(started);
     let (events, mut changes) = mpsc::unbounded_channel::<()>();
     let watched = file.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -58,7 +67,9 @@ pub fn watch_config(
             // An editor's several writes make one reload.
             while let Ok(Some(())) = tokio::time::timeout(debounce, changes.recv()).await {}
             if let Some(next) = reread(&file).await {
-                apply(&registry, &current, &next).await;
+                if apply(&registry, &current, &next).await {
+                    retry_refused(&registry, &agents_dir, &on_removed).await;
+                }
                 current = next;
             }
         }
@@ -91,13 +102,34 @@ async fn reread(file: &Path) -> Option<Config> {
     }
 }
 
-/// Reloads the agents whose limits `next`'s profiles change.
-async fn apply(registry: &AgentRegistry, current: &Config, next: &Config) {
+/// Manifests in the agents directory that are not deployed (refused at
+/// start or at their last change), tried again.
+async fn retry_refused(registry: &AgentRegistry, agents_dir: &Path, on_removed: &OnRemoved) {
+    let Ok(entries) = std::fs::read_dir(agents_dir) else {
+        return;
+    };
+    let mut refused: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .filter(|path| registry.deployed_from(path).is_empty())
+        .collect();
+    refused.sort();
+    for path in refused {
+        if reload_now(registry, &path, on_removed).await.is_ok() {
+            tracing::info!(file = %path.display(), "deployed now that the profiles changed");
+        }
+    }
+}
+
+/// Reloads the agents whose limits `next`'s profiles change; true when
+/// the profiles changed.
+async fn apply(registry: &AgentRegistry, current: &Config, next: &Config) -> bool {
     let (before, after) = (
         current.agents.agent_profiles(),
         next.agents.agent_profiles(),
     );
-    if before != after {
+    let changed = before != after;
+    if changed {
         let applied = registry.apply_profiles(after).await;
         for (agent, error) in &applied.refused {
             metrics().agent_reload_errors.inc();
@@ -124,4 +156,5 @@ async fn apply(registry: &AgentRegistry, current: &Config, next: &Config) {
             "caxton.toml changed outside [agents.default_limits] and [[agents.profiles]]; those changes take effect when caxton restarts"
         );
     }
+    changed
 }

@@ -709,7 +709,12 @@ impl RawManifest {
         let written = LimitSet {
             max_conversations: limits.max_conversations,
             max_memory_entities: limits.max_memory_entities,
-            response_timeout: prompt.response_timeout,
+            // A configuration agent's turn is bound by `execution_timeout`
+            // when it sets no `response_timeout`: its own value still wins
+            // over a profile's or the defaults' `response_timeout`.
+            response_timeout: prompt
+                .response_timeout
+                .or(limits.execution_timeout.filter(|_| configuration)),
             tool_call_timeout: limits.tool_call_timeout,
             memory_search_timeout: limits.memory_search_timeout,
             context_length_limit: prompt.max_context_length,
@@ -1039,7 +1044,11 @@ impl Checker<'_> {
                 format!("profile {name:?}: profile names are letters, digits, `_` or `-`, 1-64 characters, as in caxton.toml's [[agents.profiles]], e.g. profile = \"realtime\""),
             );
         }
-        if let Some(kind) = raw.agent_type.as_deref().filter(|t| !is_kebab_case(t)) {
+        if let Some(kind) = raw
+            .agent_type
+            .as_deref()
+            .filter(|t| !crate::profiles::is_agent_type(t))
+        {
             self.flag(
                 &["agent_type"],
                 format!("agent_type {kind:?}: kebab-case, as profiles' agent_types list it, e.g. agent_type = \"monitor\""),

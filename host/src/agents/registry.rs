@@ -71,6 +71,17 @@ pub struct DeployedTool {
     pub description: tokio::sync::OnceCell<ToolDescription>,
 }
 
+/// Starts a reload error that changed profiles caused (so a later change
+/// of them clears only their own).
+const PROFILES_REFUSED: &str = "with caxton.toml's profiles: ";
+
+/// Which deployed version of a plugin: its entry's address.
+type Identity = usize;
+
+fn identity<T>(deployed: &Arc<T>) -> Identity {
+    Arc::as_ptr(deployed) as usize
+}
+
 /// How a configuration agent's component is named in errors and listings.
 pub const PROMPT_AGENT_NAME: &str = "<built-in prompt agent>";
 
@@ -176,18 +187,20 @@ impl AgentRegistry {
         }
         self.set_profiles(profiles);
         let new = self.profiles();
-        let deployed: Vec<(Manifest, PathBuf)> = self
+        // Each with the identity of the version seen, so one replaced or
+        // removed while this one compiles is left as it now is.
+        let deployed: Vec<(Manifest, PathBuf, Identity)> = self
             .agents()
             .iter()
-            .map(|a| (a.manifest.clone(), a.source.clone()))
+            .map(|a| (a.manifest.clone(), a.source.clone(), identity(a)))
             .chain(
                 self.tools()
                     .iter()
-                    .map(|t| (t.manifest.clone(), t.source.clone())),
+                    .map(|t| (t.manifest.clone(), t.source.clone(), identity(t))),
             )
             .collect();
         let mut applied = ProfilesApplied::default();
-        for (manifest, source) in deployed {
+        for (manifest, source, seen) in deployed {
             let resolve = |profiles: &AgentProfiles| -> Result<Resolved, ChoiceError> {
                 profiles.resolve(&manifest.written, &manifest.facts())
             };
@@ -197,18 +210,50 @@ impl AgentRegistry {
             let name = manifest.name.clone();
             match self.prepare(&source, manifest).await {
                 Ok(prepared) => {
-                    self.install(prepared);
-                    self.set_reload_error(&source, None);
+                    if !self.install_over(prepared, seen) {
+                        continue;
+                    }
+                    // Only a refusal of the profiles' own is theirs to clear:
+                    // a broken edit of the manifest file still stands.
+                    if self
+                        .reload_error(&source)
+                        .is_some_and(|e| e.starts_with(PROFILES_REFUSED))
+                    {
+                        self.set_reload_error(&source, None);
+                    }
                     applied.reloaded.push(name);
                 }
                 Err(error) => {
-                    let error = error.to_string();
+                    let error = format!("{PROFILES_REFUSED}{error}");
                     self.set_reload_error(&source, Some(error.clone()));
                     applied.refused.push((name, error));
                 }
             }
         }
         applied
+    }
+
+    /// [`Self::install`], only if the plugin of that name is still the
+    /// version `seen`; false (nothing installed) when it was replaced or
+    /// removed meanwhile.
+    fn install_over(&self, prepared: Prepared, seen: Identity) -> bool {
+        self.swap_in(prepared, Some(seen))
+    }
+
+    /// Where choosing `manifest`'s profile fails, placed in `text` (the
+    /// manifest as written): a profile it names that is not defined, or
+    /// two that match it.
+    pub fn profile_problem(
+        &self,
+        manifest: &Manifest,
+        text: &str,
+    ) -> Option<crate::toml_check::Problem> {
+        self.profiles()
+            .choose(&manifest.facts())
+            .err()
+            .map(|ChoiceError { key, message }| {
+                crate::toml_check::Problem::at(text, &[key], message)
+            })
     }
 
     /// `manifest` with the defaults and its profile applied; a profile it
@@ -221,6 +266,8 @@ impl AgentRegistry {
         {
             Ok(resolved) => Ok(manifest.with_limits(resolved)),
             Err(ChoiceError { key, message }) => {
+                // Placed in the file when it holds this manifest (an API
+                // deployment checks the text it was sent before this).
                 let text = std::fs::read_to_string(path).unwrap_or_default();
                 Err(ManifestError::Invalid {
                     path: path.to_owned(),
@@ -462,16 +509,27 @@ impl AgentRegistry {
     /// Puts a prepared plugin in place, replacing any of the same name in
     /// one map insert: calls in flight keep the `Arc` of the old version.
     pub fn install(&self, prepared: Prepared) {
+        self.swap_in(prepared, None);
+    }
+
+    /// Inserts `prepared`; with `only_over`, only while the entry of that
+    /// name is still that version (checked under the same write lock).
+    fn swap_in(&self, prepared: Prepared, only_over: Option<Identity>) -> bool {
         let Prepared {
             path,
             manifest,
             loaded,
         } = prepared;
         let name = manifest.name.clone();
+        let version = manifest.version.clone();
         match loaded {
             Loaded::Agent(component) => {
-                tracing::info!(agent = %name, version = %manifest.version, "agent deployed");
-                self.agents.write().expect("agents lock").insert(
+                let mut agents = self.agents.write().expect("agents lock");
+                if only_over.is_some() && agents.get(&name).map(identity) != only_over {
+                    return false;
+                }
+                tracing::info!(agent = %name, %version, "agent deployed");
+                agents.insert(
                     name,
                     Arc::new(DeployedAgent {
                         manifest,
@@ -482,8 +540,12 @@ impl AgentRegistry {
                 );
             }
             Loaded::Tool(component) => {
-                tracing::info!(tool = %name, version = %manifest.version, "tool deployed");
-                self.tools.write().expect("tools lock").insert(
+                let mut tools = self.tools.write().expect("tools lock");
+                if only_over.is_some() && tools.get(&name).map(identity) != only_over {
+                    return false;
+                }
+                tracing::info!(tool = %name, %version, "tool deployed");
+                tools.insert(
                     name,
                     Arc::new(DeployedTool {
                         manifest,
@@ -494,6 +556,7 @@ impl AgentRegistry {
                 );
             }
         }
+        true
     }
 
     /// Removes the agent or tool `name`; true when something was removed.

@@ -254,6 +254,12 @@ pub async fn deploy(
     let Some(manifest) = report.manifest.clone() else {
         return Err(invalid(&report));
     };
+    // Placed in the text sent (the stored file may be an older version).
+    if let Some(problem) = state.registry.profile_problem(&manifest, &body.manifest) {
+        let mut report = report;
+        report.problems.push(problem);
+        return Err(invalid(&report));
+    }
     let carried = crate::agents::built_in_component(&manifest.component).is_some();
     if bytes.is_none() != (manifest.configuration || carried) {
         return Err(ApiError::bad_request(if bytes.is_none() {
@@ -404,6 +410,9 @@ pub async fn validate(state: &ApiState, body: &[u8]) -> Result<(StatusCode, Valu
         .expect("manifest checking panicked")
     };
     if let Some(manifest) = &report.manifest {
+        report
+            .problems
+            .extend(state.registry.profile_problem(manifest, &text));
         for tool in manifest
             .tools
             .iter()

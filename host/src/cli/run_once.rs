@@ -161,6 +161,7 @@ async fn invoke_tool(
         scratch.0.join("cache"),
     )?);
     let registry = AgentRegistry::new(runtime.clone(), None);
+    registry.set_profiles(config.agents.agent_profiles());
     let name = manifest.name.clone();
     registry
         .deploy(path, manifest)

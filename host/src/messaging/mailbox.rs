@@ -47,11 +47,12 @@ impl<T> Mailbox<T> {
     /// Queues `item`; gives it back when its priority's queue is full or
     /// the mailbox is closed.
     pub fn push(&self, item: T, priority: Priority) -> Result<(), T> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(item);
-        }
         {
             let mut queues = self.queues.lock().expect("mailbox lock");
+            // Under the lock `close` drains with: nothing lands after it.
+            if self.closed.load(Ordering::Acquire) {
+                return Err(item);
+            }
             let queue = &mut queues[priority.index()];
             if queue.len() >= self.capacities[priority.index()] {
                 return Err(item);
@@ -131,8 +132,8 @@ impl<T> Mailbox<T> {
     /// Refuses new items and hands back the waiting ones; workers stop
     /// once it is empty.
     pub fn close(&self) -> Vec<T> {
-        self.closed.store(true, Ordering::Release);
         let mut queues = self.queues.lock().expect("mailbox lock");
+        self.closed.store(true, Ordering::Release);
         let drained: Vec<T> = queues.iter_mut().flat_map(|q| q.drain(..)).collect();
         self.len.store(0, Ordering::Release);
         drop(queues);

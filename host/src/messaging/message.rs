@@ -29,7 +29,9 @@ pub struct MessageJson {
     pub in_reply_to: Option<String>,
     /// Any JSON value.
     pub content: serde_json::Value,
-    /// Queue priority on the way in (default `normal`).
+    /// Queue priority on the way in (default: the receiving agent's own,
+    /// from its manifest, profile or `[agents.default_limits]`, else
+    /// `normal`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
     /// How a capability-addressed message picks providers (default `best`).

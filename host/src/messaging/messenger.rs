@@ -158,6 +158,13 @@ async fn serve_mailbox(
         };
         let Some(job) = job else { break };
         let Some(messenger) = messenger.upgrade() else {
+            // Shutting down: the job is dropped (its sender hears "not
+            // found"), and uncounted.
+            metrics()
+                .message_queue_depth
+                .with_label_values(&[job.priority.as_str()])
+                .dec();
+            mailbox.done();
             break;
         };
         messenger.run_job(agent, job).await;
@@ -366,14 +373,14 @@ impl Messenger {
             let (sender, receiver) = oneshot::channel();
             let mut job = Job::new(copy, context, priority);
             job.reply = Some(sender);
-            let waiter = Waiter {
-                claim: job.claim.clone(),
-                queued_at: job.queued_at,
+            let claim = job.claim.clone();
+            let queued = self.enqueue(&agent, job).await.map(|queued_at| Waiter {
+                claim,
+                queued_at,
                 priority,
                 receiver,
-            };
-            let queued = self.enqueue(&agent, job).await;
-            waiting.push((agent, queued.map(|()| waiter)));
+            });
+            waiting.push((agent, queued));
         }
         // A single recipient's refusal is the whole answer; a broadcast
         // reports it per agent.
@@ -439,24 +446,34 @@ impl Messenger {
         match tokio::time::timeout(timeout, waited).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(MessagingError::NotFound(agent)),
-            Err(_) => Err(MessagingError::Timeout { agent, timeout }),
+            Err(_) => {
+                // Still queued (a reply timeout shorter than the target):
+                // no one will read its answer, so it is not run either.
+                claim(&state, ABANDONED);
+                Err(MessagingError::Timeout { agent, timeout })
+            }
         }
     }
 
-    /// Queues a job for `agent`, checking its conversation limit first.
-    async fn enqueue(&self, agent: &str, job: Job) -> Result<(), MessagingError> {
+    /// Queues a job for `agent`, checking its conversation limit first;
+    /// returns when it was queued (its wait starts there).
+    async fn enqueue(&self, agent: &str, mut job: Job) -> Result<Instant, MessagingError> {
         self.check_conversation_limit(agent, &job.context.conversation_id)
             .await?;
         let mailbox = self.mailbox(agent);
         let priority = job.priority;
-        mailbox
-            .push(job, priority)
-            .map_err(|_| MessagingError::QueueFull(agent.to_owned()))?;
-        metrics()
+        let depth = metrics()
             .message_queue_depth
-            .with_label_values(&[priority.as_str()])
-            .inc();
-        Ok(())
+            .with_label_values(&[priority.as_str()]);
+        // Counted before a worker can take (and uncount) it.
+        depth.inc();
+        let queued_at = Instant::now();
+        job.queued_at = queued_at;
+        mailbox.push(job, priority).map_err(|_| {
+            depth.dec();
+            MessagingError::QueueFull(agent.to_owned())
+        })?;
+        Ok(queued_at)
     }
 
     async fn check_conversation_limit(
@@ -525,6 +542,15 @@ impl Messenger {
             .with_label_values(&label)
             .observe(waited.as_secs_f64());
         let target = self.settings.priorities.latency_target(priority);
+        let Some(reply) = job.reply else {
+            // An agent's `send`: no one waits to be told it is late, so it
+            // runs late rather than vanish.
+            if waited > target {
+                tracing::warn!(agent, %priority, waited_ms = waited.as_millis() as u64, "an agent's message ran past its priority's latency target");
+            }
+            self.execute(agent, job.message, job.context).await;
+            return;
+        };
         let result = if waited > target {
             metrics().messages_late.with_label_values(&label).inc();
             tracing::debug!(agent, %priority, waited_ms = waited.as_millis() as u64, "message answered late, not run");
@@ -536,9 +562,7 @@ impl Messenger {
         } else {
             Ok(self.execute(agent, job.message, job.context).await)
         };
-        if let Some(reply) = job.reply {
-            let _ = reply.send(result);
-        }
+        let _ = reply.send(result);
     }
 
     /// Runs a message another host's agent sent (its `chain` ends with
@@ -939,6 +963,7 @@ impl MessagingHost for Messenger {
             let job = Job::new(message, context.continued(), context.priority);
             self.enqueue(&agent, job)
                 .await
+                .map(|_| ())
                 .map_err(|e| PluginError::Unavailable(e.to_string()))
         })
     }
