@@ -5,8 +5,9 @@
 //! steadily; every answer's wait in the queue is its round trip minus the
 //! call's own wall time (`usage.wall_time_us`), so the HTTP hop is in it.
 //!
-//! The server runs with the default priority settings: the guide's
-//! targets, one dedicated worker each for critical and high.
+//! The server runs with the default priority settings (the guide's
+//! targets, one dedicated worker each for critical and high), then again
+//! without the dedicated workers, in the same run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,13 +41,34 @@ struct Seen {
 }
 
 impl PrioritiesBenchmark {
+    /// The defaults, then the same flood with no dedicated workers (every
+    /// priority sharing the two general ones): the comparison says what
+    /// the dedicated workers buy.
     pub async fn run(&self) -> anyhow::Result<Value> {
-        let result = self.measure().await;
+        let result = async {
+            let dedicated = self.measure("dedicated", "").await?;
+            let shared = self
+                .measure(
+                    "shared",
+                    "[agents.priorities.critical]\ndedicated_workers = 0\n[agents.priorities.high]\ndedicated_workers = 0\n",
+                )
+                .await?;
+            let mut metrics = dedicated["metrics"].as_array().cloned().unwrap_or_default();
+            metrics.extend(shared["metrics"].as_array().cloned().unwrap_or_default());
+            anyhow::Ok(json!({
+                "suite": "agents-priorities",
+                "flood": dedicated["flood"],
+                "priorities": dedicated["priorities"],
+                "without_dedicated_workers": shared["priorities"],
+                "metrics": metrics,
+            }))
+        }
+        .await;
         let _ = std::fs::remove_dir_all(&self.work_dir);
         result
     }
 
-    fn serve(&self) -> anyhow::Result<Served> {
+    fn serve(&self, label: &str, extra: &str) -> anyhow::Result<Served> {
         let faults = plugin_component("faults");
         anyhow::ensure!(
             faults.exists(),
@@ -66,13 +88,17 @@ impl PrioritiesBenchmark {
         )?;
         serve(
             &agents,
-            &self.work_dir.join("data"),
-            "[memory.embedding_config]\nenabled = false\n[http_server]\nmax_connections_per_client = 1024\n[http_server.rate_limit]\nenabled = false\n[agents]\nworkers_per_agent = 2\nqueue_capacity = 1024\n",
+            &self.work_dir.join(format!("data-{label}")),
+            &format!(
+                "[memory.embedding_config]\nenabled = false\n[http_server]\nmax_connections_per_client = 1024\n[http_server.rate_limit]\nenabled = false\n[agents]\nworkers_per_agent = 2\nqueue_capacity = 1024\n{extra}"
+            ),
         )
     }
 
-    async fn measure(&self) -> anyhow::Result<Value> {
-        let served = self.serve()?;
+    /// One flood against a server with `extra` config; `label` names it
+    /// in the metrics.
+    async fn measure(&self, label: &str, extra: &str) -> anyhow::Result<Value> {
+        let served = self.serve(label, extra)?;
         let url = format!("{}/api/v1/agents/slow/messages", served.base);
         let stop = Arc::new(AtomicBool::new(false));
         // Senders per priority: the flood, and two steady senders each for
@@ -132,15 +158,15 @@ impl PrioritiesBenchmark {
                 "round_trip": percentiles(seen.round_trips),
                 "p99_wait_over_target": p99 / target_ms,
             });
-            eprintln!("{row}");
+            eprintln!("{label}: {row}");
             metrics.push(super::metric(
-                &format!("agents.priorities.{priority}.p99_wait_ms"),
+                &format!("agents.priorities.{label}.{priority}.p99_wait_ms"),
                 p99,
                 "ms",
                 "lower",
             ));
             metrics.push(super::metric(
-                &format!("agents.priorities.{priority}.late"),
+                &format!("agents.priorities.{label}.{priority}.late"),
                 seen.late as f64,
                 "messages",
                 "lower",
@@ -148,7 +174,6 @@ impl PrioritiesBenchmark {
             rows.push(row);
         }
         Ok(json!({
-            "suite": "agents-priorities",
             "flood": {
                 "priority": "background",
                 "concurrency": self.flood_concurrency,
