@@ -361,3 +361,24 @@ async fn a_message_past_its_latency_target_is_answered_with_a_typed_timeout_not_
     let shown = server.get_json("/api/v1/agents/slow").await;
     assert_eq!(shown["counters"]["messages"], 1, "{shown}");
 }
+
+#[test]
+fn offline_validation_checks_the_profile_against_the_config_in_effect() {
+    let home = tempfile::tempdir().unwrap();
+    let config_dir = home.path().join("caxton");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(config_dir.join("caxton.toml"), PROFILES).unwrap();
+    let manifest = home.path().join("typo.toml");
+    std::fs::write(&manifest, faults("typo", "profile = \"tigth\"")).unwrap();
+    let checked = crate::support::caxton_command()
+        .args(["agents", "validate", manifest.to_str().unwrap()])
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(checked.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        stderr.contains("line 5, column 1: profile \"tigth\" is not defined in caxton.toml; did you mean \"tight\"?"),
+        "{stderr}"
+    );
+}

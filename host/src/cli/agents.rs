@@ -350,6 +350,13 @@ fn validate(path: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let mut report = Manifest::parse_report(&text, path);
     if let Some(manifest) = &report.manifest {
+        if let Some((problem, fatal)) = profile_problem(manifest, &text) {
+            if fatal {
+                report.problems.push(problem);
+            } else {
+                report.warnings.push(problem);
+            }
+        }
         if manifest.configuration {
             // Run by the prompt agent built into caxton: nothing to
             // compile; the provider and model are checked at deployment
@@ -379,6 +386,19 @@ fn validate(path: &Path) -> anyhow::Result<()> {
     }
     println!("{}: ok", path.display());
     Ok(())
+}
+
+/// The profile a manifest names or matches, checked against the profiles
+/// of the config in effect here (`caxton.toml` in the config dir, with
+/// `CAXTON_*` overrides); true (a problem) when that config defines
+/// profiles, false (a warning) when it defines none: the manifest may be
+/// meant for a box whose config does.
+fn profile_problem(manifest: &Manifest, text: &str) -> Option<(crate::toml_check::Problem, bool)> {
+    let config = super::config::load(None).ok()?;
+    let profiles = config.agents.agent_profiles();
+    let error = profiles.choose(&manifest.facts()).err()?;
+    let problem = crate::toml_check::Problem::at(text, &[error.key], error.message);
+    Some((problem, !profiles.profiles.is_empty()))
 }
 
 fn compile_check(manifest: &Manifest) -> Result<(), String> {
