@@ -222,18 +222,6 @@ pub fn is_profile_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-/// An agent type as manifests and profiles write it: kebab-case, e.g.
-/// `data-analyzer`.
-pub fn is_agent_type(kind: &str) -> bool {
-    kind.starts_with(|c: char| c.is_ascii_lowercase())
-        && kind.split('-').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-}
-
 /// What a profile matches an agent by.
 #[derive(Debug, Clone, Copy)]
 pub struct AgentFacts<'a> {
@@ -408,7 +396,11 @@ impl AgentProfiles {
                     ),
                 ));
             }
-            for kind in profile.agent_types.iter().filter(|t| !is_agent_type(t)) {
+            for kind in profile
+                .agent_types
+                .iter()
+                .filter(|t| !crate::toml_check::is_kebab_case(t))
+            {
                 problems.push((
                     at(&["profiles", &index, "agent_types"]),
                     format!(

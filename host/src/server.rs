@@ -227,16 +227,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         messenger.clone(),
         config.agents.clone(),
     ));
+    // What either reload does with a plugin it removed.
+    let on_removed: crate::agents::OnRemoved = {
+        let messenger = messenger.clone();
+        Arc::new(move |name: &str| messenger.remove(name))
+    };
     let hot_reload = if config.agents.hot_reload {
-        let on_removed: crate::agents::OnRemoved = {
-            let messenger = messenger.clone();
-            Arc::new(move |name: &str| messenger.remove(name))
-        };
         match crate::agents::watch(
             registry.clone(),
             &agents_dir,
             config.agents.reload_debounce,
-            on_removed,
+            on_removed.clone(),
         ) {
             Ok(watch) => Some(watch),
             Err(error) => {
@@ -258,10 +259,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .reload_debounce
                 .max(std::time::Duration::from_millis(50)),
             &agents_dir,
-            {
-                let messenger = messenger.clone();
-                Arc::new(move |name: &str| messenger.remove(name))
-            },
+            on_removed,
         ) {
             Ok(watch) => Some(watch),
             Err(error) => {

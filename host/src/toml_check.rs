@@ -134,6 +134,19 @@ pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
     Locator::new(text).locate(path)
 }
 
+/// Lowercase words of letters and digits joined by `-`, e.g.
+/// `data-processing`: capabilities, agent names and agent types.
+pub fn is_kebab_case(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
 /// The known name most like `given`, when one is close enough to be a typo.
 pub fn closest<'k>(given: &str, known: &[&'k str]) -> Option<&'k str> {
     known

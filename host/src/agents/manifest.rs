@@ -14,7 +14,7 @@ use crate::memory::{DEFAULT_WORKSPACE, Scope};
 use crate::priority::Priority;
 use crate::profiles::{AgentFacts, LimitSet, Resolved, Source};
 use crate::runtime::GRANTABLE_INTERFACES;
-use crate::toml_check::{Locator, Problem, closest};
+use crate::toml_check::{Locator, Problem, closest, is_kebab_case};
 
 /// A manifest that could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -1044,11 +1044,7 @@ impl Checker<'_> {
                 format!("profile {name:?}: profile names are letters, digits, `_` or `-`, 1-64 characters, as in caxton.toml's [[agents.profiles]], e.g. profile = \"realtime\""),
             );
         }
-        if let Some(kind) = raw
-            .agent_type
-            .as_deref()
-            .filter(|t| !crate::profiles::is_agent_type(t))
-        {
+        if let Some(kind) = raw.agent_type.as_deref().filter(|t| !is_kebab_case(t)) {
             self.flag(
                 &["agent_type"],
                 format!("agent_type {kind:?}: kebab-case, as profiles' agent_types list it, e.g. agent_type = \"monitor\""),
@@ -1163,17 +1159,6 @@ fn top_level_keys_inside(locator: &Locator, table: &[&str]) -> Vec<Problem> {
 /// An agent's name: kebab-case, 3-64 characters.
 pub fn is_agent_name(s: &str) -> bool {
     is_kebab_case(s) && (3..=64).contains(&s.len())
-}
-
-fn is_kebab_case(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('-').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 /// A tool's name: 2-64 lowercase letters, digits, `_` or `-`.

@@ -68,16 +68,16 @@ impl<T> Mailbox<T> {
     }
 
     /// The most urgent item, waiting for one; `None` once closed and empty.
-    pub async fn pop(&self) -> Option<(T, Priority)> {
+    pub async fn pop(&self) -> Option<T> {
         self.pop_where(None).await
     }
 
     /// The oldest item of `priority` only (a dedicated worker's take).
     pub async fn pop_only(&self, priority: Priority) -> Option<T> {
-        self.pop_where(Some(priority)).await.map(|(item, _)| item)
+        self.pop_where(Some(priority)).await
     }
 
-    async fn pop_where(&self, only: Option<Priority>) -> Option<(T, Priority)> {
+    async fn pop_where(&self, only: Option<Priority>) -> Option<T> {
         let ready = match only {
             Some(priority) => &self.ready_for[priority.index()],
             None => &self.ready,
@@ -94,15 +94,11 @@ impl<T> Mailbox<T> {
         }
     }
 
-    fn try_pop(&self, only: Option<Priority>) -> Option<(T, Priority)> {
+    fn try_pop(&self, only: Option<Priority>) -> Option<T> {
         let mut queues = self.queues.lock().expect("mailbox lock");
         let item = match only {
-            Some(priority) => queues[priority.index()]
-                .pop_front()
-                .map(|item| (item, priority)),
-            None => Priority::ALL
-                .into_iter()
-                .find_map(|p| queues[p.index()].pop_front().map(|item| (item, p))),
+            Some(priority) => queues[priority.index()].pop_front(),
+            None => queues.iter_mut().find_map(VecDeque::pop_front),
         }?;
         self.len.fetch_sub(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -164,7 +160,7 @@ mod tests {
         mailbox.push("high", Priority::High).unwrap();
         let mut order = Vec::new();
         for _ in 0..5 {
-            order.push(mailbox.pop().await.unwrap().0);
+            order.push(mailbox.pop().await.unwrap());
             mailbox.done();
         }
         assert_eq!(
@@ -183,7 +179,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         mailbox.push(7, Priority::Normal).unwrap();
-        assert_eq!(worker.await.unwrap(), Some((7, Priority::Normal)));
+        assert_eq!(worker.await.unwrap(), Some(7));
         mailbox.push(8, Priority::Normal).unwrap();
         assert_eq!(mailbox.close(), vec![8]);
         assert!(mailbox.pop().await.is_none());

@@ -135,6 +135,13 @@ fn claim(state: &AtomicU8, to: u8) -> bool {
         .is_ok()
 }
 
+/// `caxton_message_queue_depth` for `priority`.
+fn queue_depth(priority: Priority) -> prometheus::IntGauge {
+    metrics()
+        .message_queue_depth
+        .with_label_values(&[priority.as_str()])
+}
+
 /// The sender's side of a queued job: what it waits on.
 struct Waiter {
     claim: Arc<AtomicU8>,
@@ -154,16 +161,13 @@ async fn serve_mailbox(
     loop {
         let job = match only {
             Some(priority) => mailbox.pop_only(priority).await,
-            None => mailbox.pop().await.map(|(job, _)| job),
+            None => mailbox.pop().await,
         };
         let Some(job) = job else { break };
         let Some(messenger) = messenger.upgrade() else {
             // Shutting down: the job is dropped (its sender hears "not
             // found"), and uncounted.
-            metrics()
-                .message_queue_depth
-                .with_label_values(&[job.priority.as_str()])
-                .dec();
+            queue_depth(job.priority).dec();
             mailbox.done();
             break;
         };
@@ -254,9 +258,7 @@ impl Messenger {
         let remote_sends = Arc::new(tokio::sync::Semaphore::new(settings.queue_capacity.max(1)));
         // Every priority shows in /metrics from the start, at zero.
         for priority in Priority::ALL {
-            metrics()
-                .message_queue_depth
-                .with_label_values(&[priority.as_str()]);
+            queue_depth(priority);
             metrics()
                 .messages_late
                 .with_label_values(&[priority.as_str()]);
@@ -462,9 +464,7 @@ impl Messenger {
             .await?;
         let mailbox = self.mailbox(agent);
         let priority = job.priority;
-        let depth = metrics()
-            .message_queue_depth
-            .with_label_values(&[priority.as_str()]);
+        let depth = queue_depth(priority);
         // Counted before a worker can take (and uncount) it.
         depth.inc();
         let queued_at = Instant::now();
@@ -616,10 +616,7 @@ impl Messenger {
         if let Some(mailbox) = self.mailboxes.lock().expect("mailboxes lock").remove(agent) {
             let dropped = mailbox.close();
             for job in &dropped {
-                metrics()
-                    .message_queue_depth
-                    .with_label_values(&[job.priority.as_str()])
-                    .dec();
+                queue_depth(job.priority).dec();
             }
             if !dropped.is_empty() {
                 tracing::warn!(
