@@ -12,6 +12,7 @@ mod embeddings_api;
 mod fleet;
 mod footprint;
 mod hardening;
+mod history;
 mod hostile;
 mod http_client;
 mod llm;

@@ -56,6 +56,7 @@ pub struct Config {
     pub llm: crate::llm::LlmConfig,
     pub mcp: crate::mcp_client::McpConfig,
     pub cluster: crate::cluster::ClusterConfig,
+    pub history: crate::history::HistoryConfig,
 }
 
 /// `[agents]`: message queues, routing, conversations and hot reload.
@@ -800,6 +801,7 @@ impl Config {
         }
         problems.extend(self.llm.problems());
         problems.extend(self.mcp.problems());
+        problems.extend(self.history.problems());
         problems
     }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod embed;
 pub mod harness;
 pub mod heap;
+pub mod history;
 pub mod http;
 pub mod llm;
 pub mod mcp;

@@ -66,6 +66,8 @@ fn main() -> std::process::ExitCode {
         Command::Send(args) => block_on(args.run()),
         Command::Conversations(command) => block_on(command.run()),
         Command::System(command) => block_on(command.run()),
+        Command::Alerts(command) => block_on(command.run()),
+        Command::Check(command) => block_on(command.run()),
         Command::Health(server) => block_on(caxton::cli::health(&server)),
         Command::Auth(caxton::cli::AuthCommand::Token(args)) => args.run(),
         #[cfg(feature = "benchmark")]
@@ -76,14 +78,20 @@ fn main() -> std::process::ExitCode {
         Command::Benchmark(caxton::cli::BenchmarkCommand::Faults(args)) => block_on(args.run()),
         #[cfg(feature = "benchmark")]
         Command::Benchmark(other) => block_on(other.run_other()),
-        Command::Storage(caxton::cli::StorageCommand::Maintenance(args)) => {
-            block_on(args.maintenance())
-        }
+        Command::Storage(caxton::cli::StorageCommand::Maintenance(args)) => block_on(args.run()),
+        Command::Storage(caxton::cli::StorageCommand::Optimize(args)) => block_on(args.run()),
+        Command::Storage(caxton::cli::StorageCommand::Analyze(args)) => block_on(args.run()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
+            if error
+                .downcast_ref::<caxton::cli::operator::CheckFailed>()
+                .is_some()
+            {
+                return std::process::ExitCode::from(5);
+            }
             match error.downcast_ref::<caxton::cli::client::ClientError>() {
                 Some(client) => std::process::ExitCode::from(client.exit_code()),
                 None => std::process::ExitCode::FAILURE,

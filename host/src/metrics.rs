@@ -58,6 +58,10 @@ pub struct Metrics {
     pub cluster_remote_call_duration: HistogramVec,
     pub cluster_nodes: IntGauge,
     pub cluster_connected: IntGauge,
+    pub embedding_batch_duration: Histogram,
+    pub embedding_batch_texts: Histogram,
+    pub memory_cleanup_runs: IntCounterVec,
+    pub history_sample_duration: Histogram,
 }
 
 /// The state the gauges show, as the server last saw it.
@@ -306,8 +310,36 @@ impl Metrics {
                 "caxton_cluster_connected",
                 "1 while this host is connected to the fleet's NATS server"
             )),
+            embedding_batch_duration: register!(Histogram::with_opts(histogram(
+                "caxton_embedding_batch_duration_seconds",
+                "Time one inference of the embedding model took (a batch of texts)"
+            ))),
+            embedding_batch_texts: register!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "caxton_embedding_batch_texts",
+                    "Texts embedded together in one inference"
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0])
+            )),
+            memory_cleanup_runs: register!(IntCounterVec::new(
+                Opts::new(
+                    "caxton_memory_cleanup_runs_total",
+                    "Passes of the periodic memory cleanup, by outcome (ok, failed)"
+                ),
+                &["outcome"]
+            )),
+            history_sample_duration: register!(Histogram::with_opts(histogram(
+                "caxton_history_sample_duration_seconds",
+                "Time one history sample took: gathering, writing and rolling up"
+            ))),
             registry,
         }
+    }
+
+    /// The registry's current values (what `/metrics` renders and the
+    /// history sampler records).
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
     }
 
     /// An upper bound of the `q` quantile (0-1) of a histogram's samples

@@ -19,6 +19,11 @@ use crate::store::Db;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Installed before the slow part of startup: a SIGTERM while plugins
+    // compile (systemd stopping a unit, a test that stops a server as soon
+    // as it logs) is then a clean stop once serving begins, not a kill by
+    // the default disposition.
+    let stop = StopSignals::install()?;
     let data_dir = config.data_dir()?;
     crate::private_files::restrict_new_files();
     crate::private_files::private_dir(&data_dir)
@@ -280,6 +285,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         started,
         max_request_size: config.server.max_request_size,
         max_import_size: config.server.max_import_size,
+        history: None,
     };
     // The fleet, when configured: other hosts reach this one's agents, and
     // messages no local agent takes go to them. Joining never waits on
@@ -296,10 +302,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The host's own history (`[history]`): a file of its own beside the
+    // store. A history that cannot open costs the operator commands, not
+    // the server.
+    let history = match config.history.enabled {
+        false => None,
+        true => match crate::history::History::open(&data_dir, &config.history).await {
+            Ok(history) => Some(Arc::new(history)),
+            Err(error) => {
+                tracing::error!(%error, "history is off for this run: cannot open its file");
+                None
+            }
+        },
+    };
     let state = ApiState {
         fleet: fleet.clone(),
+        history: history.clone(),
         ..state
     };
+    let sampler = history.map(|history| {
+        let state = state.clone();
+        let database = database.clone();
+        history.spawn(move || history_readings(state.clone(), database.clone()))
+    });
     let metrics_task = match config.server.metrics_listen {
         Some(listen) => Some(serve_metrics(listen, state.clone(), &config.http_server).await?),
         None => None,
@@ -324,7 +349,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("caxton listening on http://{address}");
 
     let shutdown = async {
-        shutdown_signal().await;
+        stop.received().await;
         if let Some(endpoint) = &mcp {
             endpoint.shutdown();
         }
@@ -343,6 +368,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics_task,
         Some(expiry),
         Some(llm_health),
+        sampler,
     ]
     .into_iter()
     .flatten()
@@ -502,6 +528,81 @@ fn state_sample(state: &ApiState) -> crate::metrics::StateSample {
     }
 }
 
+/// Refreshes the gauges the history records (as a scrape would) and
+/// reads what the registry does not hold: CPU time, the WAL's size, the
+/// embedding cache's running hit and miss counts.
+async fn history_readings(
+    state: ApiState,
+    database: std::path::PathBuf,
+) -> Vec<crate::history::Extra> {
+    use crate::history::{Extra, point::Kind};
+    let metrics = crate::metrics::metrics();
+    metrics.record_state(&state_sample(&state));
+    if let Some(memory) = &state.memory
+        && let Ok(stats) = memory.stats().await
+    {
+        metrics.record_store(stats.entities, stats.relations, stats.database_bytes);
+    }
+    let mut extras = Vec::new();
+    let mut add = |name, labels: Vec<(&'static str, String)>, value, kind| {
+        extras.push(Extra {
+            name,
+            labels,
+            value,
+            kind,
+        })
+    };
+    if let Some(cpu) = crate::metrics::cpu_seconds_total() {
+        add(
+            "caxton_process_cpu_seconds_total",
+            vec![],
+            cpu,
+            Kind::Counter,
+        );
+    }
+    let mut wal = database.into_os_string();
+    wal.push("-wal");
+    let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    add(
+        "caxton_memory_wal_size_bytes",
+        vec![],
+        wal_bytes as f64,
+        Kind::Gauge,
+    );
+    if let Ok(engine) = &state.embeddings {
+        let cache = engine.cache_stats();
+        add(
+            "caxton_embedding_cache_lookups_total",
+            vec![("result", "hit".into())],
+            cache.hits as f64,
+            Kind::Counter,
+        );
+        add(
+            "caxton_embedding_cache_lookups_total",
+            vec![("result", "miss".into())],
+            cache.misses as f64,
+            Kind::Counter,
+        );
+        add(
+            "caxton_embedding_cache_entries",
+            vec![],
+            cache.entries as f64,
+            Kind::Gauge,
+        );
+    }
+    if let Some(history) = &state.history
+        && let Ok(disk) = history.disk().await
+    {
+        add(
+            "caxton_history_size_bytes",
+            vec![],
+            disk["file_bytes"].as_f64().unwrap_or(0.0),
+            Kind::Gauge,
+        );
+    }
+    extras
+}
+
 /// How often the store's gauges are refreshed.
 const STORE_GAUGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -515,7 +616,12 @@ async fn run_cleanup(memory: Arc<Memory>, policy: CleanupConfig) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match memory.cleanup(&policy).await {
+        let outcome = memory.cleanup(&policy).await;
+        crate::metrics::metrics()
+            .memory_cleanup_runs
+            .with_label_values(&[if outcome.is_ok() { "ok" } else { "failed" }])
+            .inc();
+        match outcome {
             Ok(report) if report.removed() > 0 => {
                 tracing::info!(?report, "memory cleanup removed rows");
             }
@@ -552,19 +658,39 @@ async fn expire_conversations(messenger: Arc<Messenger>, settings: AgentsConfig)
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, listened for from the moment they are installed:
+/// a signal that arrives before `received` is polled is kept, not lost.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {},
-            _ = terminate.recv() => {},
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())
+                    .context("installing the SIGINT handler")?,
+                terminate: signal(SignalKind::terminate())
+                    .context("installing the SIGTERM handler")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down: finishing requests in flight");
+
+    async fn received(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests in flight");
+    }
 }

@@ -351,5 +351,6 @@ pub async fn stats(state: &ApiState) -> Result<(StatusCode, Value), ApiError> {
         .map(|seconds| seconds * 1e3)
     );
     body["primary"] = json!(memory.db().primary().map(crate::cluster::redact));
+    body["wal_mode"] = json!(memory.db().wal_mode());
     Ok((StatusCode::OK, body))
 }

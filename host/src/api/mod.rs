@@ -6,6 +6,7 @@ mod chat;
 mod embeddings;
 mod error;
 mod fleet;
+mod history;
 mod memory;
 mod messages;
 pub mod request_id;
@@ -67,6 +68,8 @@ pub struct ApiState {
     pub started: Instant,
     pub max_request_size: u64,
     pub max_import_size: u64,
+    /// The host's recorded metrics (`[history]`), when on.
+    pub history: Option<Arc<crate::history::History>>,
 }
 
 /// Routes as a function from request to response: what the HTTP front
@@ -315,6 +318,20 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .then(|body: Bytes, state: ApiState| async move {
             respond(memory::import(&state, &body).await)
         });
+    let history_report = warp::path!("api" / "v1" / "history")
+        .and(warp::get())
+        .and(warp::query::<history::ReportQuery>())
+        .and(with_state.clone())
+        .then(|query: history::ReportQuery, state: ApiState| async move {
+            respond(history::report(&state, &query).await)
+        });
+    let history_alerts = warp::path!("api" / "v1" / "history" / "alerts")
+        .and(warp::get())
+        .and(warp::query::<history::AlertsQuery>())
+        .and(with_state.clone())
+        .then(|query: history::AlertsQuery, state: ApiState| async move {
+            respond(history::alerts(&state, &query).await)
+        });
     let memory_stats = warp::path!("api" / "v1" / "memory" / "stats")
         .and(warp::get())
         .and(with_state.clone())
@@ -376,6 +393,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         send_message.boxed(),
         latest.boxed(),
         status.boxed(),
+        history_report.boxed(),
+        history_alerts.boxed(),
         cluster_nodes.boxed(),
         conversation.boxed(),
         thread.boxed(),

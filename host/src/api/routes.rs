@@ -119,6 +119,8 @@ pub const ROUTES: &[Route] = &[
     delete("/api/v1/memory/entities/{name}"),
     get("/api/v1/memory/graph/{name}"),
     get("/api/v1/memory/stats"),
+    get("/api/v1/history"),
+    get("/api/v1/history/alerts"),
     get("/api/v1/memory/export"),
     post("/api/v1/memory/import", Some(JSON_LINES)),
 ];

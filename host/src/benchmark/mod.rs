@@ -23,8 +23,8 @@ pub use memory::MemoryBenchmark;
 pub use plugins::plugins;
 pub use priorities::PrioritiesBenchmark;
 pub use suite::{
-    PASSAGE_SENTENCE, SHORT, api, compare, embeddings, encoder_latency, encoder_throughput, metric,
-    ort_baseline, report, system,
+    ApiBeside, PASSAGE_SENTENCE, SHORT, api, compare, embeddings, encoder_latency,
+    encoder_throughput, metric, ort_baseline, report, system,
 };
 
 use std::time::Duration;

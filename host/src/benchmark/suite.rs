@@ -27,34 +27,84 @@ fn ms(summary: &Value, key: &str) -> f64 {
 const QUIET: &str =
     "[http_server]\nmax_connections_per_client = 1024\n[http_server.rate_limit]\nenabled = false\n";
 
+/// What `caxton benchmark api` drives beside Caxton's echo, in the same
+/// run and with the same client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiBeside {
+    /// Plain `wasmtime serve` answering the same body from a wasi:http
+    /// component.
+    WasmtimeServe,
+    /// The same Caxton with `[history] enabled = false`, while the one
+    /// measured samples every second (60 times the default): what the
+    /// history sampler costs the message path.
+    HistoryOff,
+}
+
+impl ApiBeside {
+    /// The prefix of its figures and the suffix of the ratios to it.
+    fn key(self) -> &'static str {
+        match self {
+            ApiBeside::WasmtimeServe => "wasmtime_serve",
+            ApiBeside::HistoryOff => "history_off",
+        }
+    }
+}
+
+/// A baseline server, kept alive for the run.
+enum BesideServer {
+    Wasmtime(WasmtimeServe),
+    /// Held only to keep the process up; dropping it stops the server.
+    Caxton {
+        _alive: super::served::Served,
+    },
+}
+
 /// `caxton benchmark api`: the HTTP round trip to echo at concurrency 1,
 /// 16 and 64, beside `/api/v1/health` (no plugin call) and, with
-/// `wasmtime_serve`, beside plain `wasmtime serve` answering the same body
-/// from a wasi:http component, driven by the same client in the same run.
-/// Each concurrency alternates between the two servers in rounds, so noise
-/// on this shared machine falls on both.
-pub async fn api(work: &Path, requests: usize, wasmtime_serve: bool) -> anyhow::Result<Value> {
+/// `beside`, beside a baseline server driven by the same client in the
+/// same run. Each concurrency alternates between the two servers in
+/// rounds, so noise on this shared machine falls on both.
+pub async fn api(work: &Path, requests: usize, beside: Option<ApiBeside>) -> anyhow::Result<Value> {
     let agents = work.join("agents");
     std::fs::create_dir_all(&agents)?;
     std::fs::write(agents.join("echo.toml"), echo_manifest("echo", "1.0.0"))?;
+    let config = format!("[memory.embedding_config]\nenabled = false\n{QUIET}");
+    let sampled_every_second = beside == Some(ApiBeside::HistoryOff);
     let served = serve(
         &agents,
         &work.join("data"),
-        &format!("[memory.embedding_config]\nenabled = false\n{QUIET}"),
+        &if sampled_every_second {
+            format!("{config}[history]\ninterval = \"1s\"\n")
+        } else {
+            config.clone()
+        },
     )?;
-    let baseline = if wasmtime_serve {
-        let server = WasmtimeServe::start()?;
-        eprintln!("baseline: {} serve on {}", server.version, server.base);
-        Some((server, plain_client()?))
-    } else {
-        None
+    let body = json!({"content": {"n": 1}});
+    let baseline = match beside {
+        None => None,
+        Some(ApiBeside::WasmtimeServe) => {
+            let server = WasmtimeServe::start()?;
+            eprintln!("baseline: {} serve on {}", server.version, server.base);
+            let url = server.base.clone();
+            Some((BesideServer::Wasmtime(server), plain_client()?, url))
+        }
+        Some(ApiBeside::HistoryOff) => {
+            let server = serve(
+                &agents,
+                &work.join("data-history-off"),
+                &format!("{config}[history]\nenabled = false\n"),
+            )?;
+            eprintln!("baseline: the same host without history on {}", server.base);
+            let url = format!("{}/api/v1/agents/echo/messages", server.base);
+            let client = server.client.clone();
+            Some((BesideServer::Caxton { _alive: server }, client, url))
+        }
     };
     let echo_url = format!("{}/api/v1/agents/echo/messages", served.base);
-    let body = json!({"content": {"n": 1}});
     // Warm both: compiled code, pooled instances, open connections.
     load_url(&served.client, &echo_url, body.clone(), 200, 16).await?;
-    if let Some((server, client)) = &baseline {
-        load_url(client, &server.base, body.clone(), 200, 16).await?;
+    if let Some((_, client, url)) = &baseline {
+        load_url(client, url, body.clone(), 200, 16).await?;
     }
     let mut metrics = Vec::new();
     let mut runs = serde_json::Map::new();
@@ -64,9 +114,8 @@ pub async fn api(work: &Path, requests: usize, wasmtime_serve: bool) -> anyhow::
         let mut echo = Load::default();
         let mut plain = Load::default();
         for _ in 0..ROUNDS {
-            if let Some((server, client)) = &baseline {
-                plain
-                    .add(load_url(client, &server.base, body.clone(), segment, concurrency).await?);
+            if let Some((_, client, url)) = &baseline {
+                plain.add(load_url(client, url, body.clone(), segment, concurrency).await?);
             }
             echo.add(
                 load_url(
@@ -102,33 +151,56 @@ pub async fn api(work: &Path, requests: usize, wasmtime_serve: bool) -> anyhow::
             }
         };
         figures("api.echo", &summary, &mut metrics);
-        if baseline.is_some() {
+        if let Some(beside) = beside {
+            let key = beside.key();
             let plain = plain.summary();
-            eprintln!("wasmtime serve {label} (baseline): {plain}");
-            figures("baseline.wasmtime_serve", &plain, &mut metrics);
+            eprintln!("{key} {label} (baseline): {plain}");
+            figures(&format!("baseline.{key}"), &plain, &mut metrics);
             let rate = |summary: &Value| summary["accepted_per_s"].as_f64().unwrap_or(f64::NAN);
             let per_s = rate(&summary) / rate(&plain);
             let p99 = ms(&summary["latency_accepted"], "p99_ms")
                 / ms(&plain["latency_accepted"], "p99_ms");
-            eprintln!("ratio to wasmtime serve {label}: {per_s:.2}x requests/s, p99 {p99:.2}x");
+            eprintln!("ratio to {key} {label}: {per_s:.2}x requests/s, p99 {p99:.2}x");
             metrics.push(metric(
-                &format!("api.echo.{label}.per_s_vs_wasmtime_serve"),
+                &format!("api.echo.{label}.per_s_vs_{key}"),
                 per_s,
                 "ratio",
                 "higher",
             ));
             metrics.push(metric(
-                &format!("api.echo.{label}.p99_vs_wasmtime_serve"),
+                &format!("api.echo.{label}.p99_vs_{key}"),
                 p99,
                 "ratio",
                 "lower",
             ));
-            runs.insert(format!("wasmtime_serve_{label}"), plain);
+            runs.insert(format!("{key}_{label}"), plain);
         }
         runs.insert(format!("echo_{label}"), summary);
     }
-    if let Some((server, _)) = &baseline {
-        runs.insert("wasmtime_serve_version".into(), json!(server.version));
+    match &baseline {
+        Some((BesideServer::Wasmtime(server), _, _)) => {
+            runs.insert("wasmtime_serve_version".into(), json!(server.version));
+        }
+        Some((BesideServer::Caxton { .. }, _, _)) => {
+            let cost = history_cost(&served, &work.join("data")).await?;
+            eprintln!("history: {cost}");
+            for (name, unit) in [
+                ("rows_per_tick", "rows"),
+                ("bytes_per_row", "bytes"),
+                ("bytes_per_day_at_default_interval", "bytes"),
+                ("tick_mean_ms", "ms"),
+                ("sampler_seconds_per_hour_at_default_interval", "s"),
+            ] {
+                metrics.push(metric(
+                    &format!("history.{name}"),
+                    cost[name].as_f64().unwrap_or(f64::NAN),
+                    unit,
+                    "lower",
+                ));
+            }
+            runs.insert("history".into(), cost);
+        }
+        None => {}
     }
     // Baseline: the same HTTP path without a plugin call.
     let started = Instant::now();
@@ -157,6 +229,49 @@ pub async fn api(work: &Path, requests: usize, wasmtime_serve: bool) -> anyhow::
     ));
     runs.insert("health_c1_baseline".into(), health);
     Ok(json!({"suite": "api", "runs": runs, "metrics": metrics}))
+}
+
+/// What the history of `served` (sampling every second through the load)
+/// costs: rows a tick writes, bytes a row takes in the file, what a day at
+/// the default one-minute interval adds before roll-ups, and the sampler's
+/// time per tick (wall time of gathering, writing and maintaining, from
+/// its own `caxton_history_sample_duration_seconds`).
+async fn history_cost(served: &super::served::Served, data: &Path) -> anyhow::Result<Value> {
+    let report: Value = served
+        .client
+        .get(format!(
+            "{}/api/v1/history?last=1h&series=caxton_history_sample_duration_seconds",
+            served.base
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let ticks = &report["series"][0];
+    let tick_mean_ms = ticks["mean"].as_f64().unwrap_or(f64::NAN) * 1000.0;
+    let store = crate::history::store::HistoryStore::open(&data.join(crate::history::FILE)).await?;
+    let (mut rows, mut stamps) = (0u64, std::collections::BTreeSet::new());
+    store
+        .scan(0, crate::history::unix_now() + 10, &[], |row| {
+            rows += 1;
+            stamps.insert(row.ts);
+        })
+        .await?;
+    let used = store.used_bytes().await? as f64;
+    let rows_per_tick = rows as f64 / stamps.len().max(1) as f64;
+    let bytes_per_row = used / rows.max(1) as f64;
+    Ok(json!({
+        "ticks": stamps.len(),
+        "rows": rows,
+        "used_bytes": used,
+        "rows_per_tick": rows_per_tick,
+        "bytes_per_row": bytes_per_row,
+        "bytes_per_day_at_default_interval": rows_per_tick * bytes_per_row * 1440.0,
+        "tick_mean_ms": tick_mean_ms,
+        "tick_p99_ms": ticks["p99"].as_f64().map(|s| s * 1000.0),
+        "sampler_seconds_per_hour_at_default_interval": tick_mean_ms / 1000.0 * 60.0,
+    }))
 }
 
 /// `caxton benchmark system`: startup, idle memory, a loopback load at 10x

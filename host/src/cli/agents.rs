@@ -15,6 +15,21 @@ use crate::scaffold::{Kind, Lang, NewProject, project_dir};
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
+    /// Per agent over a window of the recorded history: calls, p50/p99
+    /// response time, fuel, and the traps of the window.
+    PerformanceReport {
+        /// The window: 30m, 1h, 7d.
+        #[arg(long, default_value = "24h")]
+        last: String,
+        /// Name the slowest agents by p99.
+        #[arg(long)]
+        include_slowest: bool,
+        /// How many slowest agents to name.
+        #[arg(long, default_value_t = 5)]
+        slowest: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Deployed agents, filtered by capability or status.
     List {
         #[arg(long)]
@@ -138,6 +153,15 @@ impl AgentsCommand {
                         .collect();
                     output::table(&["NAME", "VERSION", "STATUS", "CAPABILITIES"], &rows);
                 });
+            }
+            AgentsCommand::PerformanceReport {
+                last,
+                include_slowest,
+                slowest,
+                server,
+            } => {
+                super::operator::agents_report(server, last, include_slowest.then_some(*slowest))
+                    .await?;
             }
             AgentsCommand::Show { name, server } => {
                 let shown = ApiClient::new(server)

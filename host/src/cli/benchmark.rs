@@ -13,6 +13,9 @@ use crate::scaffold::Lang;
 pub enum ApiBaseline {
     /// `wasmtime serve` on a wasi:http echo component.
     WasmtimeServe,
+    /// The same host with history off, beside one sampling every second:
+    /// what the sampler costs, and what history takes on disk.
+    HistoryOff,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,7 +224,10 @@ impl BenchmarkCommand {
                 crate::benchmark::api(
                     &work,
                     (*requests).max(100),
-                    matches!(baseline, Some(ApiBaseline::WasmtimeServe)),
+                    baseline.map(|b| match b {
+                        ApiBaseline::WasmtimeServe => crate::benchmark::ApiBeside::WasmtimeServe,
+                        ApiBaseline::HistoryOff => crate::benchmark::ApiBeside::HistoryOff,
+                    }),
                 )
                 .await,
                 output,

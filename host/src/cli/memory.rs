@@ -12,8 +12,56 @@ use super::output;
 
 #[derive(Debug, Subcommand)]
 pub enum MemoryCommand {
-    /// Counts, database and index size, embedding cache hit rate.
+    /// Counts, database and index size, embedding cache hit rate; with
+    /// `--detailed` or `--last`, search latency and cache figures from the
+    /// recorded history, and with `--trends` how they moved.
     Stats {
+        /// Add the window's figures from the history (default window 1h).
+        #[arg(long)]
+        detailed: bool,
+        /// The window: 30m, 1h, 7d, 2w.
+        #[arg(long)]
+        last: Option<String>,
+        /// The window in seven slices, per series.
+        #[arg(long)]
+        trends: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Entities, relations, database, pool and history against their
+    /// limits; exits 5 when one is over.
+    CapacityCheck {
+        /// Show each item as a share of its limit (the default).
+        #[arg(long)]
+        percentage: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Hit rates of the embedding and LLM response caches over a window.
+    CacheAnalysis {
+        /// Hit rates per cache (the default).
+        #[arg(long)]
+        hit_rates: bool,
+        /// Texts per embedding inference (batching efficiency).
+        #[arg(long)]
+        efficiency: bool,
+        /// The window: 30m, 1h, 7d.
+        #[arg(long, default_value = "24h")]
+        last: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The embedding model: cache, hit rate, generation time, batching.
+    EmbeddingStats {
+        /// Every figure (the default).
+        #[arg(long)]
+        detailed: bool,
+        /// The cache's figures too (kept for the guide's spelling).
+        #[arg(long)]
+        cache_analysis: bool,
+        /// The window: 30m, 1h, 7d.
+        #[arg(long, default_value = "24h")]
+        last: String,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -65,11 +113,30 @@ pub enum MemoryCommand {
 impl MemoryCommand {
     pub async fn run(&self) -> anyhow::Result<()> {
         match self {
-            MemoryCommand::Stats { server } => {
-                let stats = ApiClient::new(server)
-                    .get_json("/api/v1/memory/stats")
-                    .await?;
-                output::print(server.output, &stats, output::fields);
+            MemoryCommand::Stats {
+                detailed,
+                last,
+                trends,
+                server,
+            } => {
+                if *detailed || *trends || last.is_some() {
+                    let last = last.as_deref().unwrap_or(if *trends { "7d" } else { "1h" });
+                    super::operator::memory_stats(server, last, *trends).await?;
+                } else {
+                    let stats = ApiClient::new(server)
+                        .get_json("/api/v1/memory/stats")
+                        .await?;
+                    output::print(server.output, &stats, output::fields);
+                }
+            }
+            MemoryCommand::CapacityCheck { server, .. } => {
+                super::operator::capacity_check(server).await?;
+            }
+            MemoryCommand::CacheAnalysis { last, server, .. } => {
+                super::operator::cache_analysis(server, last).await?;
+            }
+            MemoryCommand::EmbeddingStats { last, server, .. } => {
+                super::operator::embedding_stats(server, last).await?;
             }
             MemoryCommand::MigrationReadiness { detailed, server } => {
                 super::readiness::migration_readiness(server, *detailed).await?;

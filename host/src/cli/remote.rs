@@ -127,8 +127,21 @@ impl ConversationsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Memory, store and agents of the running server.
+    /// Memory, store and agents of the running server; with `--last`,
+    /// `--trends`, `--breakdown` or `--alerts`, from its recorded history.
     Resources {
+        /// The window in seven slices: RSS, CPU, sizes, latency.
+        #[arg(long)]
+        trends: bool,
+        /// The window: 30m, 1h, 7d (default 1h, 7d with --trends).
+        #[arg(long)]
+        last: Option<String>,
+        /// Where the memory and disk go.
+        #[arg(long)]
+        breakdown: bool,
+        /// Alerts that fired in the window.
+        #[arg(long)]
+        alerts: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -136,7 +149,18 @@ pub enum SystemCommand {
 
 impl SystemCommand {
     pub async fn run(&self) -> anyhow::Result<()> {
-        let SystemCommand::Resources { server } = self;
+        let SystemCommand::Resources {
+            trends,
+            last,
+            breakdown,
+            alerts,
+            server,
+        } = self;
+        if *trends || *breakdown || *alerts || last.is_some() {
+            let last = last.as_deref().unwrap_or(if *trends { "7d" } else { "1h" });
+            return super::operator::system_resources(server, last, *trends, *breakdown, *alerts)
+                .await;
+        }
         let client = ApiClient::new(server);
         let health = client.get_json("/api/v1/health").await?;
         let memory = client.get_json("/api/v1/memory/stats").await?;

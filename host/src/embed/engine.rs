@@ -300,7 +300,14 @@ fn work(encoder: &Encoder, jobs: &FairQueue<Job>, settings: WorkerSettings) {
             .iter()
             .flat_map(|job| job.texts.iter().map(String::as_str))
             .collect();
-        match encoder.embed(&texts) {
+        let started = Instant::now();
+        let embedded = encoder.embed(&texts);
+        let metrics = crate::metrics::metrics();
+        metrics
+            .embedding_batch_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.embedding_batch_texts.observe(texts.len() as f64);
+        match embedded {
             Ok(mut vectors) => {
                 for job in batch.into_iter().rev() {
                     let theirs = vectors.split_off(vectors.len() - job.texts.len());

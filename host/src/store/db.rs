@@ -158,6 +158,11 @@ impl Db {
         })
     }
 
+    /// Whether the file runs in WAL mode (`[memory.sqlite_config] wal_mode`).
+    pub fn wal_mode(&self) -> bool {
+        self.config.wal_mode
+    }
+
     /// The primary this store replicates, if it is a replica.
     pub fn primary(&self) -> Option<&str> {
         self.primary.as_deref()

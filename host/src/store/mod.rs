@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 pub use db::{Db, Reader};
 pub use group_commit::{AfterCommit, CatchUp, CommitFailed, Reconnect};
-pub use maintenance::{MaintenanceReport, maintain};
+pub use maintenance::{Analysis, MaintenanceReport, Steps, analyze, maintain};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
