@@ -560,9 +560,7 @@ async fn history_readings(
             Kind::Counter,
         );
     }
-    let mut wal = database.into_os_string();
-    wal.push("-wal");
-    let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let wal_bytes = std::fs::metadata(crate::store::wal_path(&database)).map_or(0, |m| m.len());
     add(
         "caxton_memory_wal_size_bytes",
         vec![],
@@ -590,13 +588,11 @@ async fn history_readings(
             Kind::Gauge,
         );
     }
-    if let Some(history) = &state.history
-        && let Ok(disk) = history.disk().await
-    {
+    if let Some(history) = &state.history {
         add(
             "caxton_history_size_bytes",
             vec![],
-            disk["file_bytes"].as_f64().unwrap_or(0.0),
+            history.file_bytes() as f64,
             Kind::Gauge,
         );
     }

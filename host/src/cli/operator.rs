@@ -87,19 +87,27 @@ fn note_coverage(report: &Value) {
     }
 }
 
+/// The embedding cache's hits and misses over the window.
+fn cache_lookups(report: &Value) -> (f64, f64) {
+    let lookups = |result| {
+        increase(
+            report,
+            "caxton_embedding_cache_lookups_total",
+            &[("result", result)],
+        )
+    };
+    (lookups("hit"), lookups("miss"))
+}
+
+/// `hits / lookups`, or none before the first lookup.
+fn hit_rate(hits: f64, lookups: f64) -> Option<f64> {
+    (lookups > 0.0).then(|| hits / lookups)
+}
+
 /// The embedding cache's hit rate over the window, from its lookups.
 fn cache_hit_rate(report: &Value) -> Option<f64> {
-    let hits = increase(
-        report,
-        "caxton_embedding_cache_lookups_total",
-        &[("result", "hit")],
-    );
-    let misses = increase(
-        report,
-        "caxton_embedding_cache_lookups_total",
-        &[("result", "miss")],
-    );
-    (hits + misses > 0.0).then(|| hits / (hits + misses))
+    let (hits, misses) = cache_lookups(report);
+    hit_rate(hits, hits + misses)
 }
 
 const MEMORY_SERIES: &[&str] = &[
@@ -359,16 +367,7 @@ pub async fn cache_analysis(server: &ServerArgs, last: &str) -> anyhow::Result<(
         0,
     )
     .await?;
-    let hits = increase(
-        &report,
-        "caxton_embedding_cache_lookups_total",
-        &[("result", "hit")],
-    );
-    let misses = increase(
-        &report,
-        "caxton_embedding_cache_lookups_total",
-        &[("result", "miss")],
-    );
+    let (hits, misses) = cache_lookups(&report);
     let llm_hits = increase(&report, "caxton_llm_cache_total", &[("result", "hit")]);
     let llm_all = increase(&report, "caxton_llm_cache_total", &[]);
     let entries = one(&report, "caxton_embedding_cache_entries").map(|s| s["last"].clone());
@@ -378,14 +377,14 @@ pub async fn cache_analysis(server: &ServerArgs, last: &str) -> anyhow::Result<(
         "embedding": {
             "hits": hits,
             "misses": misses,
-            "hit_rate": (hits + misses > 0.0).then(|| hits / (hits + misses)),
+            "hit_rate": hit_rate(hits, hits + misses),
             "entries": entries,
             "target": 0.85,
         },
         "llm_responses": {
             "hits": llm_hits,
             "lookups": llm_all,
-            "hit_rate": (llm_all > 0.0).then(|| llm_hits / llm_all),
+            "hit_rate": hit_rate(llm_hits, llm_all),
         },
         "embedding_texts_per_inference": batches.map(|b| b["mean"].clone()),
     });

@@ -196,13 +196,15 @@ impl History {
     }
 
     /// The history file's size against its budget.
+    /// The history file's size on disk.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(self.store.path()).map_or(0, |m| m.len())
+    }
+
     pub async fn disk(&self) -> anyhow::Result<Value> {
-        let file = std::fs::metadata(self.store.path())
-            .map(|m| m.len())
-            .unwrap_or(0);
         Ok(json!({
             "path": self.store.path(),
-            "file_bytes": file,
+            "file_bytes": self.file_bytes(),
             "used_bytes": self.store.used_bytes().await?,
             "budget_bytes": self.config.disk_budget_mb * 1024 * 1024,
         }))

@@ -104,12 +104,10 @@ pub async fn analyze(path: &Path, config: &SqliteConfig) -> Result<Analysis, Sto
         .await?;
         tables.push((name, rows));
     }
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
     Ok(Analysis {
         path: path.to_owned(),
         file_bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
-        wal_bytes: std::fs::metadata(Path::new(&wal)).map_or(0, |m| m.len()),
+        wal_bytes: std::fs::metadata(super::wal_path(path)).map_or(0, |m| m.len()),
         page_size,
         pages,
         free_pages,

@@ -15,6 +15,13 @@ mod wal_sync;
 use std::path::PathBuf;
 
 pub use db::{Db, Reader};
+
+/// The WAL file SQLite keeps beside `database` (`<file>-wal`).
+pub fn wal_path(database: &std::path::Path) -> std::path::PathBuf {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
+}
 pub use group_commit::{AfterCommit, CatchUp, CommitFailed, Reconnect};
 pub use maintenance::{Analysis, MaintenanceReport, Steps, analyze, maintain};
 

@@ -36,10 +36,8 @@ pub struct WalSync {
 
 impl WalSync {
     pub fn new(database: &std::path::Path) -> Arc<Self> {
-        let mut wal = database.as_os_str().to_owned();
-        wal.push("-wal");
         Arc::new(Self {
-            wal: wal.into(),
+            wal: super::wal_path(database),
             committed: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             file: tokio::sync::Mutex::new(None),
