@@ -164,14 +164,21 @@ async fn the_engine_batches_concurrent_requests_and_caches_results() {
 #[test]
 fn several_cores_per_inference_give_the_reference_embeddings() {
     let spec = ModelSpec::named("all-MiniLM-L6-v2").unwrap();
-    let threaded = Encoder::load(&spec, &model_dir(), 256, &[1, 16])
+    let threaded = Encoder::load(&spec, &model_dir(), 256, &Encoder::plan_batch_sizes(16, 2))
         .unwrap()
         .with_inference_threads(2);
     assert_eq!(threaded.inference_threads(), 2);
     let references = references();
     let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
-    // One at a time (the split matrix products) and batched together.
+    // One at a time (the split matrix products) and batched together (two
+    // halves of eight, one per core), and an odd count (eight and seven).
     let batched = threaded.embed(&texts[..16]).unwrap();
+    let odd = threaded.embed(&texts[..15]).unwrap();
+    assert_eq!(odd.len(), 15);
+    for (n, embedded) in odd.iter().enumerate() {
+        assert_eq!(embedded.tokens, batched[n].tokens);
+        assert!(cosine(&embedded.vector, &batched[n].vector) >= 0.9999);
+    }
     for (n, reference) in references.iter().enumerate() {
         let one = threaded.embed(&[&reference.text]).unwrap().remove(0);
         let similarity = cosine(&one.vector, &reference.embedding);

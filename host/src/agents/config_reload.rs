@@ -16,9 +16,12 @@ use super::reload::{OnRemoved, reload_now};
 use crate::config::Config;
 use crate::metrics::metrics;
 
+/// How often a config file that shares the data directory is checked.
+const CONFIG_POLL: Duration = Duration::from_secs(1);
+
 /// Keeps the watch alive; dropping it stops it.
 pub struct ConfigReload {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: Box<dyn Watcher + Send>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,26 +44,43 @@ pub fn watch_config(
     on_removed: OnRemoved,
 ) -> notify::Result<ConfigReload> {
     let file = file.canonicalize().unwrap_or_else(|_| file.to_owned());
+    let dir = file
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
+    let in_data_dir = started
+        .data_dir()
+        .ok()
+        .and_then(|data| data.canonicalize().ok())
+        .is_some_and(|data| data == dir);
     let agents_dir = agents_dir.to_owned();
     // The file as read, without the command line's overrides (which a
     // re-read does not see either), so only real edits count as changes.
     let started = Config::resolve(Some(&file), std::env::vars()).unwrap_or(started);
     let (events, mut changes) = mpsc::unbounded_channel::<()>();
     let watched = file.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let on_event = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
-        // Editors replace the file: watch its directory, keep its events.
         if event.paths.iter().any(|p| p == &watched) {
             let _ = events.send(());
         }
-    })?;
-    let dir = file
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_owned);
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    };
+    let watcher: Box<dyn Watcher + Send> = if in_data_dir {
+        // The store writes beside it (every message's record): a watch on
+        // the directory would wake for each of those writes. The file
+        // alone is polled instead, a stat every CONFIG_POLL.
+        let config = notify::Config::default().with_poll_interval(CONFIG_POLL);
+        let mut watcher = notify::PollWatcher::new(on_event, config)?;
+        watcher.watch(&file, RecursiveMode::NonRecursive)?;
+        Box::new(watcher)
+    } else {
+        // Editors replace the file: watch its directory, keep its events.
+        let mut watcher = notify::recommended_watcher(on_event)?;
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        Box::new(watcher)
+    };
     let task = tokio::spawn(async move {
         let mut current = started;
         while changes.recv().await.is_some() {

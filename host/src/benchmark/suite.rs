@@ -509,9 +509,10 @@ pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value
     let mut metrics = Vec::new();
     let mut by_threads = serde_json::Map::new();
     for &n in threads {
-        let encoder =
-            crate::embed::Encoder::load(&spec, &dir, config.max_sequence_length, &[1, 16])?
-                .with_inference_threads(n);
+        // As the server loads it with `batch_size = 16` and `inference_threads = n`.
+        let plans = crate::embed::Encoder::plan_batch_sizes(16, n);
+        let encoder = crate::embed::Encoder::load(&spec, &dir, config.max_sequence_length, &plans)?
+            .with_inference_threads(n);
         let tokens = encoder.token_ids(&passage)?.len();
         let short = encoder_latency(&encoder, SHORT, 300)?;
         let long = encoder_latency(&encoder, &passage, 100)?;

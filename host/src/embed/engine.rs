@@ -101,7 +101,7 @@ impl EmbeddingEngine {
         let threads = config.thread_count.max(1);
         let inference_threads = config.inference_threads;
         let max_sequence_length = config.max_sequence_length;
-        let batch_sizes = plan_batch_sizes(settings.batch_size);
+        let batch_sizes = Encoder::plan_batch_sizes(settings.batch_size, inference_threads);
         std::thread::Builder::new()
             .name("caxton-embed-load".into())
             .spawn({
@@ -265,17 +265,6 @@ struct WorkerSettings {
     batch_window: Duration,
 }
 
-/// Plans to compile: one row, and `batch_size` rows when batching is on.
-/// Each plan holds its own packed weights (~54 MB measured), so only two:
-/// partial batches below 3/4 full run row by row on the one-row plan.
-fn plan_batch_sizes(batch_size: usize) -> Vec<usize> {
-    if batch_size > 1 {
-        vec![1, batch_size]
-    } else {
-        vec![1]
-    }
-}
-
 /// One worker: take a job, add whatever else is already queued, then wait
 /// up to `batch_window` for more (if configured) until `batch_size` texts;
 /// run them as one inference and answer each job. With no window a lone
@@ -320,16 +309,5 @@ fn work(encoder: &Encoder, jobs: &FairQueue<Job>, settings: WorkerSettings) {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batching_adds_one_plan_of_the_batch_size() {
-        assert_eq!(plan_batch_sizes(1), vec![1]);
-        assert_eq!(plan_batch_sizes(16), vec![1, 16]);
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 use tract_onnx::prelude::*;
@@ -164,11 +165,7 @@ impl Encoder {
     /// process may use; `1`: the calling thread alone). The pool is this
     /// encoder's, shared by whichever threads call it.
     pub fn with_inference_threads(mut self, threads: usize) -> Self {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
+        let threads = resolve_threads(threads);
         // A pool of one would make tract fall back to rayon's global pool
         // (every core) for matrix products: one thread is no pool at all.
         self.executor = if threads > 1 {
@@ -178,6 +175,16 @@ impl Encoder {
             tract_linalg::multithread::Executor::SingleThread
         };
         self
+    }
+
+    /// The plans to compile for batches of up to `batch_size` texts on
+    /// `threads` cores (`0`: every core): one row, and the share of a full
+    /// batch that one core runs ([`Self::embed`] splits a batch across the
+    /// cores). Each plan holds its own packed weights (~54 MB measured), so two at
+    /// most.
+    pub fn plan_batch_sizes(batch_size: usize, threads: usize) -> Vec<usize> {
+        let share = batch_size.div_ceil(resolve_threads(threads));
+        if share > 1 { vec![1, share] } else { vec![1] }
     }
 
     /// Cores one inference runs on.
@@ -282,11 +289,41 @@ impl Encoder {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// Embeds `texts`, in order. Any number of texts; they run in chunks of
-    /// the largest plan. A chunk that would fill less than three quarters of
-    /// the smallest plan that holds it runs text by text instead: padding
-    /// rows cost as much as real ones.
+    /// Embeds `texts`, in order. One text runs on every core of the pool,
+    /// its matrix products split between them; several are shared out,
+    /// each core running its share on its own: a whole inference per core
+    /// has none of the per-product hand-offs (a batch of 16 goes ~1.7x
+    /// faster on two cores this way than split product by product).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Embedded>, EmbedError> {
+        use tract_linalg::multithread::Executor;
+        match &self.executor {
+            Executor::MultiThread(pool) if texts.len() > 1 => {
+                let share = texts.len().div_ceil(pool.current_num_threads());
+                let parts: Vec<_> = pool.install(|| {
+                    texts
+                        .par_chunks(share)
+                        .map(|part| self.embed_on(part, &Executor::SingleThread))
+                        .collect()
+                });
+                let mut out = Vec::with_capacity(texts.len());
+                for part in parts {
+                    out.extend(part?);
+                }
+                Ok(out)
+            }
+            executor => self.embed_on(texts, executor),
+        }
+    }
+
+    /// Embeds `texts` in chunks of the largest plan, each inference on
+    /// `executor`. A chunk that would fill less than three quarters of the
+    /// smallest plan that holds it runs text by text instead: padding rows
+    /// cost as much as real ones.
+    fn embed_on(
+        &self,
+        texts: &[&str],
+        executor: &tract_linalg::multithread::Executor,
+    ) -> Result<Vec<Embedded>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(self.max_batch()) {
             let (&batch, _) = self
@@ -295,11 +332,11 @@ impl Encoder {
                 .next()
                 .expect("chunk no larger than the largest plan");
             if chunk.len() * 4 >= batch * 3 {
-                out.extend(self.embed_batch(chunk, batch)?);
+                out.extend(self.embed_batch(chunk, batch, executor)?);
             } else {
                 for text in chunk {
                     let smallest = *self.plans.keys().next().expect("at least one plan");
-                    out.extend(self.embed_batch(std::slice::from_ref(text), smallest)?);
+                    out.extend(self.embed_batch(std::slice::from_ref(text), smallest, executor)?);
                 }
             }
         }
@@ -307,7 +344,12 @@ impl Encoder {
     }
 
     /// Runs `texts` through the plan for `batch` rows (`texts.len() <= batch`).
-    fn embed_batch(&self, texts: &[&str], batch: usize) -> Result<Vec<Embedded>, EmbedError> {
+    fn embed_batch(
+        &self,
+        texts: &[&str],
+        batch: usize,
+        executor: &tract_linalg::multithread::Executor,
+    ) -> Result<Vec<Embedded>, EmbedError> {
         let encodings = texts
             .iter()
             .map(|t| self.token_ids(t))
@@ -333,11 +375,10 @@ impl Encoder {
             tensor(&mask).map_err(inference_error)?,
             tensor(&vec![0i64; batch * width]).map_err(inference_error)?
         );
-        let outputs =
-            tract_linalg::multithread::multithread_tract_scope(self.executor.clone(), || {
-                plan.run(inputs)
-            })
-            .map_err(inference_error)?;
+        let outputs = tract_linalg::multithread::multithread_tract_scope(executor.clone(), || {
+            plan.run(inputs)
+        })
+        .map_err(inference_error)?;
         let hidden = outputs[0]
             .to_plain_array_view::<f32>()
             .map_err(inference_error)?;
@@ -364,6 +405,15 @@ impl Encoder {
                 }
             })
             .collect())
+    }
+}
+
+/// `0` means every core this process may run on.
+fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
     }
 }
 
@@ -411,4 +461,18 @@ fn load_tokenizer(path: &PathBuf, max_sequence_length: usize) -> Result<Tokenize
 fn set_threading_gates() {
     tract_linalg::multithread::set_threading_panel_threshold(16);
     tract_linalg::multithread::set_threading_element_threshold(16_384);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Encoder;
+
+    #[test]
+    fn a_batch_gets_a_plan_for_one_cores_share() {
+        assert_eq!(Encoder::plan_batch_sizes(1, 1), vec![1]);
+        assert_eq!(Encoder::plan_batch_sizes(16, 1), vec![1, 16]);
+        assert_eq!(Encoder::plan_batch_sizes(16, 2), vec![1, 8]);
+        assert_eq!(Encoder::plan_batch_sizes(15, 2), vec![1, 8]);
+        assert_eq!(Encoder::plan_batch_sizes(2, 4), vec![1]);
+    }
 }
