@@ -292,7 +292,7 @@ impl Encoder {
     /// Embeds `texts`, in order. One text runs on every core of the pool,
     /// its matrix products split between them; several are shared out,
     /// each core running its share on its own: a whole inference per core
-    /// has none of the per-product hand-offs (a batch of 16 goes ~1.7x
+    /// has none of the per-product hand-offs (a batch of 16 goes 1.5-1.7x
     /// faster on two cores this way than split product by product).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Embedded>, EmbedError> {
         use tract_linalg::multithread::Executor;
