@@ -178,10 +178,11 @@ impl Encoder {
     }
 
     /// The plans to compile for batches of up to `batch_size` texts on
-    /// `threads` cores (`0`: every core): one row, and the share of a full
-    /// batch that one core runs ([`Self::embed`] splits a batch across the
-    /// cores). Each plan holds its own packed weights (~54 MB measured), so two at
-    /// most.
+    /// `threads` cores (`0`: every core; pass what
+    /// [`Self::with_inference_threads`] gets): one row, and the share of a
+    /// full batch that one core runs ([`Self::embed`] splits a batch across
+    /// the cores). Each plan holds its own packed weights (~54 MB
+    /// measured), so two at most.
     pub fn plan_batch_sizes(batch_size: usize, threads: usize) -> Vec<usize> {
         let share = batch_size.div_ceil(resolve_threads(threads));
         if share > 1 { vec![1, share] } else { vec![1] }

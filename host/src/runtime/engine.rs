@@ -52,7 +52,7 @@ pub fn build_engine(config: &WasmRuntimeConfig) -> Result<Engine, RuntimeError> 
         // dirtied and only those are restored, by memset, up to this much
         // per memory (past it, and on older kernels past the first this many
         // bytes, madvise as before). Idle RSS grows by what the warm slots'
-        // calls touched, bounded by this times `pool_size`.
+        // calls touched: at most this per memory of each slot.
         .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
         .table_keep_resident(TABLE_KEEP_RESIDENT)
         .pagemap_scan(wasmtime::Enabled::Auto);
