@@ -52,7 +52,14 @@ async fn main() {
     let started = Instant::now();
     // The default config's plan (one row), as a device would load it.
     let default_plans = [1];
-    let encoder = Encoder::load(&spec, &dir, config.max_sequence_length, &default_plans).unwrap();
+    let encoder = Encoder::load(
+        &spec,
+        &dir,
+        config.max_sequence_length,
+        &default_plans,
+        config.precision,
+    )
+    .unwrap();
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     encoder.embed(&[SHORT]).unwrap();
     let rss_added_mb = (rss_kb() - rss_before) as f64 / 1024.0;
@@ -66,7 +73,14 @@ async fn main() {
     for batch in [1, 16, 32, 64] {
         // As configured with `batch_size = batch`: plans for 1 and `batch` rows.
         let plans = if batch == 1 { vec![1] } else { vec![1, batch] };
-        let encoder = Encoder::load(&spec, &dir, config.max_sequence_length, &plans).unwrap();
+        let encoder = Encoder::load(
+            &spec,
+            &dir,
+            config.max_sequence_length,
+            &plans,
+            config.precision,
+        )
+        .unwrap();
         rates.insert(
             batch.to_string(),
             json!(encoder_throughput(&encoder, batch).unwrap()),

@@ -27,6 +27,11 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (norm(a) * norm(b))
 }
 
+/// How close a served vector is to ONNX Runtime's: the server's default
+/// precision is `auto`, int8 on some CPUs, whose vectors are within 0.995
+/// of the f32 ones (tests/embeddings.rs measures both).
+const AGREEMENT: f32 = 0.995;
+
 fn vector(item: &Value) -> Vec<f32> {
     item["embedding"]
         .as_array()
@@ -61,7 +66,7 @@ async fn the_embeddings_route_speaks_the_openai_shape() {
     assert_eq!(data.len(), 1);
     assert_eq!(data[0]["object"], "embedding");
     assert_eq!(data[0]["index"], 0);
-    assert!(cosine(&vector(&data[0]), &first_vector) >= 0.999);
+    assert!(cosine(&vector(&data[0]), &first_vector) >= AGREEMENT);
 
     let reply = post(
         &server,
@@ -71,8 +76,8 @@ async fn the_embeddings_route_speaks_the_openai_shape() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let data = reply.body["data"].as_array().unwrap();
     assert_eq!(data[1]["index"], 1);
-    assert!(cosine(&vector(&data[0]), &second_vector) >= 0.999);
-    assert!(cosine(&vector(&data[1]), &first_vector) >= 0.999);
+    assert!(cosine(&vector(&data[0]), &second_vector) >= AGREEMENT);
+    assert!(cosine(&vector(&data[1]), &first_vector) >= AGREEMENT);
     let tokens = reply.body["usage"]["prompt_tokens"].as_u64().unwrap();
     assert!(tokens > 4, "{}", reply.body["usage"]);
     assert_eq!(reply.body["usage"]["total_tokens"], tokens);
@@ -93,7 +98,7 @@ async fn the_embeddings_route_speaks_the_openai_shape() {
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect();
     assert_eq!(decoded.len(), 384);
-    assert!(cosine(&decoded, &second_vector) >= 0.999);
+    assert!(cosine(&decoded, &second_vector) >= AGREEMENT);
 
     for bad in [
         json!({"input": "x", "model": "text-embedding-3-small"}),
@@ -244,6 +249,6 @@ fn caxton_embed_prints_one_json_line_per_text() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["text"], text);
-    assert!(cosine(&vector(&lines[0]), &expected) >= 0.999);
+    assert!(cosine(&vector(&lines[0]), &expected) >= AGREEMENT);
     assert_eq!(lines[1]["embedding"].as_array().unwrap().len(), 384);
 }

@@ -498,14 +498,32 @@ pub struct EmbeddingConfig {
     /// one runs go to the next).
     /// Default: `1`.
     pub thread_count: usize,
-    /// Cores one inference runs on: its matrix products are split across
-    /// them, so a single text is embedded that much sooner. `0` uses every
-    /// core this process may run on.
+    /// Cores embedding runs on: several texts are shared out, one
+    /// inference per core; with f32 products one text has its matrix
+    /// products split across them (int8 runs it on one core). `0` uses
+    /// every core this process may run on.
     /// Default: `0`.
     pub inference_threads: usize,
     /// Tokens per text; longer texts are truncated (the model was trained on 256).
     /// Default: `256`.
     pub max_sequence_length: usize,
+    /// How the model's matrix products run. `"int8"`: each token's
+    /// activations are quantised to 8 bits and multiplied with the int8
+    /// weights as stored (~26 MB less RSS; vectors within cosine 0.997 of
+    /// f32's); fast on CPUs with int8 dot products (x86 VNNI), about half
+    /// as fast as f32 without. `"f32"`: the weights are expanded to f32, as
+    /// the model file computes. `"auto"`: int8 on x86 with VNNI, else f32.
+    /// Default: `"auto"`.
+    pub precision: EmbeddingPrecision,
+}
+
+/// `[memory.embedding_config] precision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingPrecision {
+    Auto,
+    Int8,
+    F32,
 }
 
 impl Default for EmbeddingConfig {
@@ -520,6 +538,7 @@ impl Default for EmbeddingConfig {
             thread_count: 1,
             inference_threads: 0,
             max_sequence_length: 256,
+            precision: EmbeddingPrecision::Auto,
         }
     }
 }

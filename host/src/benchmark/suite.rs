@@ -501,8 +501,15 @@ fn binary_sizes() -> (f64, f64) {
 /// same run (benches/embeddings_ort.py in target/bench-env, from
 /// `scripts/python-env --bench`); then the engine's cache-miss and
 /// cache-hit path.
-pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value> {
-    let config = crate::config::EmbeddingConfig::default();
+pub async fn embeddings(
+    texts: usize,
+    threads: &[usize],
+    precision: crate::config::EmbeddingPrecision,
+) -> anyhow::Result<Value> {
+    let config = crate::config::EmbeddingConfig {
+        precision,
+        ..Default::default()
+    };
     let spec = crate::embed::ModelSpec::named(&config.model)?;
     let dir = crate::harness::model_dir();
     let passage = [PASSAGE_SENTENCE; 9].join(" ");
@@ -511,18 +518,25 @@ pub async fn embeddings(texts: usize, threads: &[usize]) -> anyhow::Result<Value
     for &n in threads {
         // As the server loads it with `batch_size = 16` and `inference_threads = n`.
         let plans = crate::embed::Encoder::plan_batch_sizes(16, n);
-        let encoder = crate::embed::Encoder::load(&spec, &dir, config.max_sequence_length, &plans)?
-            .with_inference_threads(n);
+        let encoder = crate::embed::Encoder::load(
+            &spec,
+            &dir,
+            config.max_sequence_length,
+            &plans,
+            precision,
+        )?
+        .with_inference_threads(n);
+        let resolved = encoder.precision();
         let tokens = encoder.token_ids(&passage)?.len();
         let short = encoder_latency(&encoder, SHORT, 300)?;
         let long = encoder_latency(&encoder, &passage, 100)?;
         let batch16 = encoder_throughput(&encoder, 16)?;
         drop(encoder);
         eprintln!(
-            "embeddings, {n} thread(s): short {short}, {tokens}-token passage {long}, batch 16 {batch16:.0}/s"
+            "embeddings, {n} thread(s), {resolved}: short {short}, {tokens}-token passage {long}, batch 16 {batch16:.0}/s"
         );
         let ort = ort_baseline(&dir, n, &passage);
-        let mut figures = json!({"short": short, "passage": long, "passage_tokens": tokens, "batch16_per_s": batch16});
+        let mut figures = json!({"precision": resolved, "short": short, "passage": long, "passage_tokens": tokens, "batch16_per_s": batch16});
         for (name, value, unit, better) in [
             ("short.median_ms", ms(&short, "median_ms"), "ms", "lower"),
             ("short.p99_ms", ms(&short, "p99_ms"), "ms", "lower"),

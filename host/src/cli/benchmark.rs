@@ -54,6 +54,9 @@ pub enum BenchmarkCommand {
         /// Cores per inference to measure (each beside ONNX Runtime).
         #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
         threads: Vec<usize>,
+        /// The products' precision (`[memory.embedding_config] precision`).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "int8", "f32"])]
+        precision: String,
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -272,9 +275,19 @@ impl BenchmarkCommand {
             BenchmarkCommand::Embeddings {
                 texts,
                 threads,
+                precision,
                 output,
             } => (
-                crate::benchmark::embeddings((*texts).max(10), threads).await,
+                crate::benchmark::embeddings(
+                    (*texts).max(10),
+                    threads,
+                    match precision.as_str() {
+                        "int8" => crate::config::EmbeddingPrecision::Int8,
+                        "f32" => crate::config::EmbeddingPrecision::F32,
+                        _ => crate::config::EmbeddingPrecision::Auto,
+                    },
+                )
+                .await,
                 output,
             ),
             BenchmarkCommand::Report { files, output } => {

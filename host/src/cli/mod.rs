@@ -453,6 +453,7 @@ impl EmbedArgs {
             &config.model_dir()?,
             settings.max_sequence_length,
             &[1],
+            settings.precision,
         )?
         .with_inference_threads(settings.inference_threads);
         let mut out = std::io::stdout().lock();

@@ -101,6 +101,7 @@ impl EmbeddingEngine {
         let threads = config.thread_count.max(1);
         let inference_threads = config.inference_threads;
         let max_sequence_length = config.max_sequence_length;
+        let precision = config.precision;
         let batch_sizes = Encoder::plan_batch_sizes(settings.batch_size, inference_threads);
         std::thread::Builder::new()
             .name("caxton-embed-load".into())
@@ -109,7 +110,7 @@ impl EmbeddingEngine {
                 let loaded = loaded.clone();
                 move || {
                     let started = Instant::now();
-                    match Encoder::load(&spec, &dir, max_sequence_length, &batch_sizes)
+                    match Encoder::load(&spec, &dir, max_sequence_length, &batch_sizes, precision)
                         .map(|encoder| encoder.with_inference_threads(inference_threads))
                     {
                         Ok(encoder) => {
@@ -119,6 +120,7 @@ impl EmbeddingEngine {
                                 load_ms = elapsed.as_millis() as u64,
                                 threads,
                                 inference_threads = encoder.inference_threads(),
+                                precision = encoder.precision(),
                                 "embedding model loaded"
                             );
                             let _ = loaded.set(Ok(elapsed));

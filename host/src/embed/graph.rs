@@ -186,6 +186,68 @@ pub fn fix_batch_dimension(graph: &mut GraphProto, batch: usize) {
     }
 }
 
+/// A `MatMul(x, Mul(Cast(q), scale))` of the graph: `q` a 2-D initialiser,
+/// `scale` an initialiser per output column (`[1, n]`, `[n]`) or a scalar,
+/// the scaled weights read by this product alone. Node indices.
+struct ScaledProduct<'g> {
+    matmul: usize,
+    mul: usize,
+    cast: usize,
+    q: &'g TensorProto,
+    scale: &'g TensorProto,
+}
+
+fn scaled_products<'g>(graph: &'g GraphProto, wiring: &Wiring<'g>) -> Vec<ScaledProduct<'g>> {
+    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let mut found = Vec::new();
+    for (matmul_ix, matmul) in graph.node.iter().enumerate() {
+        if matmul.op_type != "MatMul" || matmul.input.len() != 2 {
+            continue;
+        }
+        let weights = matmul.input[1].as_str();
+        let Some(&mul_ix) = wiring.producer.get(weights) else {
+            continue;
+        };
+        let mul = &graph.node[mul_ix];
+        if mul.op_type != "Mul"
+            || mul.input.len() != 2
+            || wiring.consumers.get(weights) != Some(&1)
+            || outputs.contains(&weights)
+        {
+            continue;
+        }
+        let Some(&cast_ix) = wiring.producer.get(mul.input[0].as_str()) else {
+            continue;
+        };
+        let cast = &graph.node[cast_ix];
+        let (Some(&q), Some(&scale)) = (
+            wiring
+                .initializers
+                .get(cast.input.first().map_or("", String::as_str)),
+            wiring.initializers.get(mul.input[1].as_str()),
+        ) else {
+            continue;
+        };
+        if cast.op_type != "Cast" || q.dims.len() != 2 {
+            continue;
+        }
+        let per_column = match scale.dims.as_slice() {
+            [n] | [1, n] => *n == q.dims[1],
+            _ => false,
+        };
+        if per_column || scale.dims.iter().all(|&d| d == 1) {
+            found.push(ScaledProduct {
+                matmul: matmul_ix,
+                mul: mul_ix,
+                cast: cast_ix,
+                q,
+                scale,
+            });
+        }
+    }
+    found
+}
+
 /// Rewrites every `MatMul(x, Mul(Cast(q), scale))` whose `q` is a 2-D
 /// initialiser and whose `scale` is per output column (`[1, n]`, `[n]`) or
 /// a scalar into `Mul(MatMul(x, Cast(q)), scale)`. Returns how many.
@@ -198,54 +260,13 @@ pub fn fix_batch_dimension(graph: &mut GraphProto, batch: usize) {
 /// `x·(Q·diag(s)) = (x·Q)·diag(s)`), and the optimiser fuses the scale
 /// into the matrix product's output, so inference costs the same.
 pub fn scale_after_matmul(graph: &mut GraphProto) -> usize {
-    let Wiring {
-        initializers,
-        producer,
-        consumers,
-    } = Wiring::of(graph);
-    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-
+    let wiring = Wiring::of(graph);
     // (matmul, mul) for each rewritable product.
-    let mut rewrites = Vec::new();
-    for (matmul_ix, matmul) in graph.node.iter().enumerate() {
-        if matmul.op_type != "MatMul" || matmul.input.len() != 2 {
-            continue;
-        }
-        let weights = matmul.input[1].as_str();
-        let Some(&mul_ix) = producer.get(weights) else {
-            continue;
-        };
-        let mul = &graph.node[mul_ix];
-        if mul.op_type != "Mul"
-            || mul.input.len() != 2
-            || consumers.get(weights) != Some(&1)
-            || outputs.contains(&weights)
-        {
-            continue;
-        }
-        let Some(&cast_ix) = producer.get(mul.input[0].as_str()) else {
-            continue;
-        };
-        let cast = &graph.node[cast_ix];
-        let (Some(q), Some(s)) = (
-            initializers.get(cast.input.first().map_or("", String::as_str)),
-            initializers.get(mul.input[1].as_str()),
-        ) else {
-            continue;
-        };
-        if cast.op_type != "Cast" || q.dims.len() != 2 {
-            continue;
-        }
-        let columns = q.dims[1];
-        let per_column = match s.dims.as_slice() {
-            [n] | [1, n] => *n == columns,
-            _ => false,
-        };
-        let scalar = s.dims.iter().all(|&d| d == 1);
-        if per_column || scalar {
-            rewrites.push((matmul_ix, mul_ix));
-        }
-    }
+    let rewrites: Vec<(usize, usize)> = scaled_products(graph, &wiring)
+        .iter()
+        .map(|p| (p.matmul, p.mul))
+        .collect();
+    drop(wiring);
 
     let count = rewrites.len();
     let mut dropped = Vec::new();
@@ -272,6 +293,78 @@ pub fn scale_after_matmul(graph: &mut GraphProto) -> usize {
     for ix in dropped.into_iter().rev() {
         graph.node.remove(ix);
     }
+    count
+}
+
+/// Rewrites every `MatMul(x, Mul(Cast(q), scale))` whose `q` is a 2-D int8
+/// initialiser and whose `scale` is per output column or a scalar into the
+/// int8 product of [`super::int8`]: `CaxtonInt8MatMul(CaxtonQuantizeRows(x),
+/// q, scale)`, one quantiser per distinct `x` (q, k and v read the same
+/// one). Returns how many products were rewritten.
+pub fn int8_products(graph: &mut GraphProto) -> usize {
+    use tract_onnx::pb::tensor_proto::DataType;
+    let wiring = Wiring::of(graph);
+    // (matmul, mul, cast, q, scale) for each product of int8 weights whose
+    // cast feeds nothing else (it is dropped).
+    let rewrites: Vec<_> = scaled_products(graph, &wiring)
+        .into_iter()
+        .filter(|p| {
+            p.q.data_type == DataType::Int8 as i32
+                && wiring.consumers.get(graph.node[p.cast].output[0].as_str()) == Some(&1)
+        })
+        .map(|p| {
+            (
+                p.matmul,
+                p.mul,
+                p.cast,
+                p.q.name.clone(),
+                p.scale.name.clone(),
+            )
+        })
+        .collect();
+    drop(wiring);
+
+    let count = rewrites.len();
+    let mut quantized: HashMap<String, (String, String)> = HashMap::new();
+    let mut added = Vec::new();
+    let mut dropped = Vec::new();
+    for (matmul_ix, mul_ix, cast_ix, q, scale) in rewrites {
+        let matmul = &graph.node[matmul_ix];
+        let x = matmul.input[0].clone();
+        let (xq, params) = quantized
+            .entry(x.clone())
+            .or_insert_with(|| {
+                let (xq, params) = (format!("{x}.q8"), format!("{x}.q8_params"));
+                added.push(NodeProto {
+                    op_type: super::int8::QUANTIZE_ROWS.into(),
+                    name: format!("{x}.quantize"),
+                    input: vec![x.clone()],
+                    output: vec![xq.clone(), params.clone()],
+                    ..NodeProto::default()
+                });
+                (xq, params)
+            })
+            .clone();
+        added.push(NodeProto {
+            op_type: super::int8::INT8_MATMUL.into(),
+            name: if matmul.name.is_empty() {
+                matmul.output[0].clone()
+            } else {
+                matmul.name.clone()
+            },
+            input: vec![xq, params, q, scale],
+            output: matmul.output.clone(),
+            ..NodeProto::default()
+        });
+        dropped.extend([matmul_ix, mul_ix, cast_ix]);
+    }
+    dropped.sort_unstable();
+    dropped.dedup();
+    for ix in dropped.into_iter().rev() {
+        graph.node.remove(ix);
+    }
+    // tract wires nodes by name, so the new ones can go last.
+    graph.node.extend(added);
     count
 }
 
@@ -333,6 +426,59 @@ mod tests {
                 ("Mul", vec!["y.unscaled", "s"], "y"),
             ]
         );
+    }
+
+    #[test]
+    fn int8_products_share_one_quantiser_per_input() {
+        use tract_onnx::pb::tensor_proto::DataType;
+        let mut graph = product(&[1, 3]);
+        graph.initializer[0].data_type = DataType::Int8 as i32;
+        // A second product of the same `x`, as k and v share q's input.
+        graph.initializer.push(TensorProto {
+            data_type: DataType::Int8 as i32,
+            ..initializer("q2", &[2, 3])
+        });
+        graph.node.extend([
+            node("Cast", &["q2"], "qf2"),
+            node("Mul", &["qf2", "s"], "w2"),
+            node("MatMul", &["x", "w2"], "y2"),
+        ]);
+        assert_eq!(int8_products(&mut graph), 2);
+        let ops: Vec<(&str, Vec<&str>, Vec<&str>)> = graph
+            .node
+            .iter()
+            .map(|n| {
+                (
+                    n.op_type.as_str(),
+                    n.input.iter().map(String::as_str).collect(),
+                    n.output.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (
+                    super::super::int8::QUANTIZE_ROWS,
+                    vec!["x"],
+                    vec!["x.q8", "x.q8_params"]
+                ),
+                (
+                    super::super::int8::INT8_MATMUL,
+                    vec!["x.q8", "x.q8_params", "q", "s"],
+                    vec!["y"]
+                ),
+                (
+                    super::super::int8::INT8_MATMUL,
+                    vec!["x.q8", "x.q8_params", "q2", "s"],
+                    vec!["y2"]
+                ),
+            ]
+        );
+        // Float weights are not int8: left to the f32 path.
+        let mut graph = product(&[1, 3]);
+        graph.initializer[0].data_type = DataType::Float as i32;
+        assert_eq!(int8_products(&mut graph), 0);
     }
 
     #[test]

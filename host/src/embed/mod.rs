@@ -4,6 +4,7 @@
 mod engine;
 mod graph;
 pub mod install;
+mod int8;
 mod model;
 mod queue;
 

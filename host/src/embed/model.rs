@@ -13,6 +13,7 @@ use tract_onnx::prelude::*;
 
 use super::EmbedError;
 use super::graph;
+use crate::config::EmbeddingPrecision;
 
 /// The model manifest, compiled in: the one source of names and checksums.
 const MANIFEST: &str = include_str!("../../../models/manifest.toml");
@@ -155,6 +156,8 @@ pub struct Encoder {
     /// One optimised plan per batch size: tract optimises fixed shapes far
     /// better than symbolic ones, so short batches are padded up.
     plans: BTreeMap<usize, Plan>,
+    /// Whether the products are int8 ([`super::int8`]) rather than f32.
+    int8: bool,
     dims: usize,
     /// The cores one inference runs on (see [`Self::with_inference_threads`]).
     executor: tract_linalg::multithread::Executor,
@@ -196,12 +199,14 @@ impl Encoder {
         }
     }
 
-    /// Loads the tokenizer and compiles a plan for each of `batch_sizes`.
+    /// Loads the tokenizer and compiles a plan for each of `batch_sizes`,
+    /// with the matrix products in `precision` (`Auto` resolved for this CPU).
     pub fn load(
         spec: &ModelSpec,
         dir: &Path,
         max_sequence_length: usize,
         batch_sizes: &[usize],
+        precision: EmbeddingPrecision,
     ) -> Result<Self, EmbedError> {
         spec.verify(dir)?;
         let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), max_sequence_length)?;
@@ -211,7 +216,8 @@ impl Encoder {
             message: format!("{e:#}"),
         };
 
-        let onnx = tract_onnx::onnx();
+        let mut onnx = tract_onnx::onnx();
+        super::int8::register(&mut onnx);
         let mut proto = onnx
             .proto_model_for_path(&model_path)
             .map_err(model_error)?;
@@ -220,11 +226,18 @@ impl Encoder {
             message: "the file has no graph".into(),
         })?;
         let lookups = graph::gather_before_dequantize(graph);
+        let int8 = match precision {
+            EmbeddingPrecision::Int8 => true,
+            EmbeddingPrecision::F32 => false,
+            EmbeddingPrecision::Auto => super::int8::cpu_has_fast_int8(),
+        };
+        let int8_products = if int8 { graph::int8_products(graph) } else { 0 };
         let products = graph::scale_after_matmul(graph);
         tracing::debug!(
             lookups,
+            int8_products,
             products,
-            "embedding lookups dequantised after the gather, weight scales after the product"
+            "embedding lookups dequantised after the gather; int8 products, or weight scales after the f32 product"
         );
 
         // The file's graph is held once: each plan but the last builds from
@@ -266,9 +279,15 @@ impl Encoder {
         Ok(Self {
             tokenizer,
             plans,
+            int8,
             dims: spec.dims,
             executor: tract_linalg::multithread::Executor::SingleThread,
         })
+    }
+
+    /// The precision the products run in: `"int8"` or `"f32"`.
+    pub fn precision(&self) -> &'static str {
+        if self.int8 { "int8" } else { "f32" }
     }
 
     pub fn dims(&self) -> usize {
@@ -291,7 +310,8 @@ impl Encoder {
     }
 
     /// Embeds `texts`, in order. One text runs on every core of the pool,
-    /// its matrix products split between them; several are shared out,
+    /// its matrix products split between them (f32; int8 runs it on the
+    /// calling thread); several are shared out,
     /// each core running its share on its own: a whole inference per core
     /// has none of the per-product hand-offs (a batch of 16 goes 1.5-1.7x
     /// faster on two cores this way than split product by product).
@@ -312,6 +332,10 @@ impl Encoder {
                 }
                 Ok(out)
             }
+            // Split int8 products of one text cost more hand-offs than
+            // they save: measured on 2 cores, a short sentence 1.5x slower
+            // than on one, a 128-token passage no faster.
+            _ if self.int8 => self.embed_on(texts, &Executor::SingleThread),
             executor => self.embed_on(texts, executor),
         }
     }
